@@ -1,0 +1,32 @@
+# Every target sets up what it needs: a virtual environment in .venv with jaxinv
+# installed (editable) and, where possible, Debian's libvlfeat1 for the reference tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= outputs
+
+.PHONY: demo test test-slow benchmark vlfeat clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,experiments]'
+	touch $@
+
+vlfeat:
+	@sh .ci/ensure_vlfeat.sh
+
+demo: $(VENV)/.installed
+	$(PY) -m experiments.render_features --output_dir=$(OUT)/render_features
+
+test: $(VENV)/.installed vlfeat
+	$(PY) -m pytest -q
+
+test-slow: $(VENV)/.installed vlfeat
+	$(PY) -m pytest -q -m slow
+
+benchmark: $(VENV)/.installed vlfeat
+	$(PY) -m benchmarks.features
+
+clean:
+	rm -rf $(VENV) $(OUT)

@@ -1,0 +1,147 @@
+"""Image I/O, validation and display helpers.
+
+Convention used everywhere in jaxinv: an image is a float array of shape (H, W) (grey) or
+(H, W, C) (colour, RGB) with pixel values in [0, 255]. Representations that are not scale
+invariant (HOG's 1e-4 block-norm floor, for instance) are defined for this range.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from importlib import resources
+from typing import Sequence
+
+import jax
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+SAMPLE_IMAGE_PROVENANCE = (
+    "astronaut.png: Eileen Collins, NASA portrait (public domain), as shipped by scikit-image "
+    "(skimage.data.astronaut), resized from 512x512 to 256x256 with Lanczos filtering."
+)
+
+
+def shared_data_dir() -> str:
+    """The read-only data folder: $JAXINV_DATA, else ../shared/data beside the repository."""
+    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+    return os.path.normpath(os.environ.get("JAXINV_DATA", default))
+
+
+def imagenet_sample_paths(images_dir: str | None = None, num_images: int | None = None) -> list[str]:
+    """The first `num_images` files (sorted) of the ImageNet samples folder."""
+    images_dir = images_dir or os.path.join(shared_data_dir(), "imagenet_samples")
+    if not os.path.isdir(images_dir):
+        raise FileNotFoundError(f"images folder not found: {images_dir} (set --images_dir or $JAXINV_DATA)")
+    paths = sorted(os.path.join(images_dir, f) for f in os.listdir(images_dir)
+                   if f.lower().endswith((".jpeg", ".jpg", ".png")))
+    if not paths:
+        raise FileNotFoundError(f"no .jpeg/.jpg/.png images in {images_dir}")
+    return paths[:num_images] if num_images else paths
+
+
+def sample_image_path() -> str:
+    """Path of the built-in sample image (public domain, see SAMPLE_IMAGE_PROVENANCE)."""
+    return str(resources.files("jaxinv") / "assets" / "astronaut.png")
+
+
+def load_image(path: str, *, grey: bool = False, size: int | Sequence[int] | None = None) -> np.ndarray:
+    """Reads an image file into float32 [0, 255], (H, W, 3) or (H, W) if `grey`.
+
+    `size` resizes (bicubic): an int scales the shorter side to it and centre-crops a square,
+    a pair (height, width) resizes exactly.
+    """
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if grey else "RGB")
+            if size is not None:
+                im = _resize(im, size)
+            array = np.asarray(im, dtype=np.float32)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"cannot read image file {path}: {e}") from None
+    return array
+
+
+def load_sample_image(*, grey: bool = False, size=None) -> np.ndarray:
+    return load_image(sample_image_path(), grey=grey, size=size)
+
+
+def _resize(im: Image.Image, size) -> Image.Image:
+    if isinstance(size, int):
+        w, h = im.size
+        scale = size / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        return im.crop((left, top, left + size, top + size))
+    height, width = size
+    return im.resize((int(width), int(height)), Image.BICUBIC)
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of an (H, W, 3) image (what PIL's convert('L') computes, without rounding)."""
+    image = np.asarray(image, np.float32)
+    if image.ndim == 2:
+        return image
+    return image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def validate_image(image, *, min_height: int = 1, min_width: int = 1, channels: Sequence[int] | None = None,
+                   what: str = "image") -> None:
+    """Raises ValueError naming the problem when `image` is not an (H, W) or (H, W, C) image.
+
+    Checks rank, channel count, minimum size and (for concrete arrays, not inside jit)
+    finiteness. Traced arrays are checked for shape only.
+    """
+    shape = getattr(image, "shape", None)
+    if shape is None:
+        raise TypeError(f"{what} must be an array, got {type(image).__name__}")
+    if len(shape) not in (2, 3):
+        raise ValueError(f"{what} must have shape (H, W) or (H, W, C); got shape {tuple(shape)}")
+    if channels is not None and len(shape) == 3 and shape[2] not in channels:
+        raise ValueError(f"{what} must have {' or '.join(map(str, channels))} channels; got shape {tuple(shape)}")
+    if shape[0] < min_height or shape[1] < min_width:
+        raise ValueError(f"{what} of shape {tuple(shape)} is too small: need at least {min_height}x{min_width} pixels")
+    if not isinstance(image, jax.core.Tracer):
+        if not np.all(np.isfinite(np.asarray(image))):
+            raise ValueError(f"{what} contains non-finite values (NaN or inf)")
+
+
+def to_uint8(image) -> np.ndarray:
+    return np.clip(np.round(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
+
+
+def save_image(path: str, image) -> str:
+    """Writes an image in [0, 255] to `path` atomically (temporary file + rename)."""
+    array = to_uint8(image)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")
+    os.close(fd)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 4, background: float = 255.0) -> np.ndarray:
+    """Tiles images (grey or RGB, any sizes) into one RGB array, rows top to bottom."""
+    def rgb(a):
+        a = np.asarray(a, np.float32)
+        return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a[..., :3]
+
+    rows = [[rgb(a) for a in row] for row in rows]
+    cell_h = max(a.shape[0] for row in rows for a in row)
+    cell_w = max(a.shape[1] for row in rows for a in row)
+    ncols = max(len(row) for row in rows)
+    grid = np.full((len(rows) * (cell_h + pad) + pad, ncols * (cell_w + pad) + pad, 3), background, np.float32)
+    for i, row in enumerate(rows):
+        for j, a in enumerate(row):
+            y, x = pad + i * (cell_h + pad), pad + j * (cell_w + pad)
+            grid[y:y + a.shape[0], x:x + a.shape[1]] = a
+    return grid
