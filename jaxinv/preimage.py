@@ -1,0 +1,290 @@
+"""The pre-image engine: x* = argmin_x R_alpha(x) + R_TV^beta(x) + C * loss(Phi(x), Phi0)  (IJCV Eq. 1).
+
+One compiled step holds the representation, the objective and the solver update; K random restarts
+are one vmapped computation, sharded over devices when several are present. Images here have
+null mean (the representation's mean subtracted), units of [0, 255] pixels, shape (H, W, D).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Literal, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxinv import solver as solvers
+from jaxinv.objectives import losses, regularisers
+
+LOSSES = ("inversion", "masked_inversion", "inner_product")
+
+
+@dataclasses.dataclass(frozen=True)
+class Representation:
+    """A differentiable Phi with its input convention.
+
+    `fn` maps one image in the representation's input space (H, W, channels), i.e. the null-mean
+    image plus `mean`, to its code. `input_size` is (H, W) for fixed-size networks, None when any
+    size works (HOG, DSIFT). `stride` is the representation's total stride (jitter rule).
+    """
+    name: str
+    fn: Callable[[jax.Array], jax.Array]
+    channels: int
+    mean: tuple[float, ...]
+    stride: int = 1
+    input_size: tuple[int, int] | None = None
+    min_size: int = 1
+
+    def __call__(self, x):
+        return self.fn(x + jnp.asarray(self.mean, x.dtype))
+
+    def to_null_mean(self, image):
+        """Image in [0, 255] (H, W) or (H, W, C) -> null-mean (H, W, channels) float32."""
+        image = jnp.asarray(image, jnp.float32)
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.shape[-1] != self.channels:
+            raise ValueError(f"representation {self.name!r} takes {self.channels}-channel images; "
+                             f"got shape {tuple(image.shape)}")
+        return image - jnp.asarray(self.mean, jnp.float32)
+
+    def to_display(self, x):
+        """Null-mean image(s) -> [0, 255] (..., H, W) grey or (..., H, W, 3), clipped."""
+        image = np.clip(np.asarray(x, np.float32) + np.asarray(self.mean, np.float32), 0, 255)
+        return image[..., 0] if self.channels == 1 else image
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Parameters of IJCV Eq. 1; defaults are Sect. 3.3's (C = 1, alpha = 6, beta = 2, B = 80,
+    B+ = 2B, V = B/6.5) and the loss is Eq. 2 (`loss` picks Eq. 2, 3 or 4)."""
+    loss: Literal["inversion", "masked_inversion", "inner_product"] = "inversion"
+    C: float = 1.0
+    alpha: float = 6.0
+    beta: float = 2.0
+    bound: float = 80.0
+    bound_plus: float | None = None
+    tv_scale: float | None = None
+    jitter: int = 1
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; valid losses: {', '.join(LOSSES)}")
+        for name in ("C", "alpha", "beta", "bound"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.jitter < 1:
+            raise ValueError(f"jitter T must be >= 1 (1 = none), got {self.jitter}")
+
+    @property
+    def B_plus(self) -> float:
+        return 2 * self.bound if self.bound_plus is None else self.bound_plus
+
+    @property
+    def V(self) -> float:
+        return self.bound / 6.5 if self.tv_scale is None else self.tv_scale
+
+
+class Target(NamedTuple):
+    """What the loss compares Phi(x) with: phi0, and a mask (Eq. 3) or a normaliser Z (Eq. 4)."""
+    phi0: jax.Array
+    mask: jax.Array | None = None
+    z: jax.Array | float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A run of `iterations` solver steps at `step_scale` times the rate, with or without jitter."""
+    iterations: int
+    step_scale: float = 1.0
+    jitter: bool = True
+
+
+def default_stages(iterations: int = 300, refine_iterations: int = 50) -> tuple[Stage, ...]:
+    """The authors' schedule: `iterations` with jitter, then `refine_iterations` at a tenth of the rate without."""
+    stages = (Stage(iterations, 1.0, True),)
+    return stages + ((Stage(refine_iterations, 0.1, False),) if refine_iterations else ())
+
+
+def make_target(representation: Representation, problem: Problem, image=None, *, phi0=None, mask=None,
+                z=None) -> Target:
+    """Builds and checks the Target for `problem.loss` (from an image in [0, 255] or a code phi0)."""
+    if phi0 is None:
+        if image is None:
+            raise ValueError("give the reference image or the target code phi0")
+        phi0 = representation(representation.to_null_mean(image))
+    phi0 = jnp.asarray(phi0, jnp.float32)
+    if not np.all(np.isfinite(np.asarray(phi0))):
+        raise ValueError("the target code phi0 contains non-finite values")
+    if problem.loss == "masked_inversion":
+        if mask is None:
+            raise ValueError("loss 'masked_inversion' needs a mask shaped like phi0")
+        mask = jnp.asarray(mask, jnp.float32)
+        if mask.shape != phi0.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match the code's shape {tuple(phi0.shape)}")
+        if float(jnp.sum(jnp.square(phi0 * mask))) == 0.0:
+            raise ValueError("the masked target code is zero (||Phi0 * M|| = 0): nothing to invert")
+    elif problem.loss == "inversion":
+        if float(jnp.sum(jnp.square(phi0))) == 0.0:
+            raise ValueError("the target code is zero (||Phi0|| = 0): the normalised loss is undefined")
+    elif problem.loss == "inner_product":
+        if z is None:
+            raise ValueError("loss 'inner_product' needs the normaliser Z")
+        if not float(z) > 0:
+            raise ValueError(f"the normaliser Z must be positive, got {float(z)}")
+        z = jnp.asarray(z, jnp.float32)
+    return Target(phi0, mask, z)
+
+
+def energy_terms(x, key, representation: Representation, problem: Problem, target: Target, max_shift):
+    """IJCV Eq. 1 for one null-mean image x: returns {'loss', 'range', 'tv', 'energy'}."""
+    seen = x
+    if problem.jitter > 1:
+        size = (x.shape[0] - problem.jitter + 1, x.shape[1] - problem.jitter + 1)
+        seen = regularisers.jitter(x, key, max_shift, size)
+    phi = representation(seen)
+    if problem.loss == "inversion":
+        loss = losses.inversion_loss(phi, target.phi0)
+    elif problem.loss == "masked_inversion":
+        loss = losses.masked_inversion_loss(phi, target.phi0, target.mask)
+    else:
+        loss = losses.inner_product_loss(phi, target.phi0, target.z)
+    range_term = regularisers.bounded_range(x, problem.alpha, problem.bound)
+    tv_term = regularisers.total_variation(x, problem.beta, problem.V)
+    return {"loss": loss, "range": range_term, "tv": tv_term,
+            "energy": range_term + tv_term + problem.C * loss}
+
+
+def default_eta0(problem: Problem, image_shape: Sequence[int]) -> float:
+    """The authors' rate: 0.05 B^2 / alpha times the number of pixels (regularisers are per-pixel means)."""
+    return 0.05 * problem.bound ** 2 / problem.alpha * image_shape[0] * image_shape[1]
+
+
+def make_solver(problem: Problem, image_shape: Sequence[int], stages: Sequence[Stage], *,
+                eta0: float | None = None, rho: float = 0.9) -> optax.GradientTransformation:
+    """Algorithm 1 with the stages' step scales as a schedule and the Eq. 6 projection."""
+    schedule = stage_schedule(stages)
+    eta0 = default_eta0(problem, image_shape) if eta0 is None else eta0
+    return solvers.projected(solvers.preimage_adagrad(eta0, rho, schedule),
+                             lambda x: regularisers.project_bounded_range(x, problem.B_plus))
+
+
+def stage_schedule(stages: Sequence[Stage]) -> optax.Schedule:
+    """Step scale as a function of the iteration count: each stage's `step_scale` over its iterations."""
+    starts = jnp.asarray(np.cumsum([0] + [s.iterations for s in stages[:-1]]), jnp.int32)
+    scales = jnp.asarray([s.step_scale for s in stages], jnp.float32)
+    return lambda count: scales[jnp.searchsorted(starts, count, side="right") - 1]
+
+
+def random_init(key, shape, bound: float):
+    """Uniform noise in [-1, 1] rescaled so that its 95th percentile maps to B/sqrt(3) (authors' init)."""
+    noise = jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
+    return noise * (bound / np.sqrt(3) / jnp.percentile(jnp.abs(noise), 95))
+
+
+class PreimageResult(NamedTuple):
+    images: np.ndarray  # (K, H, W, D) null-mean
+    history: dict  # term name -> (iterations, K)
+    seconds: float
+
+
+def _shard_restarts(tree, num_restarts: int):
+    """Places arrays with a leading restart axis across all devices (others replicated)."""
+    devices = jax.devices()
+    if len(devices) < 2 or num_restarts % len(devices):
+        return tree
+    mesh = Mesh(np.array(devices), ("restarts",))
+    split, whole = NamedSharding(mesh, PartitionSpec("restarts")), NamedSharding(mesh, PartitionSpec())
+    return jax.tree_util.tree_map(
+        lambda a: jax.device_put(a, split if a.ndim and a.shape[0] == num_restarts else whole), tree)
+
+
+def solve(representation: Representation, problem: Problem, target: Target, *, image_shape: Sequence[int],
+          key, restarts: int = 1, stages: Sequence[Stage] = default_stages(), x_init=None,
+          eta0: float | None = None, loop: Literal["python", "scan"] = "python", shard: bool = True,
+          progress: Callable[[int, dict, float], Any] | None = None, progress_every: int = 50) -> PreimageResult:
+    """Minimises IJCV Eq. 1 from `restarts` random initialisations (or `x_init`, (K, H, W, D)) at once.
+
+    `image_shape` is the (H, W) the representation sees; with jitter T the optimised image is
+    T-1 pixels larger. With several devices and `shard`, the restarts are split across them.
+    Returns the final images and the per-iteration energy terms.
+    """
+    if loop not in ("python", "scan"):
+        raise ValueError(f"unknown loop {loop!r}; use 'python' or 'scan'")
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    if not stages or any(s.iterations < 0 for s in stages):
+        raise ValueError("stages must be a non-empty list of Stage with iterations >= 0")
+    height, width = int(image_shape[0]) + problem.jitter - 1, int(image_shape[1]) + problem.jitter - 1
+    shape = (restarts, height, width, representation.channels)
+    init_key, run_key = jax.random.split(key)
+    if x_init is None:
+        x = random_init(init_key, shape, problem.bound)
+    else:
+        x = jnp.array(x_init, jnp.float32, copy=True)  # the step donates its input buffers
+        if x.shape != shape:
+            raise ValueError(f"x_init must have shape {shape} (restarts, H + T - 1, W + T - 1, channels); "
+                             f"got {tuple(x.shape)}")
+        if not np.all(np.isfinite(np.asarray(x))):
+            raise ValueError("x_init contains non-finite values")
+    tx = make_solver(problem, (height, width), tuple(stages), eta0=eta0)
+    run_keys = jax.random.split(run_key, restarts)
+    carry = (x, tx.init(x), run_keys)
+    if shard:
+        carry = _shard_restarts(carry, restarts)
+
+    def one_restart_energy(xk, k, shift):
+        terms = energy_terms(xk, k, representation, problem, target, shift)
+        return terms["energy"], terms
+
+    grad_fn = jax.vmap(jax.value_and_grad(one_restart_energy, has_aux=True), in_axes=(0, 0, None))
+
+    def step(carry, shift):
+        x, opt_state, keys = carry
+        keys, step_keys = jnp.split(jax.vmap(jax.random.split)(keys), 2, axis=1)
+        (_, terms), grads = grad_fn(x, step_keys[:, 0], shift)
+        updates, opt_state = tx.update(grads, opt_state, x)
+        return (optax.apply_updates(x, updates), opt_state, keys[:, 0]), terms
+
+    history, start, done = [], time.perf_counter(), 0
+    total = sum(s.iterations for s in stages)
+    if loop == "python":
+        step_jit = jax.jit(step, donate_argnums=0)
+        for stage in stages:
+            shift = jnp.int32(problem.jitter if stage.jitter else 1)
+            for _ in range(stage.iterations):
+                carry, terms = step_jit(carry, shift)
+                history.append(jax.tree_util.tree_map(lambda a: a[None], terms))
+                done += 1
+                if progress and (done % progress_every == 0 or done == total):
+                    progress(done, jax.tree_util.tree_map(np.asarray, terms), time.perf_counter() - start)
+    else:
+        scan_jit = jax.jit(lambda carry, shifts: jax.lax.scan(step, carry, shifts), donate_argnums=0)
+        for stage in stages:
+            shifts = jnp.full((stage.iterations,), problem.jitter if stage.jitter else 1, jnp.int32)
+            carry, terms = scan_jit(carry, shifts)
+            history.append(terms)
+            done += stage.iterations
+            if progress:
+                progress(done, jax.tree_util.tree_map(lambda a: np.asarray(a[-1]), terms), time.perf_counter() - start)
+    images = np.asarray(carry[0])
+    seconds = time.perf_counter() - start
+    stacked = {name: np.concatenate([np.asarray(h[name]) for h in history]) if history
+               else np.zeros((0, restarts), np.float32) for name in ("energy", "loss", "range", "tv")}
+    return PreimageResult(images, stacked, seconds)
+
+
+def print_progress(done: int, terms: dict, elapsed: float) -> None:
+    """Default progress line: iteration, mean energy terms over restarts, elapsed seconds."""
+    print(f"  iter {done:4d}  energy {np.mean(terms['energy']):.4f}  loss {np.mean(terms['loss']):.4f}  "
+          f"range {np.mean(terms['range']):.4f}  tv {np.mean(terms['tv']):.4f}  {elapsed:6.1f}s", flush=True)
+
+
+def crop_seen(representation: Representation, problem: Problem, x):
+    """The part of an optimised (jittered-size) image that the representation sees at offset 0."""
+    del representation
+    t = problem.jitter - 1
+    return x[..., : x.shape[-3] - t, : x.shape[-2] - t, :]

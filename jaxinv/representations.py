@@ -1,0 +1,25 @@
+"""Named representations for the engine: 'hog', 'hogb', 'dsift' (grey, as in the papers)."""
+from __future__ import annotations
+
+from jaxinv.preimage import Representation
+
+HAND_CRAFTED = ("hog", "hogb", "dsift")
+GREY_MEAN = (128.0,)
+
+
+def names() -> tuple[str, ...]:
+    return HAND_CRAFTED
+
+
+def get(name: str, *, cell_size: int = 8) -> Representation:
+    """The representation called `name`, with cell (bin) size `cell_size` as in the papers (8)."""
+    from jaxinv import features
+
+    if name in ("hog", "hogb"):
+        bilinear = name == "hogb"
+        return Representation(name, lambda x: features.hog(x[..., 0], cell_size, bilinear=bilinear),
+                              channels=1, mean=GREY_MEAN, stride=cell_size, min_size=2 * cell_size)
+    if name == "dsift":
+        return Representation(name, lambda x: features.dsift(x[..., 0], bin_size=cell_size, step=cell_size),
+                              channels=1, mean=GREY_MEAN, stride=cell_size, min_size=4 * cell_size)
+    raise ValueError(f"unknown representation {name!r}; valid representations: {', '.join(names())}")
