@@ -7,6 +7,7 @@ null mean (the representation's mean subtracted), units of [0, 255] pixels, shap
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, Literal, NamedTuple, Sequence
 
@@ -202,22 +203,60 @@ def _shard_restarts(tree, num_restarts: int):
         lambda a: jax.device_put(a, split if a.ndim and a.shape[0] == num_restarts else whole), tree)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_steps(representation: Representation, problem: Problem, stages: tuple[Stage, ...],
+                    eta0: float, image_shape: tuple[int, int], batched_target: bool):
+    """The solver's init and the jitted step (one iteration) and scan (many) for this configuration.
+
+    Cached so that inverting many images of one size compiles once; the target is an argument.
+    """
+    tx = make_solver(problem, image_shape, stages, eta0=eta0)
+
+    def one_restart_energy(xk, key, shift, target):
+        terms = energy_terms(xk, key, representation, problem, target, shift)
+        return terms["energy"], terms
+
+    grad_fn = jax.vmap(jax.value_and_grad(one_restart_energy, has_aux=True),
+                       in_axes=(0, 0, None, 0 if batched_target else None))
+
+    def step(carry, shift, target):
+        x, opt_state, keys = carry
+        keys, step_keys = jnp.split(jax.vmap(jax.random.split)(keys), 2, axis=1)
+        (_, terms), grads = grad_fn(x, step_keys[:, 0], shift, target)
+        updates, opt_state = tx.update(grads, opt_state, x)
+        return (optax.apply_updates(x, updates), opt_state, keys[:, 0]), terms
+
+    def scan(carry, shifts, target):
+        return jax.lax.scan(lambda c, shift: step(c, shift, target), carry, shifts)
+
+    return tx.init, jax.jit(step, donate_argnums=0), jax.jit(scan, donate_argnums=0)
+
+
 def solve(representation: Representation, problem: Problem, target: Target, *, image_shape: Sequence[int],
           key, restarts: int = 1, stages: Sequence[Stage] = default_stages(), x_init=None,
           eta0: float | None = None, loop: Literal["python", "scan"] = "python", shard: bool = True,
+          batched_target: bool = False,
           progress: Callable[[int, dict, float], Any] | None = None, progress_every: int = 50) -> PreimageResult:
     """Minimises IJCV Eq. 1 from `restarts` random initialisations (or `x_init`, (K, H, W, D)) at once.
 
     `image_shape` is the (H, W) the representation sees; with jitter T the optimised image is
-    T-1 pixels larger. With several devices and `shard`, the restarts are split across them.
+    T-1 pixels larger. With `batched_target` every leaf of `target` has a leading axis of size
+    `restarts` and batch element k is compared with target k (many images in one computation).
+    With several devices and `shard`, the batch is split across them.
     Returns the final images and the per-iteration energy terms.
     """
     if loop not in ("python", "scan"):
         raise ValueError(f"unknown loop {loop!r}; use 'python' or 'scan'")
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
+    stages = tuple(stages)
     if not stages or any(s.iterations < 0 for s in stages):
         raise ValueError("stages must be a non-empty list of Stage with iterations >= 0")
+    if batched_target:
+        sizes = {leaf.shape[0] for leaf in jax.tree_util.tree_leaves(target) if jnp.ndim(leaf)}
+        if sizes != {restarts}:
+            raise ValueError(f"batched_target needs a leading axis of size {restarts} on every target array; "
+                             f"found sizes {sorted(sizes)}")
     height, width = int(image_shape[0]) + problem.jitter - 1, int(image_shape[1]) + problem.jitter - 1
     shape = (restarts, height, width, representation.channels)
     init_key, run_key = jax.random.split(key)
@@ -230,42 +269,27 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
                              f"got {tuple(x.shape)}")
         if not np.all(np.isfinite(np.asarray(x))):
             raise ValueError("x_init contains non-finite values")
-    tx = make_solver(problem, (height, width), tuple(stages), eta0=eta0)
-    run_keys = jax.random.split(run_key, restarts)
-    carry = (x, tx.init(x), run_keys)
+    eta0 = default_eta0(problem, (height, width)) if eta0 is None else float(eta0)
+    init, step, scan = _compiled_steps(representation, problem, stages, eta0, (height, width), batched_target)
+    carry = (x, init(x), jax.random.split(run_key, restarts))
     if shard:
         carry = _shard_restarts(carry, restarts)
-
-    def one_restart_energy(xk, k, shift):
-        terms = energy_terms(xk, k, representation, problem, target, shift)
-        return terms["energy"], terms
-
-    grad_fn = jax.vmap(jax.value_and_grad(one_restart_energy, has_aux=True), in_axes=(0, 0, None))
-
-    def step(carry, shift):
-        x, opt_state, keys = carry
-        keys, step_keys = jnp.split(jax.vmap(jax.random.split)(keys), 2, axis=1)
-        (_, terms), grads = grad_fn(x, step_keys[:, 0], shift)
-        updates, opt_state = tx.update(grads, opt_state, x)
-        return (optax.apply_updates(x, updates), opt_state, keys[:, 0]), terms
+        if batched_target:
+            target = _shard_restarts(target, restarts)
 
     history, start, done = [], time.perf_counter(), 0
     total = sum(s.iterations for s in stages)
-    if loop == "python":
-        step_jit = jax.jit(step, donate_argnums=0)
-        for stage in stages:
-            shift = jnp.int32(problem.jitter if stage.jitter else 1)
+    for stage in stages:
+        shift = problem.jitter if stage.jitter else 1
+        if loop == "python":
             for _ in range(stage.iterations):
-                carry, terms = step_jit(carry, shift)
+                carry, terms = step(carry, jnp.int32(shift), target)
                 history.append(jax.tree_util.tree_map(lambda a: a[None], terms))
                 done += 1
                 if progress and (done % progress_every == 0 or done == total):
                     progress(done, jax.tree_util.tree_map(np.asarray, terms), time.perf_counter() - start)
-    else:
-        scan_jit = jax.jit(lambda carry, shifts: jax.lax.scan(step, carry, shifts), donate_argnums=0)
-        for stage in stages:
-            shifts = jnp.full((stage.iterations,), problem.jitter if stage.jitter else 1, jnp.int32)
-            carry, terms = scan_jit(carry, shifts)
+        elif stage.iterations:
+            carry, terms = scan(carry, jnp.full((stage.iterations,), shift, jnp.int32), target)
             history.append(terms)
             done += stage.iterations
             if progress:

@@ -62,6 +62,23 @@ def test_vmapped_restarts_equal_separate_runs(image):
         np.testing.assert_allclose(one[0], both[k], rtol=1e-4, atol=1e-3)
 
 
+def test_batched_targets_invert_several_images_in_one_run(image):
+    problem = Problem(C=100)
+    other = images.load_image(images.imagenet_sample_paths(num_images=1)[0], grey=True, size=32)
+    targets = [preimage.make_target(POOL, problem, im) for im in (image, other)]
+    batched = preimage.Target(jnp.stack([t.phi0 for t in targets]))
+    x0 = preimage.random_init(jax.random.key(3), (2, 32, 32, 1), problem.bound)
+    both = preimage.solve(POOL, problem, batched, image_shape=image.shape, key=jax.random.key(0), restarts=2,
+                          stages=SHORT, x_init=x0, batched_target=True).images
+    for k, target in enumerate(targets):
+        one = preimage.solve(POOL, problem, target, image_shape=image.shape, key=jax.random.key(0),
+                             stages=SHORT, x_init=x0[k:k + 1]).images
+        np.testing.assert_allclose(one[0], both[k], rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="leading axis of size 3"):
+        preimage.solve(POOL, problem, batched, image_shape=image.shape, key=jax.random.key(0), restarts=3,
+                       stages=SHORT, batched_target=True)
+
+
 def test_python_and_scan_loops_agree(image):
     problem = Problem(C=100, jitter=2)
     target = preimage.make_target(POOL, problem, image)
