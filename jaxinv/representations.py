@@ -1,6 +1,8 @@
 """Named representations for the engine: 'hog', 'hogb', 'dsift' (grey, as in the papers)."""
 from __future__ import annotations
 
+import numpy as np
+
 from jaxinv.preimage import Representation
 
 HAND_CRAFTED = ("hog", "hogb", "dsift")
@@ -22,4 +24,15 @@ def get(name: str, *, cell_size: int = 8) -> Representation:
     if name == "dsift":
         return Representation(name, lambda x: features.dsift(x[..., 0], bin_size=cell_size, step=cell_size),
                               channels=1, mean=GREY_MEAN, stride=cell_size, min_size=4 * cell_size)
+    raise ValueError(f"unknown representation {name!r}; valid representations: {', '.join(names())}")
+
+
+def render(name: str, code, *, image_shape=None, cell_size: int = 8) -> np.ndarray:
+    """A picture of a code of representation `name` in [0, 255]: HOG glyphs or DSIFT stars."""
+    from jaxinv import features
+
+    if name in ("hog", "hogb"):
+        return features.render_hog(np.asarray(code))
+    if name == "dsift":
+        return features.render_dsift(np.asarray(code), bin_size=cell_size, step=cell_size, image_shape=image_shape)
     raise ValueError(f"unknown representation {name!r}; valid representations: {', '.join(names())}")

@@ -1,0 +1,86 @@
+"""Inverting HOG, HOGb and DSIFT of real images, the shallow study and the experiment binaries."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxinv import images, inversion, preimage, representations, shallow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = preimage.default_stages(60, 10)
+
+
+@pytest.fixture(scope="module")
+def grey_images():
+    paths = images.imagenet_sample_paths(num_images=2)
+    return [images.load_image(p, grey=True, size=64) for p in paths]
+
+
+@pytest.mark.parametrize("name", representations.names())
+def test_inversion_of_real_images_matches_the_code(name, grey_images):
+    rep = representations.get(name)
+    result = inversion.invert_images(rep, grey_images, problem=inversion.shallow_problem(), restarts=2,
+                                     stages=QUICK)
+    assert result.images.shape == (2, 2, 64, 64)
+    assert result.errors.shape == (2, 2)
+    # From noise (error near 1) to a close match of the code within 70 iterations.
+    assert np.all(result.errors < 0.5), result.errors
+    assert result.images.min() >= 0 and result.images.max() <= 255
+
+
+def test_too_small_or_mixed_size_images_are_rejected(grey_images):
+    rep = representations.get("dsift")
+    with pytest.raises(ValueError, match="too small"):
+        inversion.invert_images(rep, [np.zeros((20, 40), np.float32)])
+    with pytest.raises(ValueError, match="share one size"):
+        inversion.invert_images(rep, [grey_images[0], grey_images[1][:60]])
+
+
+def test_shallow_study_resumes_from_its_cache(tmp_path, grey_images):
+    run = lambda: shallow.invert_in_batches("hog", grey_images, batch_size=1, restarts=1,
+                                            stages=preimage.default_stages(5, 0), C=100,
+                                            cache_dir=str(tmp_path), log=lambda s: None)
+    first = run()
+    assert len(os.listdir(tmp_path)) == 2
+    second = run()  # served from the cache
+    np.testing.assert_array_equal(first["errors"], second["errors"])
+    summary = shallow.summarise(first)
+    assert set(summary) == {"mean_error", "ci95", "cvpr_error", "seconds_per_image", "num_images"}
+
+
+def run_binary(module, *flags):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_invert_binary_writes_grid_plot_and_metrics(tmp_path):
+    stdout = run_binary("experiments.invert", "--iterations=20", "--refine_iterations=5", "--restarts=2",
+                        "--size=64", f"--output_dir={tmp_path}")
+    assert "normalised error per restart" in stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["errors"]) == 2 and metrics["representation"] == "hog"
+    for name in ("grid.png", "energy.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_shallow_table_binary_writes_results(tmp_path):
+    run_binary("experiments.shallow_table", "--num_images=2", "--iterations=10", "--refine_iterations=0",
+               "--size=64", "--batch_size=2", f"--output_dir={tmp_path}")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"hog", "hogb", "dsift"}
+    for entry in results.values():
+        assert 0 <= entry["mean_error"] and entry["seconds_per_image"] > 0
+    assert (tmp_path / "figure.png").stat().st_size > 1000
+
+
+def test_unknown_representation_flag_fails_with_the_valid_names(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-m", "experiments.invert", "--representation=gist",
+                          f"--output_dir={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "valid representations: hog, hogb, dsift" in out.stderr
