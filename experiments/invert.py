@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import flags
 
+from experiments import common
 from jaxinv import images, inversion, metrics, outputs, preimage, representations
 
 FLAGS = flags.FLAGS
@@ -64,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

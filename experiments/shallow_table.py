@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import flags
 
+from experiments import common
 from jaxinv import images, outputs, preimage, representations, shallow
 
 FLAGS = flags.FLAGS
@@ -63,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -8,14 +8,59 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxinv import metrics, preimage
+from jaxinv import solver as solvers
 from jaxinv.preimage import Problem, Representation, Stage
 
 
 def shallow_problem(C: float = 100.0) -> Problem:
     """IJCV Sect. 5.1 settings for HOG, HOGb and DSIFT: C = 100, no jitter, other terms at defaults."""
     return Problem(C=C, jitter=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cvpr2015:
+    """The CVPR 2015 formulation and solver, as in the authors' code for shallow representations:
+
+    ||Phi(x) - Phi0||^2/||Phi0||^2 + (lambda_tv/2 TV^tv_beta(x) + lambda_l/2 sum x^beta) / sigma^2,
+    minimised by momentum 0.9 on the gradient scaled by sigma^2 with the rate dropped tenfold every
+    `iterations_per_rate` iterations (momentum reset at each drop). sigma is the average norm of
+    null-mean natural images in pixel units. The energy is IJCV Eq. 1 with C = 1 and
+    B = (2 sigma^2 / (lambda_l H W))^(1/beta), V = (2 sigma^2 / (lambda_tv H W))^(1/tv_beta)
+    (for grey images the isotropic and per-component norms coincide).
+    """
+    sigma: float
+    lambda_tv: float = 1.0
+    lambda_l: float = 8e-10
+    beta: float = 6.0
+    tv_beta: float = 2.0
+    learning_rate: float = 0.004
+    rate_drops: int = 4
+    iterations_per_rate: int = 200
+    momentum: float = 0.9
+
+    def problem(self, image_shape) -> Problem:
+        area = image_shape[0] * image_shape[1]
+        return Problem(C=1.0, alpha=self.beta, beta=self.tv_beta,
+                       bound=(2 * self.sigma ** 2 / (self.lambda_l * area)) ** (1 / self.beta),
+                       tv_scale=(2 * self.sigma ** 2 / (self.lambda_tv * area)) ** (1 / self.tv_beta),
+                       bound_plus=float("inf"))
+
+    def stages(self) -> tuple[Stage, ...]:
+        return (Stage(self.rate_drops * self.iterations_per_rate, 1.0, False),)
+
+    @functools.cached_property
+    def solver(self) -> optax.GradientTransformation:
+        """One transformation per preset, so that repeated inversions reuse the compiled step."""
+        rates = self.learning_rate * 0.1 ** np.repeat(np.arange(self.rate_drops), self.iterations_per_rate)
+        return optax.chain(optax.scale(self.sigma ** 2), solvers.momentum_with_resets(rates, self.momentum))
+
+
+def average_image_norm(null_mean_images) -> float:
+    """sigma of the CVPR 2015 formulation: the mean Euclidean norm of null-mean images."""
+    return float(np.mean([np.linalg.norm(np.asarray(x)) for x in null_mean_images]))
 
 
 @dataclasses.dataclass
@@ -43,10 +88,10 @@ def codes_of(representation: Representation, x) -> np.ndarray:
 
 def invert_images(representation: Representation, images_in: Sequence[np.ndarray], *, problem: Problem | None = None,
                   restarts: int = 1, seed: int = 0, stages: Sequence[Stage] = preimage.default_stages(),
-                  loop: str = "python", progress=None, progress_every: int = 50) -> Inversion:
+                  loop: str = "python", progress=None, progress_every: int = 50,
+                  cvpr2015: Cvpr2015 | None = None) -> Inversion:
     """Inverts Phi of each image (all the same size, [0, 255]) from `restarts` random starts each,
-    all N * K problems in one vmapped computation."""
-    problem = problem or Problem()
+    all N * K problems in one vmapped computation (`cvpr2015` switches to that formulation)."""
     if not len(images_in):
         raise ValueError("no images to invert")
     shapes = {np.shape(im)[:2] for im in images_in}
@@ -57,12 +102,16 @@ def invert_images(representation: Representation, images_in: Sequence[np.ndarray
         raise ValueError(f"images of {height}x{width} are too small for {representation.name!r} "
                          f"(need at least {representation.min_size} pixels a side)")
     x_ref = jnp.stack([representation.to_null_mean(im) for im in images_in])
+    solver = None
+    if cvpr2015 is not None:
+        problem, stages, solver = cvpr2015.problem((height, width)), cvpr2015.stages(), cvpr2015.solver
+    problem = problem or Problem()
     target_codes = codes_of(representation, x_ref)
     targets = [preimage.make_target(representation, problem, phi0=code) for code in target_codes]
     num = len(targets)
     batched = preimage.Target(jnp.repeat(jnp.asarray(target_codes), restarts, axis=0))
     result = preimage.solve(representation, problem, batched, image_shape=(height, width), key=jax.random.key(seed),
-                            restarts=num * restarts, stages=stages, loop=loop, batched_target=True,
+                            restarts=num * restarts, stages=stages, loop=loop, batched_target=True, solver=solver,
                             progress=progress, progress_every=progress_every)
     seen = preimage.crop_seen(representation, problem, result.images)
     codes = codes_of(representation, seen)

@@ -205,12 +205,13 @@ def _shard_restarts(tree, num_restarts: int):
 
 @functools.lru_cache(maxsize=64)
 def _compiled_steps(representation: Representation, problem: Problem, stages: tuple[Stage, ...],
-                    eta0: float, image_shape: tuple[int, int], batched_target: bool):
+                    eta0: float, image_shape: tuple[int, int], batched_target: bool,
+                    solver: optax.GradientTransformation | None):
     """The solver's init and the jitted step (one iteration) and scan (many) for this configuration.
 
     Cached so that inverting many images of one size compiles once; the target is an argument.
     """
-    tx = make_solver(problem, image_shape, stages, eta0=eta0)
+    tx = solver or make_solver(problem, image_shape, stages, eta0=eta0)
 
     def one_restart_energy(xk, key, shift, target):
         terms = energy_terms(xk, key, representation, problem, target, shift)
@@ -235,14 +236,15 @@ def _compiled_steps(representation: Representation, problem: Problem, stages: tu
 def solve(representation: Representation, problem: Problem, target: Target, *, image_shape: Sequence[int],
           key, restarts: int = 1, stages: Sequence[Stage] = default_stages(), x_init=None,
           eta0: float | None = None, loop: Literal["python", "scan"] = "python", shard: bool = True,
-          batched_target: bool = False,
+          batched_target: bool = False, solver: optax.GradientTransformation | None = None,
           progress: Callable[[int, dict, float], Any] | None = None, progress_every: int = 50) -> PreimageResult:
     """Minimises IJCV Eq. 1 from `restarts` random initialisations (or `x_init`, (K, H, W, D)) at once.
 
     `image_shape` is the (H, W) the representation sees; with jitter T the optimised image is
     T-1 pixels larger. With `batched_target` every leaf of `target` has a leading axis of size
     `restarts` and batch element k is compared with target k (many images in one computation).
-    With several devices and `shard`, the batch is split across them.
+    With several devices and `shard`, the batch is split across them. `solver` replaces
+    Algorithm 1 (then `eta0` and the stages' step scales are unused; jitter still follows the stages).
     Returns the final images and the per-iteration energy terms.
     """
     if loop not in ("python", "scan"):
@@ -270,7 +272,8 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
         if not np.all(np.isfinite(np.asarray(x))):
             raise ValueError("x_init contains non-finite values")
     eta0 = default_eta0(problem, (height, width)) if eta0 is None else float(eta0)
-    init, step, scan = _compiled_steps(representation, problem, stages, eta0, (height, width), batched_target)
+    init, step, scan = _compiled_steps(representation, problem, stages, eta0, (height, width), batched_target,
+                                        solver)
     carry = (x, init(x), jax.random.split(run_key, restarts))
     if shard:
         carry = _shard_restarts(carry, restarts)

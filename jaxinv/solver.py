@@ -72,3 +72,30 @@ def projected(inner: optax.GradientTransformation,
         return jax.tree_util.tree_map(jnp.subtract, new_params, params), state
 
     return optax.GradientTransformation(init, update)
+
+
+class MomentumWithResetsState(NamedTuple):
+    count: jax.Array
+    velocity: optax.Updates
+
+
+def momentum_with_resets(learning_rates, momentum: float = 0.9) -> optax.GradientTransformation:
+    """Heavy-ball momentum on a per-iteration rate table, zeroing the velocity whenever the rate
+    changes (the CVPR 2015 solver: the old velocity would overshoot after a tenfold drop)."""
+    rates = jnp.asarray(learning_rates, jnp.float32)
+    if rates.ndim != 1 or rates.size == 0:
+        raise ValueError("learning_rates must be a non-empty 1-D table, one rate per iteration")
+
+    def init(params):
+        return MomentumWithResetsState(jnp.zeros([], jnp.int32), jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None):
+        del params
+        index = jnp.minimum(state.count, rates.size - 1)
+        rate = rates[index]
+        changed = (state.count > 0) & (rate != rates[jnp.maximum(index - 1, 0)])
+        velocity = jax.tree_util.tree_map(lambda v, g: jnp.where(changed, 0.0, momentum * v) - rate * g,
+                                          state.velocity, updates)
+        return velocity, MomentumWithResetsState(optax.safe_increment(state.count), velocity)
+
+    return optax.GradientTransformation(init, update)

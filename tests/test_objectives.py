@@ -93,3 +93,22 @@ def test_gram_matrix_and_texture_loss_by_hand():
     np.testing.assert_allclose(obj.gram_matrix(f), [[1.0, 0.0], [0.0, 4.0]])
     loss = obj.texture_loss({"l": f}, {"l": jnp.zeros((2, 2))}, {"l": 2.0})
     assert loss == pytest.approx(2.0 * (1 + 16))
+
+
+def test_cvpr2015_preset_energy_equals_the_papers_formula():
+    from jaxinv.inversion import Cvpr2015
+    from jaxinv import preimage
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(scale=40, size=(12, 10, 1)), jnp.float32)
+    phi0 = jnp.asarray(rng.normal(size=(4,)), jnp.float32)
+    rep = preimage.Representation("sum", lambda im: jnp.stack([im.sum(), im.mean(), im.max(), im.min()]),
+                                  channels=1, mean=(0.0,))
+    preset = Cvpr2015(sigma=3000.0, lambda_tv=2.0, lambda_l=1e-9)
+    problem = preset.problem(x.shape[:2])
+    terms = preimage.energy_terms(x, None, rep, problem, preimage.Target(phi0), 1)
+    d1 = jnp.pad(x[:, 1:] - x[:, :-1], ((0, 0), (0, 1), (0, 0)))
+    d2 = jnp.pad(x[1:] - x[:-1], ((0, 1), (0, 0), (0, 0)))
+    expected = (jnp.sum((rep(x) - phi0) ** 2) / jnp.sum(phi0 ** 2)
+                + (2.0 / 2 * jnp.sum(d1 ** 2 + d2 ** 2) + 1e-9 / 2 * jnp.sum(x ** 6)) / 3000.0 ** 2)
+    assert float(terms["energy"]) == pytest.approx(float(expected), rel=1e-4)

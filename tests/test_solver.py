@@ -77,3 +77,13 @@ def test_update_is_jittable():
     step = jax.jit(tx.update)
     u, _ = step(jnp.ones(4), tx.init(jnp.ones(4)))
     assert u.shape == (4,)
+
+
+def test_momentum_with_resets_zeroes_velocity_when_the_rate_changes():
+    tx = solver.momentum_with_resets([1.0, 1.0, 0.1], momentum=0.5)
+    state = tx.init(jnp.zeros(1))
+    u1, state = tx.update(jnp.array([1.0]), state)
+    u2, state = tx.update(jnp.array([1.0]), state)
+    u3, state = tx.update(jnp.array([1.0]), state)
+    u4, state = tx.update(jnp.array([1.0]), state)  # past the table: the last rate, no reset
+    np.testing.assert_allclose([u1[0], u2[0], u3[0], u4[0]], [-1.0, -1.5, -0.1, -0.15], rtol=1e-6)

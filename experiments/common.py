@@ -1,0 +1,17 @@
+"""Shared entry point of the experiment binaries: absl flags, clear one-line errors for bad input."""
+from __future__ import annotations
+
+import sys
+
+from absl import app
+
+
+def run(main) -> None:
+    """Runs `main` under absl; a ValueError/FileNotFoundError (bad input) ends it with its message, exit code 2."""
+    def guarded(argv):
+        try:
+            return main(argv)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+    app.run(guarded)
