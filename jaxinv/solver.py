@@ -91,9 +91,9 @@ def momentum_with_resets(learning_rates, momentum: float = 0.9) -> optax.Gradien
 
     def update(updates, state, params=None):
         del params
-        index = jnp.minimum(state.count, rates.size - 1)
-        rate = rates[index]
-        changed = (state.count > 0) & (rate != rates[jnp.maximum(index - 1, 0)])
+        rate = rates[jnp.minimum(state.count, rates.size - 1)]
+        previous_rate = rates[jnp.clip(state.count - 1, 0, rates.size - 1)]
+        changed = (state.count > 0) & (rate != previous_rate)
         velocity = jax.tree_util.tree_map(lambda v, g: jnp.where(changed, 0.0, momentum * v) - rate * g,
                                           state.velocity, updates)
         return velocity, MomentumWithResetsState(optax.safe_increment(state.count), velocity)
