@@ -44,7 +44,7 @@ def main(argv):
     errors = result.errors[0]
     glyphs = representations.render(FLAGS.representation, result.target_codes[0], image_shape=image.shape,
                                      cell_size=FLAGS.cell_size)
-    grid = images.image_grid([[image, glyphs], list(result.images[0])])
+    grid = images.image_grid([[image, glyphs], list(result.images[0])], tile=image.shape[:2])
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     written = [
         images.save_image(os.path.join(FLAGS.output_dir, "grid.png"), grid),

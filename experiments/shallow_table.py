@@ -57,7 +57,7 @@ def main(argv):
             row.append(representations.render("hog", studies["hog"]["targets"][i]))
         row += [studies[name]["reconstructions"][i, 0] for name in FLAGS.representations]
         rows.append(row)
-    figure = images.save_image(os.path.join(FLAGS.output_dir, "figure.png"), images.image_grid(rows))
+    figure = images.save_image(os.path.join(FLAGS.output_dir, "figure.png"), images.image_grid(rows, tile=grey[0].shape[:2]))
     columns = ["original"] + (["HOG glyphs"] if "hog" in studies else []) + [f"{n}^-1" for n in FLAGS.representations]
     results_path = outputs.write_json(os.path.join(FLAGS.output_dir, "results.json"), results)
     print(f"wrote {results_path}\nwrote {figure} (columns: {', '.join(columns)})")

@@ -129,10 +129,23 @@ def save_image(path: str, image) -> str:
     return path
 
 
-def image_grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 4, background: float = 255.0) -> np.ndarray:
-    """Tiles images (grey or RGB, any sizes) into one RGB array, rows top to bottom."""
+def fit(image, height: int, width: int) -> np.ndarray:
+    """Resizes an image in [0, 255] to exactly (height, width) for display (bilinear)."""
+    array = to_uint8(image)
+    if array.shape[:2] == (height, width):
+        return np.asarray(image, np.float32)
+    resized = Image.fromarray(array).resize((width, height), Image.BILINEAR)
+    return np.asarray(resized, np.float32)
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 4, background: float = 255.0,
+               tile: tuple[int, int] | None = None) -> np.ndarray:
+    """Tiles images (grey or RGB, any sizes) into one RGB array, rows top to bottom; with `tile`
+    = (height, width) every image is first resized to it (e.g. glyph pictures next to images)."""
     def rgb(a):
         a = np.asarray(a, np.float32)
+        if tile is not None:
+            a = fit(a, *tile)
         return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a[..., :3]
 
     rows = [[rgb(a) for a in row] for row in rows]
