@@ -17,7 +17,7 @@ vlfeat:
 	@sh .ci/ensure_vlfeat.sh
 
 demo: $(VENV)/.installed
-	$(PY) -m experiments.render_features --output_dir=$(OUT)/render_features
+	$(PY) -m experiments.invert --output_dir=$(OUT)/invert
 
 test: $(VENV)/.installed vlfeat
 	$(PY) -m pytest -q
@@ -27,6 +27,7 @@ test-slow: $(VENV)/.installed vlfeat
 
 benchmark: $(VENV)/.installed vlfeat
 	$(PY) -m benchmarks.features
+	$(PY) -m benchmarks.engine
 
 clean:
 	rm -rf $(VENV) $(OUT)
