@@ -28,8 +28,10 @@ value to within eps, and a finite gradient (1/eps) for all-zero descriptors.
 """
 from __future__ import annotations
 
+import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -66,14 +68,19 @@ def frame_grid_shape(height: int, width: int, bin_size: int, step: int) -> tuple
     return (height - 1 - span) // step + 1, (width - 1 - span) // step + 1
 
 
-def grey_image(image, bin_size: int):
-    """Validated image as an (H, W) grey array (ITU-R 601 luma for RGB)."""
+def validate_input(image, bin_size: int) -> None:
+    """Raises ValueError naming the problem unless `image` can hold one descriptor."""
     images.validate_image(image, channels=(1, 3), what="dsift input image")
     side = min_image_side(bin_size)
     if image.shape[0] < side or image.shape[1] < side:
         raise ValueError(
             f"dsift input image of shape {tuple(image.shape)} is smaller than one descriptor: "
             f"bin_size={bin_size} needs at least {side}x{side} pixels (3*bin_size + 1)")
+
+
+def grey_image(image, bin_size: int):
+    """Validated image as an (H, W) grey array (ITU-R 601 luma for RGB)."""
+    validate_input(image, bin_size)
     image = jnp.asarray(image)
     if not jnp.issubdtype(image.dtype, jnp.floating):
         image = image.astype(jnp.float32)
@@ -199,6 +206,14 @@ def dsift_layers(bin_size: int = 8, step: int = 8) -> tuple[graph.Layer, ...]:
     )
 
 
+@functools.partial(jax.jit, static_argnames=("bin_size", "step"))
+def _compiled_dsift(image, bin_size: int, step: int):
+    return graph.run(dsift_layers(bin_size, step), image)["dsift"]
+
+
 def dsift(image, bin_size: int = 8, step: int = 8):
     """Dense SIFT descriptors (ny, nx, 128) of an (H, W) or (H, W, C) image in [0, 255]."""
-    return graph.run(dsift_layers(bin_size, step), image)["dsift"]
+    check_geometry(bin_size, step)
+    # Checked here too because inside the compiled function pixel values are not visible.
+    validate_input(image, bin_size)
+    return _compiled_dsift(image, bin_size=int(bin_size), step=int(step))
