@@ -15,7 +15,8 @@ Units and conventions:
 
 Stages (layer names): grey -> gradients (gx, gy in grey levels per pixel) -> orientations
 (gradient magnitude split over 8 orientation channels) -> bins (orientation maps pooled by a
-unit-height triangular kernel of half-width bin_size) -> descriptors (raw 128-vectors) ->
+unit-height triangular kernel of half-width bin_size, evaluated on the lattice of bin centres,
+spacing gcd(bin_size, step) pixels, starting at pixel (0, 0)) -> descriptors (raw 128-vectors) ->
 dsift (L2-normalised, clamped at 0.2, L2-normalised again).
 
 Numerics follow VLFeat: the orientation uses VLFeat's cubic atan2 approximation (its error,
@@ -128,34 +129,57 @@ def orientation_maps(gradients):
     gx, gy = gradients[..., 0], gradients[..., 1]
     angle = fast_atan2(gy, gx)
     angle = jnp.where(angle < 0, angle + 2 * math.pi, angle)  # vl_mod_2pi_f
-    position = (angle * (NUM_ORIENTATIONS / (2 * math.pi)))[..., None]
-    offset = position - jnp.arange(NUM_ORIENTATIONS, dtype=position.dtype)
-    half = NUM_ORIENTATIONS / 2
-    # Orientation is circular: bin 0 is also bin 8.
-    offset = jnp.where(offset > half, offset - NUM_ORIENTATIONS, offset)
-    weights = jnp.maximum(1.0 - jnp.abs(offset), 0.0)
-    return gradient_magnitude(gradients)[..., None] * weights
+    position = angle * (NUM_ORIENTATIONS / (2 * math.pi))
+    lower = jnp.floor(position)
+    fraction = position - lower
+    magnitude = gradient_magnitude(gradients)
+    bins = jnp.arange(NUM_ORIENTATIONS, dtype=position.dtype)
+    # Orientation is circular: the bin above 7 is 0. Selecting by masks (rather than a
+    # triangular function of the distance to every bin) keeps XLA's backward pass small.
+    is_lower = jnp.mod(lower, NUM_ORIENTATIONS)[..., None] == bins
+    is_upper = jnp.mod(lower + 1, NUM_ORIENTATIONS)[..., None] == bins
+    return (jnp.where(is_lower, (magnitude * (1 - fraction))[..., None], 0.0)
+            + jnp.where(is_upper, (magnitude * fraction)[..., None], 0.0))
 
 
 def triangular_kernel(bin_size: int) -> np.ndarray:
     """Unit-height triangle 1 - |d|/bin_size for |d| < bin_size (VLFeat's kernel times bin_size)."""
     d = np.arange(-bin_size + 1, bin_size)
-    return (1.0 - np.abs(d) / bin_size).astype(np.float32)
+    return 1.0 - np.abs(d) / bin_size
 
 
-def spatial_bins(orientations, bin_size: int):
-    """(H, W, 8) orientation maps pooled by a separable triangular filter, borders by continuity."""
-    pad = bin_size - 1
-    padded = jnp.pad(orientations, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    kernel = jnp.asarray(triangular_kernel(bin_size), orientations.dtype)
-    # The orientation channels become the batch of a single-channel convolution.
-    planes = jnp.moveaxis(padded, -1, 0)[:, None]
-    dimensions = ("NCHW", "OIHW", "NCHW")
-    planes = lax.conv_general_dilated(planes, kernel[None, None, :, None], (1, 1), "VALID",
-                                      dimension_numbers=dimensions)
-    planes = lax.conv_general_dilated(planes, kernel[None, None, None, :], (1, 1), "VALID",
-                                      dimension_numbers=dimensions)
-    return jnp.moveaxis(planes[:, 0], 0, -1)
+def centre_spacing(bin_size: int, step: int) -> int:
+    """Spacing of the lattice holding every frame's bin centres: gcd(bin_size, step) pixels."""
+    return math.gcd(bin_size, step)
+
+
+def pooling_matrix(length: int, bin_size: int, step: int) -> np.ndarray:
+    """(centres, length) matrix: triangular pooling at lattice points 0, g, 2g, ... along one axis.
+
+    Samples beyond the border are replaced by the border sample (VLFeat pads by continuity), so
+    their weights fold onto the first or last column.
+    """
+    spacing = centre_spacing(bin_size, step)
+    num_frames = (length - 1 - (NUM_SPATIAL_BINS - 1) * bin_size) // step + 1
+    last_centre = (num_frames - 1) * step + (NUM_SPATIAL_BINS - 1) * bin_size
+    centres = np.arange(0, last_centre + 1, spacing)
+    offsets = np.arange(-bin_size + 1, bin_size)
+    matrix = np.zeros((len(centres), length))
+    rows = np.repeat(np.arange(len(centres)), len(offsets))
+    columns = np.clip(centres[:, None] + offsets, 0, length - 1).ravel()
+    np.add.at(matrix, (rows, columns), np.tile(triangular_kernel(bin_size), len(centres)))
+    return matrix
+
+
+def spatial_bins(orientations, bin_size: int, step: int):
+    """(Gy, Gx, 8) orientation maps pooled by a separable triangular filter at the bin-centre lattice."""
+    height, width = orientations.shape[:2]
+    rows = jnp.asarray(pooling_matrix(height, bin_size, step), orientations.dtype)
+    columns = jnp.asarray(pooling_matrix(width, bin_size, step), orientations.dtype)
+    # Small matrix products: XLA's CPU convolutions are slow for one-channel filters, and only
+    # the lattice points are ever sampled.
+    pooled = jnp.einsum("yh,hwt->ywt", rows, orientations)
+    return jnp.einsum("xw,ywt->yxt", columns, pooled)
 
 
 def bin_window_means(bin_size: int) -> np.ndarray:
@@ -168,14 +192,16 @@ def bin_window_means(bin_size: int) -> np.ndarray:
 
 def sample_descriptors(bins, bin_size: int, step: int):
     """(ny, nx, 128) raw descriptors: the pooled maps read at each frame's 4x4 bin centres."""
-    height, width = bins.shape[:2]
-    ny, nx = frame_grid_shape(height, width, bin_size, step)
+    spacing = centre_spacing(bin_size, step)
+    stride, bin_stride = step // spacing, bin_size // spacing
+    ny = (bins.shape[0] - 1 - (NUM_SPATIAL_BINS - 1) * bin_stride) // stride + 1
+    nx = (bins.shape[1] - 1 - (NUM_SPATIAL_BINS - 1) * bin_stride) // stride + 1
     rows = []
     for by in range(NUM_SPATIAL_BINS):
         row = []
         for bx in range(NUM_SPATIAL_BINS):
-            y0, x0 = by * bin_size, bx * bin_size
-            row.append(bins[y0:y0 + (ny - 1) * step + 1:step, x0:x0 + (nx - 1) * step + 1:step])
+            y0, x0 = by * bin_stride, bx * bin_stride
+            row.append(bins[y0:y0 + (ny - 1) * stride + 1:stride, x0:x0 + (nx - 1) * stride + 1:stride])
         rows.append(jnp.stack(row, axis=2))
     descriptors = jnp.stack(rows, axis=2)  # (ny, nx, by, bx, t)
     window = bin_window_means(bin_size)
@@ -200,7 +226,7 @@ def dsift_layers(bin_size: int = 8, step: int = 8) -> tuple[graph.Layer, ...]:
         graph.Layer("grey", grey_image, {"bin_size": bin_size}),
         graph.Layer("gradients", image_gradients),
         graph.Layer("orientations", orientation_maps),
-        graph.Layer("bins", spatial_bins, {"bin_size": bin_size}),
+        graph.Layer("bins", spatial_bins, {"bin_size": bin_size, "step": step}),
         graph.Layer("descriptors", sample_descriptors, {"bin_size": bin_size, "step": step}),
         graph.Layer("dsift", normalise_descriptors),
     )
