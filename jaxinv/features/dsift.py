@@ -63,10 +63,9 @@ def min_image_side(bin_size: int) -> int:
     return (NUM_SPATIAL_BINS - 1) * bin_size + 1
 
 
-def frame_grid_shape(height: int, width: int, bin_size: int, step: int) -> tuple[int, int]:
-    """(ny, nx): frames per column and per row, as VLFeat's _vl_dsift_update_buffers counts them."""
-    span = (NUM_SPATIAL_BINS - 1) * bin_size
-    return (height - 1 - span) // step + 1, (width - 1 - span) // step + 1
+def num_frames_along(length: int, bin_size: int, step: int) -> int:
+    """Frames along an axis of `length` pixels, as VLFeat's _vl_dsift_update_buffers counts them."""
+    return (length - 1 - (NUM_SPATIAL_BINS - 1) * bin_size) // step + 1
 
 
 def validate_input(image, bin_size: int) -> None:
@@ -160,8 +159,7 @@ def pooling_matrix(length: int, bin_size: int, step: int) -> np.ndarray:
     their weights fold onto the first or last column.
     """
     spacing = centre_spacing(bin_size, step)
-    num_frames = (length - 1 - (NUM_SPATIAL_BINS - 1) * bin_size) // step + 1
-    last_centre = (num_frames - 1) * step + (NUM_SPATIAL_BINS - 1) * bin_size
+    last_centre = (num_frames_along(length, bin_size, step) - 1) * step + (NUM_SPATIAL_BINS - 1) * bin_size
     centres = np.arange(0, last_centre + 1, spacing)
     offsets = np.arange(-bin_size + 1, bin_size)
     matrix = np.zeros((len(centres), length))

@@ -3,7 +3,7 @@
 Each frame's 4x4 spatial bins are drawn as 8-direction stars centred on the bin centres; the
 line in direction 2*pi*t/8 (measured from +x towards +y, y pointing down, as in
 `jaxinv.features.dsift`) has a length proportional to histogram value t, half a bin for the
-largest value of all descriptors.
+largest value of its descriptor (as vl_plotsiftdescriptor scales each descriptor by its maximum).
 """
 from __future__ import annotations
 
@@ -46,11 +46,12 @@ def render_dsift(descriptors, bin_size: int = 8, step: int = 8, image_shape=None
     canvas = Image.fromarray(_background(tuple(image_shape[:2]), image), mode="F")
     draw = ImageDraw.Draw(canvas)
     histograms = descriptors.reshape(ny, nx, NUM_SPATIAL_BINS, NUM_SPATIAL_BINS, NUM_ORIENTATIONS)
-    scale = 0.5 * bin_size / max(float(histograms.max()), 1e-12)
+    scales = 0.5 * bin_size / np.maximum(descriptors.max(axis=-1), 1e-12)
     angles = 2 * math.pi * np.arange(NUM_ORIENTATIONS) / NUM_ORIENTATIONS
     directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     for i, j, by, bx in np.ndindex(*histograms.shape[:4]):
         cy, cx = i * step + by * bin_size, j * step + bx * bin_size
+        scale = scales[i, j]
         for (dx, dy), value in zip(directions, histograms[i, j, by, bx]):
             if value > 0:
                 draw.line([(cx, cy), (cx + scale * value * dx, cy + scale * value * dy)], fill=255.0)
