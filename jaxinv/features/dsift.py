@@ -178,13 +178,15 @@ def pooling_matrix(length: int, bin_size: int, step: int) -> np.ndarray:
 
 def spatial_bins(orientations, bin_size: int, step: int):
     """(Gy, Gx, 8) orientation maps pooled by a separable triangular filter at the bin-centre lattice."""
-    height, width = orientations.shape[:2]
+    height, width, channels = orientations.shape
     rows = jnp.asarray(pooling_matrix(height, bin_size, step), orientations.dtype)
     columns = jnp.asarray(pooling_matrix(width, bin_size, step), orientations.dtype)
-    # Small matrix products: XLA's CPU convolutions are slow for one-channel filters, and only
-    # the lattice points are ever sampled.
-    pooled = jnp.einsum("yh,hwt->ywt", rows, orientations)
-    return jnp.einsum("xw,ywt->yxt", columns, pooled)
+    # Two plain 2-D matrix products (pixels, channels folded into columns): XLA's CPU
+    # convolutions are slow for one-channel filters, and plain products keep the backward pass fast.
+    pooled = (rows @ orientations.reshape(height, width * channels)).reshape(-1, width, channels)
+    pooled = jnp.swapaxes(pooled, 0, 1).reshape(width, -1)
+    pooled = (columns @ pooled).reshape(len(columns), -1, channels)
+    return jnp.swapaxes(pooled, 0, 1)
 
 
 def bin_window_means(bin_size: int) -> np.ndarray:
