@@ -1,0 +1,234 @@
+"""HOG (UoCTTI / DPM v5 variant, as VLFeat's `vl_hog`) and HOGb as differentiable JAX layer tables.
+
+Input images are (H, W) grey or (H, W, C) with any C >= 1, pixel values in [0, 255] (the
+1e-4 block-norm floor makes HOG depend on this range). The output is (hogH, hogW, 3n + 4) for
+n orientations (31 for n = 9), in VLFeat's order: 2n directed orientations, n undirected
+orientations, 4 texture components (27 dims without texture). hogH = (H + cell/2) // cell.
+
+The graph reproduces `vl_hog_put_image` + `vl_hog_extract` step by step:
+
+- `gradients`: central differences I[x+1] - I[x-1] (no 1/2) at interior pixels, zero on the
+  one-pixel border; for colour images the channel with the largest gradient norm wins.
+- `orientations`: 2n directed channels. HOG puts the gradient norm in the directed bin k*pi/n
+  with largest |<g, (cos, sin)>| (bin k + n if the projection is negative; y points down).
+  HOGb splits it between that bin and the second best one in proportion to angular distance.
+- `cells`: bilinear spatial pooling, cell coordinate (x + 0.5) / cell - 0.5.
+- `block_norms`: every cell histogram divided by the L2 norms (+1e-4 under the root) of the
+  undirected histograms of the four 2x2 blocks containing it; outside the cell grid the cell
+  energies are edge-replicated, as VLFeat clamps indices.
+- `hog`: components clamped at 0.2 and summed over the 4 blocks times 0.5 (directed, and the
+  undirected sum of bins k and k + n); texture = per-block sum of the clamped undirected
+  components over orientations, times 1/sqrt(18).
+
+Bin assignments are piecewise constant (no gradient flows through them); gradients flow
+through the gradient norms, HOGb's interpolation weights, pooling and normalisation.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv.graph import Layer, run
+from jaxinv.images import validate_image
+
+CLAMP = 0.2
+NORM_FLOOR = 1e-4
+TEXTURE_SCALE = np.float32(1.0) / np.sqrt(np.float32(18.0))
+
+
+def check_cell_size(cell_size) -> int:
+    if isinstance(cell_size, bool) or not isinstance(cell_size, numbers.Integral) or cell_size <= 0:
+        raise ValueError(f"cell_size must be a positive integer; got {cell_size!r}")
+    return int(cell_size)
+
+
+def hog_shape(height: int, width: int, cell_size: int) -> tuple[int, int]:
+    """Number of cells (hogH, hogW): the last cell is at least half inside the image."""
+    return (height + cell_size // 2) // cell_size, (width + cell_size // 2) // cell_size
+
+
+def _as_float_image(image):
+    image = jnp.asarray(image)
+    if not jnp.issubdtype(image.dtype, jnp.floating):
+        image = image.astype(jnp.float32)
+    return image if image.ndim == 3 else image[:, :, None]
+
+
+def _safe_sqrt(x):
+    """sqrt with a zero (not NaN) derivative at 0, where the gradient vanishes."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
+def image_gradients(image):
+    """(H, W[, C]) -> (H, W, 2) central-difference gradient (gx, gy) of the strongest channel."""
+    image = _as_float_image(image)
+    num_channels = image.shape[2]
+    difference = np.zeros((3, 3, 1, 2), np.float32)
+    difference[1, 2, 0, 0], difference[1, 0, 0, 0] = 1, -1
+    difference[2, 1, 0, 1], difference[0, 1, 0, 1] = 1, -1
+    bank = jnp.asarray(np.tile(difference, (1, 1, 1, num_channels)), image.dtype)
+    interior = jax.lax.conv_general_dilated(
+        image[None], bank, window_strides=(1, 1), padding="VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=num_channels)[0]
+    # Border pixels have no central difference: VLFeat leaves them out.
+    per_channel = jnp.pad(interior, ((1, 1), (1, 1), (0, 0))).reshape(*image.shape[:2], num_channels, 2)
+    energy = jnp.sum(per_channel * per_channel, axis=-1)
+    strongest = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(energy), axis=-1), num_channels, dtype=image.dtype)
+    return jnp.einsum("hwc,hwcd->hwd", strongest, per_channel)
+
+
+def _bin_directions(num_orientations: int, dtype):
+    """Unit vectors of the undirected bins k*pi/n, rounded to float as VLFeat stores them."""
+    angles = np.arange(num_orientations) * np.pi / num_orientations
+    return jnp.asarray(np.cos(angles).astype(np.float32), dtype), jnp.asarray(np.sin(angles).astype(np.float32), dtype)
+
+
+def _ranked_directed_bins(gradients, num_orientations):
+    """Projections |<u, bin>| of the unit gradient u and the best / second best directed bins."""
+    gx, gy = gradients[..., 0], gradients[..., 1]
+    norm = _safe_sqrt(gx * gx + gy * gy)
+    scale = jnp.maximum(norm, 1e-10)
+    cos, sin = _bin_directions(num_orientations, gradients.dtype)
+    projection = jax.lax.stop_gradient((gx / scale)[..., None] * cos + (gy / scale)[..., None] * sin)
+    score = jnp.abs(projection)
+    best = jnp.argmax(score, axis=-1)
+    second = jnp.argmax(jnp.where(jax.nn.one_hot(best, num_orientations, dtype=bool), -1.0, score), axis=-1)
+
+    def directed(k):
+        negative = jnp.take_along_axis(projection, k[..., None], axis=-1)[..., 0] < 0
+        return k + num_orientations * negative.astype(k.dtype)
+
+    best_score = jnp.take_along_axis(score, best[..., None], axis=-1)[..., 0]
+    return norm, best_score, directed(best), directed(second)
+
+
+def _angle_to_bin(gradients, directed_bin, best_score, num_orientations):
+    """Angle between the gradient and a directed bin centre.
+
+    The value is VLFeat's acos of the float projection; the derivative is that of the exact
+    angle atan2(|g x b|, <g, b>), finite where acos' is not (gradients aligned with a bin).
+    """
+    gx, gy = gradients[..., 0], gradients[..., 1]
+    angle = directed_bin.astype(gradients.dtype) * (np.pi / num_orientations)
+    bx, by = jnp.cos(angle), jnp.sin(angle)
+    cross, dot = gx * by - gy * bx, gx * bx + gy * by
+    nonzero = (gx != 0) | (gy != 0)
+    smooth = jnp.where(nonzero, jnp.arctan2(jnp.abs(cross), jnp.where(nonzero, dot, 1.0)), 0.0)
+    exact = jnp.arccos(jnp.minimum(best_score, 1.0))
+    return smooth + jax.lax.stop_gradient(exact - smooth)
+
+
+def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
+    """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
+    norm, best_score, best, second = _ranked_directed_bins(gradients, num_orientations)
+    num_bins = 2 * num_orientations
+    best_gate = jax.nn.one_hot(best, num_bins, dtype=gradients.dtype)
+    if not bilinear:
+        return norm[..., None] * best_gate
+    second_weight = _angle_to_bin(gradients, best, best_score, num_orientations) / (np.pi / num_orientations)
+    gate = (1 - second_weight)[..., None] * best_gate \
+        + second_weight[..., None] * jax.nn.one_hot(second, num_bins, dtype=gradients.dtype)
+    return norm[..., None] * gate
+
+
+@functools.lru_cache(maxsize=None)
+def _pooling_windows(length: int, cell_size: int, num_cells: int) -> np.ndarray:
+    """(num_cells, 2*cell) bilinear weights of the pixels [c*cell - cell//2, c*cell - cell//2 + 2*cell).
+
+    Weights are rounded as VLFeat computes them (float coordinate (x+0.5)/cell - 0.5), so
+    they differ slightly from cell to cell and are not a single convolution kernel.
+    """
+    x = np.arange(length)
+    coordinate = ((x + 0.5) / cell_size - 0.5).astype(np.float32)
+    left = np.floor(coordinate).astype(np.int64)
+    right_weight = (coordinate - left.astype(np.float32)).astype(np.float32)
+    left_weight = (1.0 - right_weight.astype(np.float64)).astype(np.float32)
+    dense = np.zeros((num_cells, length), np.float32)
+    for cell, weight in ((left, left_weight), (left + 1, right_weight)):
+        inside = (cell >= 0) & (cell < num_cells)
+        dense[cell[inside], x[inside]] = weight[inside]
+    offset = cell_size // 2
+    windows = np.zeros((num_cells, 2 * cell_size), np.float32)
+    for c in range(num_cells):
+        start = c * cell_size - offset
+        lo, hi = max(start, 0), min(start + 2 * cell_size, length)
+        windows[c, lo - start:hi - start] = dense[c, lo:hi]
+    return windows
+
+
+def _pool_leading_axis(x, cell_size: int, num_cells: int):
+    """Bilinear pooling of axis 0 into cells: each cell sees two consecutive blocks of pixels."""
+    length = x.shape[0]
+    offset = cell_size // 2
+    padded_length = (num_cells + 1) * cell_size
+    tail = padded_length - offset - length
+    x = jnp.pad(x, [(offset, max(tail, 0))] + [(0, 0)] * (x.ndim - 1))[:padded_length]
+    blocks = x.reshape(num_cells + 1, cell_size, *x.shape[1:])
+    windows = jnp.concatenate([blocks[:-1], blocks[1:]], axis=1)
+    weights = jnp.asarray(_pooling_windows(length, cell_size, num_cells), x.dtype)
+    return jnp.einsum("cj,cj...->c...", weights, windows)
+
+
+def cell_histograms(channels, *, cell_size: int):
+    """(H, W, 2n) oriented channels -> (hogH, hogW, 2n) bilinearly pooled cell histograms."""
+    num_rows, num_cols = hog_shape(channels.shape[0], channels.shape[1], cell_size)
+    rows = _pool_leading_axis(channels, cell_size, num_rows)
+    return jnp.swapaxes(_pool_leading_axis(jnp.swapaxes(rows, 0, 1), cell_size, num_cols), 0, 1)
+
+
+def block_normalised(cells, *, num_orientations: int):
+    """(hogH, hogW, 2n) -> (hogH, hogW, 4, 2n): each cell divided by the norms of its 4 blocks."""
+    undirected = cells[..., :num_orientations] + cells[..., num_orientations:]
+    energy = jnp.pad(jnp.sum(undirected * undirected, axis=-1), 1, mode="edge")
+    block_energy = energy[:-1, :-1] + energy[:-1, 1:] + energy[1:, :-1] + energy[1:, 1:]
+    inverse_norm = jax.lax.rsqrt(block_energy + NORM_FLOOR)
+    # Block order as VLFeat: upper-left, upper-right, lower-left, lower-right.
+    factors = jnp.stack([inverse_norm[:-1, :-1], inverse_norm[:-1, 1:],
+                         inverse_norm[1:, :-1], inverse_norm[1:, 1:]], axis=-1)
+    return factors[..., None] * cells[..., None, :]
+
+
+def uoctti_components(normalised, *, num_orientations: int, texture: bool):
+    """(hogH, hogW, 4, 2n) -> (hogH, hogW, 3n [+ 4]): clamp, average over blocks, texture."""
+    directed = jnp.minimum(normalised, CLAMP)
+    undirected = jnp.minimum(normalised[..., :num_orientations] + normalised[..., num_orientations:], CLAMP)
+    parts = [0.5 * jnp.sum(directed, axis=-2), 0.5 * jnp.sum(undirected, axis=-2)]
+    if texture:
+        parts.append(TEXTURE_SCALE.astype(normalised.dtype) * jnp.sum(undirected, axis=-1))
+    return jnp.concatenate(parts, axis=-1)
+
+
+def hog_layers(cell_size: int = 8, bilinear: bool = False, texture: bool = True, num_orientations: int = 9):
+    """The HOG (HOGb if `bilinear`) layer table: gradients, orientations, cells, block_norms, hog."""
+    cell_size = check_cell_size(cell_size)
+    if isinstance(num_orientations, bool) or not isinstance(num_orientations, numbers.Integral) or num_orientations < 1:
+        raise ValueError(f"num_orientations must be a positive integer; got {num_orientations!r}")
+    n = int(num_orientations)
+    return (
+        Layer("gradients", image_gradients),
+        Layer("orientations", oriented_channels, {"num_orientations": n, "bilinear": bool(bilinear)}),
+        Layer("cells", cell_histograms, {"cell_size": cell_size}),
+        Layer("block_norms", block_normalised, {"num_orientations": n}),
+        Layer("hog", uoctti_components, {"num_orientations": n, "texture": bool(texture)}),
+    )
+
+
+def validate_hog_input(image, cell_size: int) -> None:
+    """Shape checks (also under jit) plus finiteness for concrete arrays; needs 2x2 cells."""
+    shape = getattr(image, "shape", None)
+    if shape is not None and len(shape) == 3 and shape[2] < 1:
+        raise ValueError(f"image must have at least 1 channel; got shape {tuple(shape)}")
+    validate_image(image, min_height=2 * cell_size, min_width=2 * cell_size)
+
+
+def hog(image, cell_size: int = 8, *, bilinear: bool = False, texture: bool = True):
+    """UoCTTI HOG (HOGb if `bilinear`) of an image in [0, 255]: (hogH, hogW, 31) or 27 dims without texture."""
+    cell_size = check_cell_size(cell_size)
+    validate_hog_input(image, cell_size)
+    layers = hog_layers(cell_size, bilinear, texture)
+    return run(layers, image)["hog"]
