@@ -89,12 +89,12 @@ def _bin_directions(num_orientations: int, dtype):
 
 
 def _ranked_directed_bins(gradients, num_orientations):
-    """Projections |<u, bin>| of the unit gradient u and the best / second best directed bins."""
+    """Gradient norm, cosine to the best bin, and the best / second best directed bins."""
     gx, gy = gradients[..., 0], gradients[..., 1]
     norm = _safe_sqrt(gx * gx + gy * gy)
-    scale = jnp.maximum(norm, 1e-10)
     cos, sin = _bin_directions(num_orientations, gradients.dtype)
-    projection = jax.lax.stop_gradient((gx / scale)[..., None] * cos + (gy / scale)[..., None] * sin)
+    # VLFeat ranks projections of the unnormalised gradient; rounding must match for HOGb.
+    projection = jax.lax.stop_gradient(gx[..., None] * cos + gy[..., None] * sin)
     score = jnp.abs(projection)
     best = jnp.argmax(score, axis=-1)
     second = jnp.argmax(jnp.where(jax.nn.one_hot(best, num_orientations, dtype=bool), -1.0, score), axis=-1)
@@ -104,10 +104,11 @@ def _ranked_directed_bins(gradients, num_orientations):
         return k + num_orientations * negative.astype(k.dtype)
 
     best_score = jnp.take_along_axis(score, best[..., None], axis=-1)[..., 0]
-    return norm, best_score, directed(best), directed(second)
+    best_cosine = best_score / jnp.maximum(norm, 1e-10)
+    return norm, best_cosine, directed(best), directed(second)
 
 
-def _angle_to_bin(gradients, directed_bin, best_score, num_orientations):
+def _angle_to_bin(gradients, directed_bin, best_cosine, num_orientations):
     """Angle between the gradient and a directed bin centre.
 
     The value is VLFeat's acos of the float projection; the derivative is that of the exact
@@ -119,18 +120,18 @@ def _angle_to_bin(gradients, directed_bin, best_score, num_orientations):
     cross, dot = gx * by - gy * bx, gx * bx + gy * by
     nonzero = (gx != 0) | (gy != 0)
     smooth = jnp.where(nonzero, jnp.arctan2(jnp.abs(cross), jnp.where(nonzero, dot, 1.0)), 0.0)
-    exact = jnp.arccos(jnp.minimum(best_score, 1.0))
+    exact = jnp.arccos(jnp.minimum(best_cosine, 1.0))
     return smooth + jax.lax.stop_gradient(exact - smooth)
 
 
 def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
     """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
-    norm, best_score, best, second = _ranked_directed_bins(gradients, num_orientations)
+    norm, best_cosine, best, second = _ranked_directed_bins(gradients, num_orientations)
     num_bins = 2 * num_orientations
     best_gate = jax.nn.one_hot(best, num_bins, dtype=gradients.dtype)
     if not bilinear:
         return norm[..., None] * best_gate
-    second_weight = _angle_to_bin(gradients, best, best_score, num_orientations) / (np.pi / num_orientations)
+    second_weight = _angle_to_bin(gradients, best, best_cosine, num_orientations) / (np.pi / num_orientations)
     gate = (1 - second_weight)[..., None] * best_gate \
         + second_weight[..., None] * jax.nn.one_hot(second, num_bins, dtype=gradients.dtype)
     return norm[..., None] * gate
