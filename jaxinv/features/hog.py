@@ -78,9 +78,9 @@ def image_gradients(image):
 
 
 def _bin_directions(num_orientations: int, dtype):
-    """Unit vectors of the undirected bins k*pi/n, rounded to float as VLFeat stores them."""
+    """Unit vectors of the undirected bins k*pi/n in the working precision (VLFeat stores floats)."""
     angles = np.arange(num_orientations) * np.pi / num_orientations
-    return jnp.asarray(np.cos(angles).astype(np.float32), dtype), jnp.asarray(np.sin(angles).astype(np.float32), dtype)
+    return jnp.asarray(np.cos(angles), dtype), jnp.asarray(np.sin(angles), dtype)
 
 
 def _rounded(product):
