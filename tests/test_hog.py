@@ -15,30 +15,40 @@ def vlfeat_reference(image, cell_size, bilinear):
     return vlfeat_hog(image, cell_size, bilinear=bilinear)
 
 
-@pytest.mark.parametrize("bilinear", [False, True], ids=["hog", "hogb"])
-def test_matches_vlfeat_on_natural_images(vl, natural_images, bilinear):
-    worst = 0.0
-    for image in natural_images:
-        ours, reference = np.asarray(hog(image, 8, bilinear=bilinear)), vlfeat_reference(image, 8, bilinear)
-        assert ours.shape == reference.shape == (*hog_shape(*image.shape[:2], 8), 31)
-        worst = max(worst, float(np.abs(ours - reference).max()))
-    print(f"max |ours - VLFeat| over {len(natural_images)} images, bilinear={bilinear}: {worst:.3g}")
-    assert worst <= TOLERANCE
+def hog_and_hogb(image, cell_size):
+    """HOG and HOGb from one compiled graph (compilation dominates these small tests)."""
+    compute = jax.jit(lambda x: (hog(x, cell_size), hog(x, cell_size, bilinear=True)))
+    return [np.asarray(features) for features in compute(image)]
 
 
-@pytest.mark.parametrize("cell_size", [4, 5, 6])
-@pytest.mark.parametrize("bilinear", [False, True], ids=["hog", "hogb"])
-def test_matches_vlfeat_other_cell_sizes(vl, natural_images, cell_size, bilinear):
-    for image in natural_images[1:3]:
-        ours = np.asarray(hog(image, cell_size, bilinear=bilinear))
-        np.testing.assert_allclose(ours, vlfeat_reference(image, cell_size, bilinear), rtol=0, atol=TOLERANCE)
+def max_differences_to_vlfeat(images, cell_size):
+    """max |ours - VLFeat| over all cells and images, for HOG and for HOGb."""
+    worst = {False: 0.0, True: 0.0}
+    for image in images:
+        for bilinear, ours in zip((False, True), hog_and_hogb(image, cell_size)):
+            reference = vlfeat_reference(image, cell_size, bilinear)
+            assert ours.shape == reference.shape == (*hog_shape(*image.shape[:2], cell_size), 31)
+            worst[bilinear] = max(worst[bilinear], float(np.abs(ours - reference).max()))
+    return worst
+
+
+def test_matches_vlfeat_on_natural_images(vl, natural_images):
+    assert len(natural_images) >= 10
+    worst = max_differences_to_vlfeat(natural_images, 8)
+    print(f"max |ours - VLFeat| over {len(natural_images)} images: HOG {worst[False]:.3g}, HOGb {worst[True]:.3g}")
+    assert worst[False] <= TOLERANCE and worst[True] <= TOLERANCE
+
+
+@pytest.mark.parametrize("cell_size", [4, 6])
+def test_matches_vlfeat_other_cell_sizes(vl, natural_images, cell_size):
+    worst = max_differences_to_vlfeat(natural_images[1:3], cell_size)
+    assert worst[False] <= TOLERANCE and worst[True] <= TOLERANCE
 
 
 def test_any_channel_count_matches_vlfeat(vl, natural_images):
     image = np.concatenate([natural_images[1], natural_images[1][..., :1][::-1]], axis=2)[:40, :48]
-    for bilinear in (False, True):
-        ours = np.asarray(hog(image, 8, bilinear=bilinear))
-        np.testing.assert_allclose(ours, vlfeat_reference(image, 8, bilinear), rtol=0, atol=TOLERANCE)
+    worst = max_differences_to_vlfeat([image, image[..., :2]], 8)
+    assert worst[False] <= TOLERANCE and worst[True] <= TOLERANCE
 
 
 def test_without_texture_is_first_27_components(natural_images):
@@ -56,16 +66,17 @@ def test_jit_and_vmap(natural_images):
 
 
 def test_layers_can_be_tapped(natural_images):
-    image = natural_images[2]  # grey (100, 75)
-    outputs = run(hog_layers(8), image, upto="cells")
-    assert list(outputs) == ["gradients", "orientations", "cells"]
-    assert outputs["gradients"].shape == (100, 75, 2)
-    assert outputs["orientations"].shape == (100, 75, 18)
+    image = natural_images[2][:36, :44]  # grey
+    layers = hog_layers(8)
+    outputs = jax.jit(lambda x: run(layers, x, upto="cells"))(image)
+    assert set(outputs) == {"gradients", "orientations", "cells"}
+    assert outputs["gradients"].shape == (36, 44, 2)
+    assert outputs["orientations"].shape == (36, 44, 18)
     cells = outputs["cells"]
-    assert cells.shape == (*hog_shape(100, 75, 8), 18)
+    assert cells.shape == (*hog_shape(36, 44, 8), 18)
     assert float(cells.min()) >= 0
-    normalised = run(hog_layers(8), image, upto="block_norms")["block_norms"]
-    assert normalised.shape == (*cells.shape[:2], 4, 18)
+    # Every gradient norm is pooled with total weight 1 unless it falls outside the cell grid.
+    assert float(cells.sum()) <= float(outputs["orientations"].sum()) * (1 + 1e-6)
 
 
 def _discrete_state(layers, image):
@@ -81,7 +92,7 @@ def _discrete_state(layers, image):
 
 @pytest.mark.parametrize("bilinear", [False, True], ids=["hog", "hogb"])
 def test_gradient_matches_finite_differences(natural_images, bilinear):
-    eps, num_checked = 1e-3, 8
+    eps, num_checked = 1e-3, 6
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
         image = jnp.asarray(natural_images[3][:24, 40:72], jnp.float64)  # colour, 3x4 cells
