@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinv.features import hog, hog_layers, hog_shape, render_hog
+from jaxinv.features import approximate_hog, approximate_hog_layers, hog, hog_layers, hog_shape, render_hog
 from jaxinv.graph import run
 
 TOLERANCE = 1e-5
@@ -119,6 +119,21 @@ def test_gradient_matches_finite_differences(natural_images, bilinear):
             if checked == num_checked:
                 break
         assert checked == num_checked
+
+
+def test_approximate_hog_orients_like_hog(natural_images):
+    image = natural_images[1][:40, :48]
+    def orientations(layers):
+        return np.asarray(jax.jit(lambda x: run(layers, x, upto="orientations")["orientations"])(image))
+
+    hard, relu = orientations(hog_layers(8)), orientations(approximate_hog_layers(8))
+    moving = hard.sum(-1) > 0
+    agreement = np.mean(hard.argmax(-1)[moving] == relu.argmax(-1)[moving])
+    assert agreement > 0.99
+    features = approximate_hog(image)
+    assert features.shape == hog(image).shape
+    gradient = jax.grad(lambda x: jnp.sum(approximate_hog(x) ** 2))(jnp.asarray(image))
+    assert np.all(np.isfinite(np.asarray(gradient)))
 
 
 @pytest.mark.parametrize("image, message", [

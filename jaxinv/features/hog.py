@@ -211,6 +211,28 @@ def hog_layers(cell_size: int = 8, bilinear: bool = False, texture: bool = True,
     )
 
 
+def relu_oriented_channels(gradients, *, num_orientations: int):
+    """(H, W, 2) -> (H, W, 2n) channels max(0, <g, u_k> - a ||g||), u_k at k*pi/n, a = cos(pi/n).
+
+    The ReLU filter bank of the papers' approximate HOG (a = cos(2 pi / K), K = 2n directed
+    orientations): the largest channel is HOG's hard bin, but the weights are soft and not
+    normalised, so the result only approximates VLFeat's HOG.
+    """
+    num_bins = 2 * num_orientations
+    angles = np.arange(num_bins) * np.pi / num_orientations
+    bank = jnp.asarray(np.stack([np.cos(angles), np.sin(angles)]), gradients.dtype)
+    gx, gy = gradients[..., 0], gradients[..., 1]
+    norm = _safe_sqrt(gx * gx + gy * gy)
+    return jax.nn.relu(gradients @ bank - np.cos(2 * np.pi / num_bins) * norm[..., None])
+
+
+def approximate_hog_layers(cell_size: int = 8, texture: bool = True, num_orientations: int = 9):
+    """HOG's table with the ReLU orientation channels of the papers' approximate HOG."""
+    layers = list(hog_layers(cell_size, False, texture, num_orientations))
+    layers[1] = Layer("orientations", relu_oriented_channels, {"num_orientations": layers[1].hyper["num_orientations"]})
+    return tuple(layers)
+
+
 def validate_hog_input(image, cell_size: int) -> None:
     """Shape checks (also under jit) plus finiteness for concrete arrays; needs 2x2 cells."""
     shape = getattr(image, "shape", None)
@@ -230,4 +252,17 @@ def hog(image, cell_size: int = 8, *, bilinear: bool = False, texture: bool = Tr
 def _compiled_hog(cell_size: int, bilinear: bool, texture: bool):
     """One compiled graph per configuration (op-by-op dispatch is far slower on CPU)."""
     layers = hog_layers(cell_size, bilinear, texture)
+    return jax.jit(lambda image: run(layers, image)["hog"])
+
+
+def approximate_hog(image, cell_size: int = 8, *, texture: bool = True):
+    """The papers' approximate HOG (a ReLU network, not compared with VLFeat): same layout as `hog`."""
+    cell_size = check_cell_size(cell_size)
+    validate_hog_input(image, cell_size)
+    return _compiled_approximate_hog(cell_size, bool(texture))(image)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_approximate_hog(cell_size: int, texture: bool):
+    layers = approximate_hog_layers(cell_size, texture)
     return jax.jit(lambda image: run(layers, image)["hog"])
