@@ -93,52 +93,58 @@ def _rounded(product):
     return jnp.where(jnp.isnan(product), 0.0, product)
 
 
-def _ranked_directed_bins(gradients, num_orientations):
-    """Gradient norm, cosine to the best bin, and the best / second best directed bins."""
+def _directed_assignment(gradients, num_orientations):
+    """Gradient norm, cosine to the best bin, one-hot gates of the best / second best directed bins.
+
+    Bins are ranked by |<g, (cos, sin)>| over the n undirected bins, ties to the lower index as
+    in VLFeat; a negative projection selects the opposite directed bin k + n.
+    """
     gx, gy = gradients[..., 0], gradients[..., 1]
     norm = _safe_sqrt(_rounded(gx * gx) + _rounded(gy * gy))
     cos, sin = _bin_directions(num_orientations, gradients.dtype)
     # VLFeat ranks projections of the unnormalised gradient; rounding must match for HOGb.
     projection = jax.lax.stop_gradient(_rounded(gx[..., None] * cos) + _rounded(gy[..., None] * sin))
     score = jnp.abs(projection)
-    best = jnp.argmax(score, axis=-1)
-    second = jnp.argmax(jnp.where(jax.nn.one_hot(best, num_orientations, dtype=bool), -1.0, score), axis=-1)
+    best = jax.nn.one_hot(jnp.argmax(score, axis=-1), num_orientations, dtype=gradients.dtype)
+    second = jax.nn.one_hot(jnp.argmax(jnp.where(best > 0, -1.0, score), axis=-1), num_orientations,
+                            dtype=gradients.dtype)
+    negative = projection < 0
 
-    def directed(k):
-        negative = jnp.take_along_axis(projection, k[..., None], axis=-1)[..., 0] < 0
-        return k + num_orientations * negative.astype(k.dtype)
+    def directed(gate):
+        return jnp.concatenate([jnp.where(negative, 0.0, gate), jnp.where(negative, gate, 0.0)], axis=-1)
 
-    best_score = jnp.take_along_axis(score, best[..., None], axis=-1)[..., 0]
-    best_cosine = best_score / jnp.maximum(norm, 1e-10)
+    best_cosine = jnp.sum(best * score, axis=-1) / jnp.maximum(norm, 1e-10)
     return norm, best_cosine, directed(best), directed(second)
 
 
-def _angle_to_bin(gradients, directed_bin, best_cosine, num_orientations):
-    """Angle between the gradient and a directed bin centre.
+def _angle_to_bin(gradients, bin_gate, best_cosine, num_orientations):
+    """Angle between the gradient and the directed bin selected by the one-hot `bin_gate`.
 
-    The value is VLFeat's acos of the float projection; the derivative is that of the exact
-    angle atan2(|g x b|, <g, b>), finite where acos' is not (gradients aligned with a bin).
+    The value is VLFeat's acos of the float projection. acos' is infinite where a gradient is
+    aligned with a bin, so the derivative is taken from the exact angle atan2(|g x b|, <g, b>)
+    instead, through its linearisation (no second transcendental function to evaluate).
     """
     gx, gy = gradients[..., 0], gradients[..., 1]
-    angle = directed_bin.astype(gradients.dtype) * (np.pi / num_orientations)
-    bx, by = jnp.cos(angle), jnp.sin(angle)
-    cross, dot = gx * by - gy * bx, gx * bx + gy * by
-    nonzero = (gx != 0) | (gy != 0)
-    smooth = jnp.where(nonzero, jnp.arctan2(jnp.abs(cross), jnp.where(nonzero, dot, 1.0)), 0.0)
-    exact = jnp.arccos(jnp.minimum(best_cosine, 1.0))
-    return smooth + jax.lax.stop_gradient(exact - smooth)
+    angles = np.arange(2 * num_orientations) * np.pi / num_orientations
+    bx = jnp.sum(bin_gate * jnp.asarray(np.cos(angles), gradients.dtype), axis=-1)
+    by = jnp.sum(bin_gate * jnp.asarray(np.sin(angles), gradients.dtype), axis=-1)
+    cross, dot = jnp.abs(gx * by - gy * bx), gx * bx + gy * by
+    fixed_cross, fixed_dot = jax.lax.stop_gradient(cross), jax.lax.stop_gradient(dot)
+    squared_norm = jnp.maximum(fixed_cross * fixed_cross + fixed_dot * fixed_dot, 1e-30)
+    # d atan2(c, d) = (d dc - c dd) / (c^2 + d^2)
+    linear = (fixed_dot * cross - fixed_cross * dot) / squared_norm
+    exact = jax.lax.stop_gradient(jnp.arccos(jnp.minimum(best_cosine, 1.0)))
+    return exact + (linear - jax.lax.stop_gradient(linear))
 
 
 def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
     """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
-    norm, best_cosine, best, second = _ranked_directed_bins(gradients, num_orientations)
-    num_bins = 2 * num_orientations
-    best_gate = jax.nn.one_hot(best, num_bins, dtype=gradients.dtype)
+    norm, best_cosine, best_gate, second_gate = _directed_assignment(gradients, num_orientations)
     if not bilinear:
         return norm[..., None] * best_gate
-    second_weight = _angle_to_bin(gradients, best, best_cosine, num_orientations) / (np.pi / num_orientations)
-    gate = (1 - second_weight)[..., None] * best_gate \
-        + second_weight[..., None] * jax.nn.one_hot(second, num_bins, dtype=gradients.dtype)
+    # HOGb: 1 - t to the best bin and t to the second, t = angle to the best bin / (pi / n).
+    second_weight = _angle_to_bin(gradients, best_gate, best_cosine, num_orientations) / (np.pi / num_orientations)
+    gate = (1 - second_weight)[..., None] * best_gate + second_weight[..., None] * second_gate
     return norm[..., None] * gate
 
 
