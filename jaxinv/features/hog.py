@@ -94,40 +94,46 @@ def _rounded(product):
 
 
 def _directed_assignment(gradients, num_orientations):
-    """Gradient norm, cosine to the best bin, one-hot gates of the best / second best directed bins.
+    """Gradient norm, cosine and unit vector of the best directed bin, best and second best bins.
 
-    Bins are ranked by |<g, (cos, sin)>| over the n undirected bins, ties to the lower index as
-    in VLFeat; a negative projection selects the opposite directed bin k + n.
+    Bins are ranked by |<g, (cos, sin)>| over the n undirected bins, keeping the first of equal
+    scores, exactly as VLFeat's insertion loop (unrolled over the n bins: elementwise planes,
+    which XLA fuses far better than reductions over a short channel axis). A negative
+    projection selects the opposite directed bin k + n. Bin -1 means none (zero gradient).
     """
     gx, gy = gradients[..., 0], gradients[..., 1]
     norm = _safe_sqrt(_rounded(gx * gx) + _rounded(gy * gy))
     cos, sin = _bin_directions(num_orientations, gradients.dtype)
-    # VLFeat ranks projections of the unnormalised gradient; rounding must match for HOGb.
-    projection = jax.lax.stop_gradient(_rounded(gx[..., None] * cos) + _rounded(gy[..., None] * sin))
-    score = jnp.abs(projection)
-    best = jax.nn.one_hot(jnp.argmax(score, axis=-1), num_orientations, dtype=gradients.dtype)
-    second = jax.nn.one_hot(jnp.argmax(jnp.where(best > 0, -1.0, score), axis=-1), num_orientations,
-                            dtype=gradients.dtype)
-    negative = projection < 0
+    fixed_gx, fixed_gy = jax.lax.stop_gradient(gx), jax.lax.stop_gradient(gy)
+    best_score = second_score = jnp.zeros_like(gx)
+    best_bin = second_bin = jnp.full(gx.shape, -1, jnp.int32)
+    best_x = best_y = jnp.zeros_like(gx)
+    for k in range(num_orientations):
+        # VLFeat projects the unnormalised gradient; rounding must match for HOGb.
+        projection = _rounded(fixed_gx * cos[k]) + _rounded(fixed_gy * sin[k])
+        negative = projection < 0
+        score, directed_bin = jnp.abs(projection), jnp.where(negative, k + num_orientations, k)
+        sign = jnp.where(negative, -1.0, 1.0).astype(gx.dtype)
+        is_best = score > best_score
+        is_second = ~is_best & (score > second_score)
+        second_score = jnp.where(is_best, best_score, jnp.where(is_second, score, second_score))
+        second_bin = jnp.where(is_best, best_bin, jnp.where(is_second, directed_bin, second_bin))
+        best_score = jnp.where(is_best, score, best_score)
+        best_bin = jnp.where(is_best, directed_bin, best_bin)
+        best_x, best_y = jnp.where(is_best, sign * cos[k], best_x), jnp.where(is_best, sign * sin[k], best_y)
+    best_cosine = best_score / jnp.maximum(norm, 1e-10)
+    return norm, best_cosine, (best_x, best_y), best_bin, second_bin
 
-    def directed(gate):
-        return jnp.concatenate([jnp.where(negative, 0.0, gate), jnp.where(negative, gate, 0.0)], axis=-1)
 
-    best_cosine = jnp.sum(best * score, axis=-1) / jnp.maximum(norm, 1e-10)
-    return norm, best_cosine, directed(best), directed(second)
-
-
-def _angle_to_bin(gradients, bin_gate, best_cosine, num_orientations):
-    """Angle between the gradient and the directed bin selected by the one-hot `bin_gate`.
+def _angle_to_bin(gradients, bin_direction, best_cosine):
+    """Angle between the gradient and the best bin's unit vector `bin_direction`.
 
     The value is VLFeat's acos of the float projection. acos' is infinite where a gradient is
     aligned with a bin, so the derivative is taken from the exact angle atan2(|g x b|, <g, b>)
     instead, through its linearisation (no second transcendental function to evaluate).
     """
     gx, gy = gradients[..., 0], gradients[..., 1]
-    angles = np.arange(2 * num_orientations) * np.pi / num_orientations
-    bx = jnp.sum(bin_gate * jnp.asarray(np.cos(angles), gradients.dtype), axis=-1)
-    by = jnp.sum(bin_gate * jnp.asarray(np.sin(angles), gradients.dtype), axis=-1)
+    bx, by = bin_direction
     cross, dot = jnp.abs(gx * by - gy * bx), gx * bx + gy * by
     fixed_cross, fixed_dot = jax.lax.stop_gradient(cross), jax.lax.stop_gradient(dot)
     squared_norm = jnp.maximum(fixed_cross * fixed_cross + fixed_dot * fixed_dot, 1e-30)
@@ -139,11 +145,14 @@ def _angle_to_bin(gradients, bin_gate, best_cosine, num_orientations):
 
 def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
     """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
-    norm, best_cosine, best_gate, second_gate = _directed_assignment(gradients, num_orientations)
+    norm, best_cosine, best_direction, best_bin, second_bin = _directed_assignment(gradients, num_orientations)
+    bins = jnp.arange(2 * num_orientations)
+    best_gate = (best_bin[..., None] == bins).astype(gradients.dtype)
     if not bilinear:
         return norm[..., None] * best_gate
     # HOGb: 1 - t to the best bin and t to the second, t = angle to the best bin / (pi / n).
-    second_weight = _angle_to_bin(gradients, best_gate, best_cosine, num_orientations) / (np.pi / num_orientations)
+    second_weight = _angle_to_bin(gradients, best_direction, best_cosine) / (np.pi / num_orientations)
+    second_gate = (second_bin[..., None] == bins).astype(gradients.dtype)
     gate = (1 - second_weight)[..., None] * best_gate + second_weight[..., None] * second_gate
     return norm[..., None] * gate
 
