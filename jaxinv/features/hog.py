@@ -94,7 +94,7 @@ def _rounded(product):
 
 
 def _directed_assignment(gradients, num_orientations):
-    """Gradient norm, cosine and unit vector of the best directed bin, best and second best bins.
+    """Gradient norm, angle to and unit vector of the best directed bin, best and second best bins.
 
     Bins are ranked by |<g, (cos, sin)>| over the n undirected bins, keeping the first of equal
     scores, exactly as VLFeat's insertion loop (unrolled over the n bins: elementwise planes,
@@ -121,16 +121,17 @@ def _directed_assignment(gradients, num_orientations):
         best_score = jnp.where(is_best, score, best_score)
         best_bin = jnp.where(is_best, directed_bin, best_bin)
         best_x, best_y = jnp.where(is_best, sign * cos[k], best_x), jnp.where(is_best, sign * sin[k], best_y)
-    best_cosine = best_score / jnp.maximum(norm, 1e-10)
-    return norm, best_cosine, (best_x, best_y), best_bin, second_bin
+    # VLFeat's angle to the best bin: acos of the float cosine (which rounding must match).
+    best_angle = jnp.arccos(jnp.minimum(best_score / jnp.maximum(jax.lax.stop_gradient(norm), 1e-10), 1.0))
+    return norm, best_angle, (best_x, best_y), best_bin, second_bin
 
 
-def _angle_to_bin(gradients, bin_direction, best_cosine):
+def _angle_to_bin(gradients, bin_direction, best_angle):
     """Angle between the gradient and the best bin's unit vector `bin_direction`.
 
-    The value is VLFeat's acos of the float projection. acos' is infinite where a gradient is
-    aligned with a bin, so the derivative is taken from the exact angle atan2(|g x b|, <g, b>)
-    instead, through its linearisation (no second transcendental function to evaluate).
+    The value is VLFeat's `best_angle` (acos of the float projection). acos' is infinite where
+    a gradient is aligned with a bin, so the derivative is taken from the exact angle
+    atan2(|g x b|, <g, b>) instead, through its linearisation (no transcendental to evaluate).
     """
     gx, gy = gradients[..., 0], gradients[..., 1]
     bx, by = bin_direction
@@ -139,19 +140,18 @@ def _angle_to_bin(gradients, bin_direction, best_cosine):
     squared_norm = jnp.maximum(fixed_cross * fixed_cross + fixed_dot * fixed_dot, 1e-30)
     # d atan2(c, d) = (d dc - c dd) / (c^2 + d^2)
     linear = (fixed_dot * cross - fixed_cross * dot) / squared_norm
-    exact = jax.lax.stop_gradient(jnp.arccos(jnp.minimum(best_cosine, 1.0)))
-    return exact + (linear - jax.lax.stop_gradient(linear))
+    return jax.lax.stop_gradient(best_angle) + (linear - jax.lax.stop_gradient(linear))
 
 
 def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
     """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
-    norm, best_cosine, best_direction, best_bin, second_bin = _directed_assignment(gradients, num_orientations)
+    norm, best_angle, best_direction, best_bin, second_bin = _directed_assignment(gradients, num_orientations)
     bins = jnp.arange(2 * num_orientations)
     best_gate = (best_bin[..., None] == bins).astype(gradients.dtype)
     if not bilinear:
         return norm[..., None] * best_gate
     # HOGb: 1 - t to the best bin and t to the second, t = angle to the best bin / (pi / n).
-    second_weight = _angle_to_bin(gradients, best_direction, best_cosine) / (np.pi / num_orientations)
+    second_weight = _angle_to_bin(gradients, best_direction, best_angle) / (np.pi / num_orientations)
     second_gate = (second_bin[..., None] == bins).astype(gradients.dtype)
     gate = (1 - second_weight)[..., None] * best_gate + second_weight[..., None] * second_gate
     return norm[..., None] * gate
