@@ -51,6 +51,14 @@ def test_any_channel_count_matches_vlfeat(vl, natural_images):
     assert worst[False] <= TOLERANCE and worst[True] <= TOLERANCE
 
 
+def test_vlfeat_binding_refuses_what_libvl_would_abort_on(vl):
+    from jaxinv.vlfeat.hog import vlfeat_hog
+    with pytest.raises(ValueError, match="too small"):
+        vlfeat_hog(np.zeros((3, 40)), 8)
+    with pytest.raises(ValueError, match="cell_size"):
+        vlfeat_hog(np.zeros((40, 40)), 0)
+
+
 def test_without_texture_is_first_27_components(natural_images):
     image = natural_images[1]
     np.testing.assert_array_equal(np.asarray(hog(image, texture=False)), np.asarray(hog(image))[..., :27])

@@ -11,7 +11,8 @@ The graph reproduces `vl_hog_put_image` + `vl_hog_extract` step by step:
   one-pixel border; for colour images the channel with the largest gradient norm wins.
 - `orientations`: 2n directed channels. HOG puts the gradient norm in the directed bin k*pi/n
   with largest |<g, (cos, sin)>| (bin k + n if the projection is negative; y points down).
-  HOGb splits it between that bin and the second best one in proportion to angular distance.
+  HOGb (`vl_hog_set_use_bilinear_orientation_assignments`) gives 1 - t of it to that bin and
+  t to the second best, t = acos(cosine to the best bin) / (pi / n), as libvl 0.9.21 does.
 - `cells`: bilinear spatial pooling, cell coordinate (x + 0.5) / cell - 0.5.
 - `block_norms`: every cell histogram divided by the L2 norms (+1e-4 under the root) of the
   undirected histograms of the four 2x2 blocks containing it; outside the cell grid the cell
@@ -22,6 +23,12 @@ The graph reproduces `vl_hog_put_image` + `vl_hog_extract` step by step:
 
 Bin assignments are piecewise constant (no gradient flows through them); gradients flow
 through the gradient norms, HOGb's interpolation weights, pooling and normalisation.
+`hog` matches VLFeat to ~1e-7 in float32 (tests allow 1e-5) and is jit-compiled per
+configuration; `hog_layers` gives the table for tapping stages with `jaxinv.graph.run`.
+
+`approximate_hog` swaps the orientation stage for the ReLU filter bank of the papers'
+approximate HOG, max(0, <g, u_k> - cos(2 pi / 2n) ||g||): a smooth stand-in for inversion
+experiments, not a reproduction of VLFeat.
 """
 from __future__ import annotations
 

@@ -43,12 +43,15 @@ def _float_pointer(array: np.ndarray):
 
 def vlfeat_hog(image, cell_size: int, *, bilinear: bool = False, num_orientations: int = 9) -> np.ndarray:
     """VLFeat's UoCTTI HOG of `image`; raises VLFeatUnavailable when libvl is missing."""
+    if isinstance(cell_size, bool) or not isinstance(cell_size, (int, np.integer)) or cell_size <= 0:
+        raise ValueError(f"cell_size must be a positive integer; got {cell_size!r}")
     image = np.asarray(image, np.float32)
     if image.ndim not in (2, 3):
         raise ValueError(f"image must have shape (H, W) or (H, W, C); got shape {image.shape}")
     planes = image[None] if image.ndim == 2 else np.moveaxis(image, 2, 0)
     num_channels, height, width = planes.shape
-    if height <= 3 or width <= 3 or (width + cell_size // 2) // cell_size < 1 or (height + cell_size // 2) // cell_size < 1:
+    # vl_hog asserts (aborting the process) on images this small: refuse them here instead.
+    if min(height, width) <= 3 or min(height, width) + cell_size // 2 < cell_size:
         raise ValueError(f"image of shape {image.shape} is too small for VLFeat HOG with cell size {cell_size}")
     planes = np.ascontiguousarray(planes)
 
