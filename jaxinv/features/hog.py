@@ -1,0 +1,290 @@
+"""HOG (UoCTTI / DPM v5 variant, as VLFeat's `vl_hog`) and HOGb as differentiable JAX layer tables.
+
+Input images are (H, W) grey or (H, W, C) with any C >= 1, pixel values in [0, 255] (the
+1e-4 block-norm floor makes HOG depend on this range). The output is (hogH, hogW, 3n + 4) for
+n orientations (31 for n = 9), in VLFeat's order: 2n directed orientations, n undirected
+orientations, 4 texture components (27 dims without texture). hogH = (H + cell/2) // cell.
+
+The graph reproduces `vl_hog_put_image` + `vl_hog_extract` step by step:
+
+- `gradients`: central differences I[x+1] - I[x-1] (no 1/2) at interior pixels, zero on the
+  one-pixel border; for colour images the channel with the largest gradient norm wins.
+- `orientations`: 2n directed channels. HOG puts the gradient norm in the directed bin k*pi/n
+  with largest |<g, (cos, sin)>| (bin k + n if the projection is negative; y points down).
+  HOGb (`vl_hog_set_use_bilinear_orientation_assignments`) gives 1 - t of it to that bin and
+  t to the second best, t = acos(cosine to the best bin) / (pi / n), as libvl 0.9.21 does.
+- `cells`: bilinear spatial pooling, cell coordinate (x + 0.5) / cell - 0.5.
+- `block_norms`: every cell histogram divided by the L2 norms (+1e-4 under the root) of the
+  undirected histograms of the four 2x2 blocks containing it; outside the cell grid the cell
+  energies are edge-replicated, as VLFeat clamps indices.
+- `hog`: components clamped at 0.2 and summed over the 4 blocks times 0.5 (directed, and the
+  undirected sum of bins k and k + n); texture = per-block sum of the clamped undirected
+  components over orientations, times 1/sqrt(18).
+
+Bin assignments are piecewise constant (no gradient flows through them); gradients flow
+through the gradient norms, HOGb's interpolation weights, pooling and normalisation.
+`hog` matches VLFeat to ~1e-7 in float32 (tests allow 1e-5) and is jit-compiled per
+configuration; `hog_layers` gives the table for tapping stages with `jaxinv.graph.run`.
+
+`approximate_hog` swaps the orientation stage for the ReLU filter bank of the papers'
+approximate HOG, max(0, <g, u_k> - cos(2 pi / 2n) ||g||): a smooth stand-in for inversion
+experiments, not a reproduction of VLFeat.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinv.graph import Layer, run
+from jaxinv.images import validate_image
+
+CLAMP = 0.2
+NORM_FLOOR = 1e-4
+TEXTURE_SCALE = np.float32(1.0) / np.sqrt(np.float32(18.0))
+
+
+def check_cell_size(cell_size) -> int:
+    if isinstance(cell_size, bool) or not isinstance(cell_size, numbers.Integral) or cell_size <= 0:
+        raise ValueError(f"cell_size must be a positive integer; got {cell_size!r}")
+    return int(cell_size)
+
+
+def hog_shape(height: int, width: int, cell_size: int) -> tuple[int, int]:
+    """Number of cells (hogH, hogW): the last cell is at least half inside the image."""
+    return (height + cell_size // 2) // cell_size, (width + cell_size // 2) // cell_size
+
+
+def _as_float_image(image):
+    image = jnp.asarray(image)
+    if not jnp.issubdtype(image.dtype, jnp.floating):
+        image = image.astype(jnp.float32)
+    return image if image.ndim == 3 else image[:, :, None]
+
+
+def _safe_sqrt(x):
+    """sqrt with a zero (not NaN) derivative at 0, where the gradient vanishes."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
+def image_gradients(image):
+    """(H, W[, C]) -> (H, W, 2) central-difference gradient (gx, gy) of the strongest channel."""
+    image = _as_float_image(image)
+    # The [-1, 0, 1] filters as shifted differences (much faster than a depthwise conv on CPU).
+    gx = image[1:-1, 2:] - image[1:-1, :-2]
+    gy = image[2:, 1:-1] - image[:-2, 1:-1]
+    # Border pixels have no central difference: VLFeat leaves them out.
+    per_channel = jnp.pad(jnp.stack([gx, gy], axis=-1), ((1, 1), (1, 1), (0, 0), (0, 0)))
+    energy = jnp.sum(per_channel * per_channel, axis=-1)
+    strongest = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(energy), axis=-1), image.shape[2], dtype=image.dtype)
+    return jnp.einsum("hwc,hwcd->hwd", strongest, per_channel)
+
+
+def _bin_directions(num_orientations: int, dtype):
+    """Unit vectors of the undirected bins k*pi/n in the working precision (VLFeat stores floats)."""
+    angles = np.arange(num_orientations) * np.pi / num_orientations
+    return jnp.asarray(np.cos(angles), dtype), jnp.asarray(np.sin(angles), dtype)
+
+
+def _rounded(product):
+    """`product`, kept from being fused into an FMA by the compiler.
+
+    XLA's CPU backend contracts a*b + c*d into fma(a, b, c*d), which rounds differently from
+    VLFeat; acos amplifies that last bit near alignment (HOGb weights off by 1e-3). LLVM
+    cannot fuse through a select, and this one never changes a finite value.
+    """
+    return jnp.where(jnp.isnan(product), 0.0, product)
+
+
+def _directed_assignment(gradients, num_orientations):
+    """Gradient norm, angle to and unit vector of the best directed bin, best and second best bins.
+
+    Bins are ranked by |<g, (cos, sin)>| over the n undirected bins, keeping the first of equal
+    scores, exactly as VLFeat's insertion loop (unrolled over the n bins: elementwise planes,
+    which XLA fuses far better than reductions over a short channel axis). A negative
+    projection selects the opposite directed bin k + n. Bin -1 means none (zero gradient).
+    """
+    gx, gy = gradients[..., 0], gradients[..., 1]
+    norm = _safe_sqrt(_rounded(gx * gx) + _rounded(gy * gy))
+    cos, sin = _bin_directions(num_orientations, gradients.dtype)
+    fixed_gx, fixed_gy = jax.lax.stop_gradient(gx), jax.lax.stop_gradient(gy)
+    best_score = second_score = jnp.zeros_like(gx)
+    best_bin = second_bin = jnp.full(gx.shape, -1, jnp.int32)
+    best_x = best_y = jnp.zeros_like(gx)
+    for k in range(num_orientations):
+        # VLFeat projects the unnormalised gradient; rounding must match for HOGb.
+        projection = _rounded(fixed_gx * cos[k]) + _rounded(fixed_gy * sin[k])
+        negative = projection < 0
+        score, directed_bin = jnp.abs(projection), jnp.where(negative, k + num_orientations, k)
+        sign = jnp.where(negative, -1.0, 1.0).astype(gx.dtype)
+        is_best = score > best_score
+        is_second = ~is_best & (score > second_score)
+        second_score = jnp.where(is_best, best_score, jnp.where(is_second, score, second_score))
+        second_bin = jnp.where(is_best, best_bin, jnp.where(is_second, directed_bin, second_bin))
+        best_score = jnp.where(is_best, score, best_score)
+        best_bin = jnp.where(is_best, directed_bin, best_bin)
+        best_x, best_y = jnp.where(is_best, sign * cos[k], best_x), jnp.where(is_best, sign * sin[k], best_y)
+    # VLFeat's angle to the best bin: acos of the float cosine (which rounding must match).
+    best_angle = jnp.arccos(jnp.minimum(best_score / jnp.maximum(jax.lax.stop_gradient(norm), 1e-10), 1.0))
+    return norm, best_angle, (best_x, best_y), best_bin, second_bin
+
+
+def _angle_to_bin(gradients, bin_direction, best_angle):
+    """Angle between the gradient and the best bin's unit vector `bin_direction`.
+
+    The value is VLFeat's `best_angle` (acos of the float projection). acos' is infinite where
+    a gradient is aligned with a bin, so the derivative is taken from the exact angle
+    atan2(|g x b|, <g, b>) instead, through its linearisation (no transcendental to evaluate).
+    """
+    gx, gy = gradients[..., 0], gradients[..., 1]
+    bx, by = bin_direction
+    cross, dot = jnp.abs(gx * by - gy * bx), gx * bx + gy * by
+    fixed_cross, fixed_dot = jax.lax.stop_gradient(cross), jax.lax.stop_gradient(dot)
+    squared_norm = jnp.maximum(fixed_cross * fixed_cross + fixed_dot * fixed_dot, 1e-30)
+    # d atan2(c, d) = (d dc - c dd) / (c^2 + d^2)
+    linear = (fixed_dot * cross - fixed_cross * dot) / squared_norm
+    return jax.lax.stop_gradient(best_angle) + (linear - jax.lax.stop_gradient(linear))
+
+
+def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
+    """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
+    norm, best_angle, best_direction, best_bin, second_bin = _directed_assignment(gradients, num_orientations)
+    bins = jnp.arange(2 * num_orientations)
+    best_gate = (best_bin[..., None] == bins).astype(gradients.dtype)
+    if not bilinear:
+        return norm[..., None] * best_gate
+    # HOGb: 1 - t to the best bin and t to the second, t = angle to the best bin / (pi / n).
+    second_weight = _angle_to_bin(gradients, best_direction, best_angle) / (np.pi / num_orientations)
+    second_gate = (second_bin[..., None] == bins).astype(gradients.dtype)
+    gate = (1 - second_weight)[..., None] * best_gate + second_weight[..., None] * second_gate
+    return norm[..., None] * gate
+
+
+@functools.lru_cache(maxsize=None)
+def _pooling_matrix(length: int, cell_size: int, num_cells: int) -> np.ndarray:
+    """(num_cells, length) bilinear weights of pixels into cells, rounded as VLFeat rounds them.
+
+    VLFeat's float cell coordinate (x + 0.5) / cell - 0.5 makes the weights differ slightly
+    from cell to cell, so they are stored per pixel rather than as one convolution kernel.
+    """
+    x = np.arange(length)
+    coordinate = ((x + 0.5) / cell_size - 0.5).astype(np.float32)
+    left = np.floor(coordinate).astype(np.int64)
+    right_weight = (coordinate - left.astype(np.float32)).astype(np.float32)
+    left_weight = (1.0 - right_weight.astype(np.float64)).astype(np.float32)
+    matrix = np.zeros((num_cells, length), np.float32)
+    for cell, weight in ((left, left_weight), (left + 1, right_weight)):
+        inside = (cell >= 0) & (cell < num_cells)
+        matrix[cell[inside], x[inside]] = weight[inside]
+    return matrix
+
+
+def _pool_leading_axis(x, cell_size: int, num_cells: int):
+    """Bilinear pooling of axis 0 into cells as one small matrix product."""
+    weights = jnp.asarray(_pooling_matrix(x.shape[0], cell_size, num_cells), x.dtype)
+    return jnp.einsum("cl,l...->c...", weights, x)
+
+
+def cell_histograms(channels, *, cell_size: int):
+    """(H, W, 2n) oriented channels -> (hogH, hogW, 2n) bilinearly pooled cell histograms."""
+    num_rows, num_cols = hog_shape(channels.shape[0], channels.shape[1], cell_size)
+    rows = _pool_leading_axis(channels, cell_size, num_rows)
+    return jnp.swapaxes(_pool_leading_axis(jnp.swapaxes(rows, 0, 1), cell_size, num_cols), 0, 1)
+
+
+def block_normalised(cells, *, num_orientations: int):
+    """(hogH, hogW, 2n) -> (hogH, hogW, 4, 2n): each cell divided by the norms of its 4 blocks."""
+    undirected = cells[..., :num_orientations] + cells[..., num_orientations:]
+    energy = jnp.pad(jnp.sum(undirected * undirected, axis=-1), 1, mode="edge")
+    block_energy = energy[:-1, :-1] + energy[:-1, 1:] + energy[1:, :-1] + energy[1:, 1:]
+    inverse_norm = jax.lax.rsqrt(block_energy + NORM_FLOOR)
+    # Block order as VLFeat: upper-left, upper-right, lower-left, lower-right.
+    factors = jnp.stack([inverse_norm[:-1, :-1], inverse_norm[:-1, 1:],
+                         inverse_norm[1:, :-1], inverse_norm[1:, 1:]], axis=-1)
+    return factors[..., None] * cells[..., None, :]
+
+
+def uoctti_components(normalised, *, num_orientations: int, texture: bool):
+    """(hogH, hogW, 4, 2n) -> (hogH, hogW, 3n [+ 4]): clamp, average over blocks, texture."""
+    directed = jnp.minimum(normalised, CLAMP)
+    undirected = jnp.minimum(normalised[..., :num_orientations] + normalised[..., num_orientations:], CLAMP)
+    parts = [0.5 * jnp.sum(directed, axis=-2), 0.5 * jnp.sum(undirected, axis=-2)]
+    if texture:
+        parts.append(TEXTURE_SCALE.astype(normalised.dtype) * jnp.sum(undirected, axis=-1))
+    return jnp.concatenate(parts, axis=-1)
+
+
+def hog_layers(cell_size: int = 8, bilinear: bool = False, texture: bool = True, num_orientations: int = 9):
+    """The HOG (HOGb if `bilinear`) layer table: gradients, orientations, cells, block_norms, hog."""
+    cell_size = check_cell_size(cell_size)
+    if isinstance(num_orientations, bool) or not isinstance(num_orientations, numbers.Integral) or num_orientations < 1:
+        raise ValueError(f"num_orientations must be a positive integer; got {num_orientations!r}")
+    n = int(num_orientations)
+    return (
+        Layer("gradients", image_gradients),
+        Layer("orientations", oriented_channels, {"num_orientations": n, "bilinear": bool(bilinear)}),
+        Layer("cells", cell_histograms, {"cell_size": cell_size}),
+        Layer("block_norms", block_normalised, {"num_orientations": n}),
+        Layer("hog", uoctti_components, {"num_orientations": n, "texture": bool(texture)}),
+    )
+
+
+def relu_oriented_channels(gradients, *, num_orientations: int):
+    """(H, W, 2) -> (H, W, 2n) channels max(0, <g, u_k> - a ||g||), u_k at k*pi/n, a = cos(pi/n).
+
+    The ReLU filter bank of the papers' approximate HOG (a = cos(2 pi / K), K = 2n directed
+    orientations): the largest channel is HOG's hard bin, but the weights are soft and not
+    normalised, so the result only approximates VLFeat's HOG.
+    """
+    num_bins = 2 * num_orientations
+    angles = np.arange(num_bins) * np.pi / num_orientations
+    bank = jnp.asarray(np.stack([np.cos(angles), np.sin(angles)]), gradients.dtype)
+    gx, gy = gradients[..., 0], gradients[..., 1]
+    norm = _safe_sqrt(gx * gx + gy * gy)
+    return jax.nn.relu(gradients @ bank - np.cos(2 * np.pi / num_bins) * norm[..., None])
+
+
+def approximate_hog_layers(cell_size: int = 8, texture: bool = True, num_orientations: int = 9):
+    """HOG's table with the ReLU orientation channels of the papers' approximate HOG."""
+    layers = list(hog_layers(cell_size, False, texture, num_orientations))
+    layers[1] = Layer("orientations", relu_oriented_channels, {"num_orientations": layers[1].hyper["num_orientations"]})
+    return tuple(layers)
+
+
+def validate_hog_input(image, cell_size: int) -> None:
+    """Shape checks (also under jit) plus finiteness for concrete arrays; needs 2x2 cells."""
+    shape = getattr(image, "shape", None)
+    if shape is not None and len(shape) == 3 and shape[2] < 1:
+        raise ValueError(f"image must have at least 1 channel; got shape {tuple(shape)}")
+    validate_image(image, min_height=2 * cell_size, min_width=2 * cell_size)
+
+
+def hog(image, cell_size: int = 8, *, bilinear: bool = False, texture: bool = True):
+    """UoCTTI HOG (HOGb if `bilinear`) of an image in [0, 255]: (hogH, hogW, 31) or 27 dims without texture."""
+    cell_size = check_cell_size(cell_size)
+    validate_hog_input(image, cell_size)
+    return _compiled_hog(cell_size, bool(bilinear), bool(texture))(image)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_hog(cell_size: int, bilinear: bool, texture: bool):
+    """One compiled graph per configuration (op-by-op dispatch is far slower on CPU)."""
+    layers = hog_layers(cell_size, bilinear, texture)
+    return jax.jit(lambda image: run(layers, image)["hog"])
+
+
+def approximate_hog(image, cell_size: int = 8, *, texture: bool = True):
+    """The papers' approximate HOG (a ReLU network, not compared with VLFeat): same layout as `hog`."""
+    cell_size = check_cell_size(cell_size)
+    validate_hog_input(image, cell_size)
+    return _compiled_approximate_hog(cell_size, bool(texture))(image)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_approximate_hog(cell_size: int, texture: bool):
+    layers = approximate_hog_layers(cell_size, texture)
+    return jax.jit(lambda image: run(layers, image)["hog"])
