@@ -25,6 +25,9 @@ flags.DEFINE_integer("refine_iterations", 50, "iterations of the second stage at
 flags.DEFINE_integer("restarts", 4, "random restarts, optimised together (vmapped)")
 flags.DEFINE_integer("seed", 0, "PRNG seed")
 flags.DEFINE_integer("cell_size", 8, "HOG cell / DSIFT bin size in pixels")
+flags.DEFINE_enum("formulation", "ijcv", ["ijcv", "cvpr2015"],
+                  "ijcv: IJCV Eq. 1 with Algorithm 1; cvpr2015: the CVPR 2015 objective and momentum solver "
+                  "(sigma = the reference image's norm; --C and the iteration flags are then unused)")
 flags.DEFINE_enum("loop", "python", ["python", "scan"], "iteration loop: Python over a jitted step, or lax.scan")
 flags.DEFINE_string("output_dir", "outputs/invert", "where to write the figures and metrics")
 
@@ -38,8 +41,11 @@ def main(argv):
     stages = preimage.default_stages(FLAGS.iterations, FLAGS.refine_iterations)
     print(f"inverting {FLAGS.representation} of {path} ({image.shape[1]}x{image.shape[0]}), "
           f"C={FLAGS.C}, {FLAGS.restarts} restarts, {FLAGS.iterations}+{FLAGS.refine_iterations} iterations")
+    cvpr2015 = None
+    if FLAGS.formulation == "cvpr2015":
+        cvpr2015 = inversion.Cvpr2015(sigma=inversion.average_image_norm([representation.to_null_mean(image)]))
     result = inversion.invert_images(representation, [image], problem=problem, restarts=FLAGS.restarts,
-                                     seed=FLAGS.seed, stages=stages, loop=FLAGS.loop,
+                                     seed=FLAGS.seed, stages=stages, loop=FLAGS.loop, cvpr2015=cvpr2015,
                                      progress=preimage.print_progress)
     errors = result.errors[0]
     glyphs = representations.render(FLAGS.representation, result.target_codes[0], image_shape=image.shape,
@@ -52,7 +58,7 @@ def main(argv):
                                   title=f"{FLAGS.representation} inversion, C={FLAGS.C}"),
         outputs.write_json(os.path.join(FLAGS.output_dir, "metrics.json"), {
             "representation": FLAGS.representation, "image": path, "image_size": list(image.shape),
-            "C": FLAGS.C, "iterations": FLAGS.iterations, "refine_iterations": FLAGS.refine_iterations,
+            "formulation": FLAGS.formulation, "C": FLAGS.C, "iterations": FLAGS.iterations, "refine_iterations": FLAGS.refine_iterations,
             "restarts": FLAGS.restarts, "seed": FLAGS.seed,
             "errors": errors.tolist(), "mean_error": float(errors.mean()),
             "restart_std": metrics.restart_spread(errors) if len(errors) > 1 else 0.0,

@@ -107,13 +107,14 @@ def invert_images(representation: Representation, images_in: Sequence[np.ndarray
         problem, stages, solver = cvpr2015.problem((height, width)), cvpr2015.stages(), cvpr2015.solver
     problem = problem or Problem()
     target_codes = codes_of(representation, x_ref)
-    targets = [preimage.make_target(representation, problem, phi0=code) for code in target_codes]
-    num = len(targets)
+    for code in target_codes:  # checks each target (e.g. a blank image has a zero code)
+        preimage.make_target(representation, problem, phi0=code)
+    num = len(target_codes)
     batched = preimage.Target(jnp.repeat(jnp.asarray(target_codes), restarts, axis=0))
     result = preimage.solve(representation, problem, batched, image_shape=(height, width), key=jax.random.key(seed),
                             restarts=num * restarts, stages=stages, loop=loop, batched_target=True, solver=solver,
                             progress=progress, progress_every=progress_every)
-    seen = preimage.crop_seen(representation, problem, result.images)
+    seen = preimage.crop_seen(problem, result.images)
     codes = codes_of(representation, seen)
     errors = np.array([metrics.normalised_error(c, target_codes[i // restarts]) for i, c in enumerate(codes)])
     shape = lambda a: a.reshape((num, restarts) + a.shape[1:])

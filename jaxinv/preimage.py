@@ -44,6 +44,8 @@ class Representation:
 
     def to_null_mean(self, image):
         """Image in [0, 255] (H, W) or (H, W, C) -> null-mean (H, W, channels) float32."""
+        if not np.all(np.isfinite(np.asarray(image))):
+            raise ValueError(f"image for representation {self.name!r} contains non-finite values (NaN or inf)")
         image = jnp.asarray(image, jnp.float32)
         if image.ndim == 2:
             image = image[..., None]
@@ -310,8 +312,7 @@ def print_progress(done: int, terms: dict, elapsed: float) -> None:
           f"range {np.mean(terms['range']):.4f}  tv {np.mean(terms['tv']):.4f}  {elapsed:6.1f}s", flush=True)
 
 
-def crop_seen(representation: Representation, problem: Problem, x):
+def crop_seen(problem: Problem, x):
     """The part of an optimised (jittered-size) image that the representation sees at offset 0."""
-    del representation
     t = problem.jitter - 1
     return x[..., : x.shape[-3] - t, : x.shape[-2] - t, :]

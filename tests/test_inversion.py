@@ -84,3 +84,12 @@ def test_unknown_representation_flag_fails_with_the_valid_names(tmp_path):
                           f"--output_dir={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode != 0
     assert "valid representations: hog, hogb, dsift" in out.stderr
+
+
+def test_cvpr2015_formulation_inverts_hog(grey_images):
+    rep = representations.get("hog")
+    sigma = inversion.average_image_norm([rep.to_null_mean(im) for im in grey_images])
+    preset = inversion.Cvpr2015(sigma=sigma, rate_drops=2, iterations_per_rate=40)
+    result = inversion.invert_images(rep, grey_images[:1], cvpr2015=preset)
+    assert result.history["loss"].shape == (80, 1)
+    assert result.errors[0, 0] < 0.5, result.errors

@@ -119,6 +119,8 @@ def test_clear_errors(image):
         preimage.make_target(POOL, problem, phi0=phi0.at[0, 0, 0].set(jnp.nan))
     with pytest.raises(ValueError, match="unknown loss"):
         Problem(loss="l1")
+    with pytest.raises(ValueError, match="non-finite"):
+        POOL.to_null_mean(np.full((8, 8), np.nan))
     with pytest.raises(ValueError, match="1-channel"):
         POOL.to_null_mean(np.zeros((8, 8, 3)))
     target = preimage.make_target(POOL, problem, phi0=phi0)
