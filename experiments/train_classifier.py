@@ -24,7 +24,7 @@ from absl import app, flags
 
 from jaxinv import nets
 from jaxinv.nets import cifar10
-from jaxinv.nets.architectures import INPUT_SIZES
+from jaxinv.nets.tables import INPUT_SIZES
 
 flags.DEFINE_integer("epochs", 12, "training epochs (the one-cycle schedule spans all of them)")
 flags.DEFINE_integer("batch_size", 128, "training batch size")

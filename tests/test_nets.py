@@ -7,7 +7,7 @@ from jax import lax
 
 from jaxinv import nets
 from jaxinv.nets import layers
-from jaxinv.nets.architectures import INPUT_SIZES
+from jaxinv.nets.tables import INPUT_SIZES
 
 # IJCV "Visualizing deep convolutional neural networks using natural pre-images", Table 1.
 PAPER_RECEPTIVE_FIELDS = {

@@ -1,6 +1,6 @@
 """Deep networks as layer tables: AlexNet/CaffeNet, VGG-M, VGG-VD-16, their torchvision layouts
 and the small CIFAR-10 reference network that ships trained with jaxinv."""
-from jaxinv.nets.architectures import (architectures, build, init_params, output_shapes, param_shapes,
+from jaxinv.nets.tables import (architectures, build, init_params, output_shapes, param_shapes,
                                        receptive_fields)
 from jaxinv.nets.model import Model, load, save
 from jaxinv import graph

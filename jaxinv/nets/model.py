@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 
 from jaxinv import graph
 from jaxinv.graph import Layer
-from jaxinv.nets import architectures
+from jaxinv.nets import tables
 
 METADATA_FILE = "metadata.json"
 PARAMS_DIR = "params"
@@ -52,7 +52,7 @@ class Model:
 
     @property
     def receptive_fields(self) -> dict:
-        return architectures.receptive_fields(self.table, self.input_size)
+        return tables.receptive_fields(self.table, self.input_size)
 
     def _mean_and_std(self, shape):
         std = np.asarray(self.convention["std"], np.float32)
@@ -106,7 +106,7 @@ def load(name_or_dir: str) -> Model:
     if not os.path.isdir(directory):
         if os.path.isdir(builtin_dir(name_or_dir)):
             directory = builtin_dir(name_or_dir)
-        elif name_or_dir in architectures.architectures():
+        elif name_or_dir in tables.architectures():
             raise FileNotFoundError(
                 f"no weights ship with jaxinv for {name_or_dir!r}; convert some with "
                 f"`python -m weights_conversion.convert --arch={name_or_dir} ...` and load that directory")
@@ -121,6 +121,6 @@ def load(name_or_dir: str) -> Model:
         params = checkpointer.restore(os.path.join(os.path.abspath(directory), PARAMS_DIR))
     mean_path = os.path.join(directory, MEAN_IMAGE_FILE)
     mean_image = np.load(mean_path) if os.path.isfile(mean_path) else None
-    return Model(arch=metadata["arch"], table=architectures.build(metadata["arch"]), params=params,
+    return Model(arch=metadata["arch"], table=tables.build(metadata["arch"]), params=params,
                  input_size=metadata["input_size"], convention=metadata["convention"],
                  class_names=metadata.get("class_names"), mean_image=mean_image, metadata=metadata)

@@ -1,0 +1,194 @@
+"""Equivalence of converted networks with PyTorch, layer by layer, through all three readers.
+
+Each architecture is written independently in PyTorch below (nn.Sequential with Conv2d(groups=2),
+LocalResponseNorm, MaxPool2d(ceil_mode=True); torchvision's features/avgpool/classifier layout),
+given random weights and saved as a state_dict; the same weights are also written as a MatConvNet
+simplenn .mat (v5 with scipy, v7.3 with h5py) and as a .caffemodel + deploy.prototxt (with the
+small protobuf writer below). Every reader's network must reproduce every named layer of the
+PyTorch network on natural images to 1e-4 of the layer's largest activation, and the input
+gradient of a layer objective to 1e-4 of its largest entry.
+
+Sizes: the test inputs are smaller than the nets' standard ones (fc6 is shaped for the input
+through --input_size), so that fc6 stays small; fc7 (4096x4096) keeps every full-width net at
+20-60M parameters. torchvision-vgg16 always has 138M (its adaptive pool fixes fc6 at 7x7x512),
+so its equivalence runs only in the slow suite; the other five run by default through the PyTorch
+reader, and caffe-ref / vgg-m / vgg-vd-16 through the MatConvNet and Caffe readers (all six in the
+slow suite).
+"""
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from jaxinv import images, nets  # noqa: E402
+from weights_conversion import convert  # noqa: E402
+
+TOLERANCE = 1e-4
+TEST_INPUT_SIZES = {"caffe-ref": 99, "caffe-alex": 99, "vgg-m": 99, "vgg-vd-16": 32,
+                    "torchvision-alexnet": 99, "torchvision-vgg16": 32}
+
+
+def _conv(cin, cout, k, stride=1, pad=0, groups=1):
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=pad, groups=groups)
+
+
+def _caffe_pool():
+    return nn.MaxPool2d(3, 2, ceil_mode=True)
+
+
+def _lrn():
+    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+
+
+def _head(fc6_inputs):
+    """fc6..prob with the Flatten and Dropout modules a PyTorch model has (unnamed: None)."""
+    return [(None, nn.Flatten()), ("fc6", nn.Linear(fc6_inputs, 4096)), ("relu6", nn.ReLU()), (None, nn.Dropout()),
+            ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU()), (None, nn.Dropout()),
+            ("fc8", nn.Linear(4096, 1000)), ("prob", nn.Softmax(dim=1))]
+
+
+def _caffenet(norm_before_pool, pool5_size):
+    def stage(i, conv):
+        norm, pool = (f"norm{i}", _lrn()), (f"pool{i}", _caffe_pool())
+        return [(f"conv{i}", conv), (f"relu{i}", nn.ReLU())] + ([norm, pool] if norm_before_pool else [pool, norm])
+    return (stage(1, _conv(3, 96, 11, 4)) + stage(2, _conv(96, 256, 5, pad=2, groups=2))
+            + [("conv3", _conv(256, 384, 3, pad=1)), ("relu3", nn.ReLU()),
+               ("conv4", _conv(384, 384, 3, pad=1, groups=2)), ("relu4", nn.ReLU()),
+               ("conv5", _conv(384, 256, 3, pad=1, groups=2)), ("relu5", nn.ReLU()), ("pool5", _caffe_pool())]
+            + _head(256 * pool5_size ** 2))
+
+
+def _vgg_m(pool5_size):
+    return ([("conv1", _conv(3, 96, 7, 2)), ("relu1", nn.ReLU()), ("norm1", _lrn()), ("pool1", _caffe_pool()),
+             ("conv2", _conv(96, 256, 5, 2, 1)), ("relu2", nn.ReLU()), ("norm2", _lrn()), ("pool2", _caffe_pool()),
+             ("conv3", _conv(256, 512, 3, pad=1)), ("relu3", nn.ReLU()),
+             ("conv4", _conv(512, 512, 3, pad=1)), ("relu4", nn.ReLU()),
+             ("conv5", _conv(512, 512, 3, pad=1)), ("relu5", nn.ReLU()), ("pool5", _caffe_pool())]
+            + _head(512 * pool5_size ** 2))
+
+
+def _vgg16_features():
+    layers, cin = [], 3
+    for stage, (width, depth) in enumerate(zip([64, 128, 256, 512, 512], [2, 2, 3, 3, 3]), start=1):
+        for i in range(1, depth + 1):
+            layers += [(f"conv{stage}_{i}", _conv(cin, width, 3, pad=1)), (f"relu{stage}_{i}", nn.ReLU())]
+            cin = width
+        layers.append((f"pool{stage}", nn.MaxPool2d(2, 2)))
+    return layers
+
+
+def _torchvision_alexnet_features():
+    return [("conv1", _conv(3, 64, 11, 4, 2)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(3, 2)),
+            ("conv2", _conv(64, 192, 5, pad=2)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(3, 2)),
+            ("conv3", _conv(192, 384, 3, pad=1)), ("relu3", nn.ReLU()),
+            ("conv4", _conv(384, 256, 3, pad=1)), ("relu4", nn.ReLU()),
+            ("conv5", _conv(256, 256, 3, pad=1)), ("relu5", nn.ReLU()), ("pool5", nn.MaxPool2d(3, 2))]
+
+
+def torch_network(arch, input_size):
+    """(module whose state_dict is saved, [(layer name or None, module)] in execution order)."""
+    pool5_size = nets.output_shapes(nets.build(arch), input_size)["pool5"][0]
+    if arch in ("caffe-ref", "caffe-alex"):
+        layers = _caffenet(arch == "caffe-alex", pool5_size)
+    elif arch == "vgg-m":
+        layers = _vgg_m(pool5_size)
+    elif arch == "vgg-vd-16":
+        layers = _vgg16_features() + _head(512 * pool5_size ** 2)
+    else:
+        features = _torchvision_alexnet_features() if arch == "torchvision-alexnet" else _vgg16_features()
+        pool_size = 6 if arch == "torchvision-alexnet" else 7
+        pool = ("avgpool", nn.AdaptiveAvgPool2d(pool_size))
+        head = _head((256 if arch == "torchvision-alexnet" else 512) * pool_size ** 2)
+        layers = features + [pool] + head
+        container = nn.Module()
+        container.features = nn.Sequential(*[m for _, m in features])
+        container.avgpool = pool[1]
+        container.classifier = nn.Sequential(nn.Dropout(), head[1][1], head[2][1], nn.Dropout(),
+                                             head[4][1], head[5][1], head[7][1])
+        return container, layers
+    if arch in ("caffe-alex", "vgg-vd-16"):  # modules named after the layers
+        container = nn.Sequential(OrderedDict((name or f"unnamed{i}", m) for i, (name, m) in enumerate(layers)))
+    else:  # plain numbered nn.Sequential
+        container = nn.Sequential(*[m for _, m in layers])
+    return container, layers
+
+
+def torch_outputs(layers, x_nhwc, objective_layer=None, objective_weights=None):
+    """{layer: output as NHWC / (N, units) numpy}, and the input gradient of
+    sum(objective_weights * output of objective_layer) if asked."""
+    x = torch.tensor(np.transpose(x_nhwc, (0, 3, 1, 2)), requires_grad=True)
+    outputs, y = {}, x
+    for name, module in layers:
+        module.eval()
+        y = module(y)
+        if name is not None:
+            outputs[name] = y
+    gradient = None
+    if objective_layer is not None:
+        target = outputs[objective_layer]
+        weights = torch.tensor(objective_weights if target.ndim == 2 else np.transpose(objective_weights, (0, 3, 1, 2)))
+        (target * weights).sum().backward()
+        gradient = np.transpose(x.grad.numpy(), (0, 2, 3, 1))
+    to_numpy = lambda t: t.detach().numpy() if t.ndim == 2 else np.transpose(t.detach().numpy(), (0, 2, 3, 1))
+    return {name: to_numpy(t) for name, t in outputs.items()}, gradient
+
+
+def randomise(module, seed=0):
+    """Random weights and biases of every parameter (biases nonzero, so that their layout is tested)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            fan_in = max(int(np.prod(parameter.shape[1:])), 1) if parameter.ndim > 1 else 100
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+
+
+def natural_batch(input_size, num_images=2):
+    try:
+        paths = images.imagenet_sample_paths(num_images=num_images)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return np.stack([images.load_image(path, size=input_size) for path in paths])
+
+
+def max_relative_differences(model, layers, x, objective_layer):
+    """{layer: max |ours - torch| / max |torch|} over every named layer, plus "input gradient"."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(1)
+    objective_shape = (len(x),) + nets.output_shapes(model.table, x.shape[1])[objective_layer]
+    objective_weights = rng.normal(size=objective_shape).astype(np.float32)
+    reference, reference_gradient = torch_outputs(layers, x, objective_layer, objective_weights)
+    ours = model.apply(model.params, jnp.asarray(x))
+    assert set(ours) == set(reference), "layer names differ from the PyTorch network's"
+    differences = {name: float(np.abs(np.asarray(ours[name]) - reference[name]).max() / np.abs(reference[name]).max())
+                   for name in reference}
+    gradient = jax.grad(lambda x: jnp.sum(model.apply(model.params, x, upto=objective_layer)[objective_layer]
+                                          * objective_weights))(jnp.asarray(x))
+    differences["input gradient"] = float(np.abs(np.asarray(gradient) - reference_gradient).max()
+                                          / np.abs(reference_gradient).max())
+    return differences
+
+
+def _slow_unless(condition):
+    return () if condition else (pytest.mark.slow,)
+
+
+TORCH_CASES = [pytest.param(arch, marks=_slow_unless(arch != "torchvision-vgg16")) for arch in TEST_INPUT_SIZES]
+
+
+@pytest.mark.parametrize("arch", TORCH_CASES)
+def test_torch_reader_reproduces_pytorch(arch, tmp_path):
+    size = TEST_INPUT_SIZES[arch]
+    container, layers = torch_network(arch, size)
+    randomise(container)
+    path = str(tmp_path / "weights.pth")
+    torch.save(container.state_dict(), path)
+    model = convert.convert("torch", arch, path, input_size=size)
+    x = model.preprocess(natural_batch(size))
+    differences = max_relative_differences(model, layers, x, objective_layer="pool5")
+    print(arch, "torch", max(differences.values()))
+    assert max(differences.values()) <= TOLERANCE, differences
