@@ -192,3 +192,118 @@ def test_torch_reader_reproduces_pytorch(arch, tmp_path):
     differences = max_relative_differences(model, layers, x, objective_layer="pool5")
     print(arch, "torch", max(differences.values()))
     assert max(differences.values()) <= TOLERANCE, differences
+
+
+CLASS_NAMES = [f"class {i}" for i in range(1000)]
+
+
+def pool5_spatial_size(layers, input_size):
+    outputs, _ = torch_outputs(layers, np.zeros((1, input_size, input_size, 3), np.float32))
+    return outputs["pool5"].shape[1]
+
+
+def simplenn_layers(layers, pool5_size):
+    """The PyTorch network as MatConvNet simplenn layers (dicts), weights in MatConvNet's layout:
+    fc layers are convolutions, fc6's kernel covering pool5's whole output."""
+    out = []
+    for name, module in layers:
+        if name is None:
+            continue
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            weight, bias = module.weight.detach().numpy(), module.bias.detach().numpy()
+            if isinstance(module, nn.Linear):
+                spatial = pool5_size if name == "fc6" else 1
+                weight = weight.reshape(weight.shape[0], -1, spatial, spatial)
+            layer = dict(type="conv", weights=[np.transpose(weight, (2, 3, 1, 0)), bias],
+                         stride=float(module.stride[0]) if isinstance(module, nn.Conv2d) else 1.0,
+                         pad=float(module.padding[0]) if isinstance(module, nn.Conv2d) else 0.0)
+        elif isinstance(module, nn.LocalResponseNorm):
+            layer = dict(type="normalize", param=np.array([module.size, module.k, module.alpha / module.size, module.beta]))
+        elif isinstance(module, nn.MaxPool2d):
+            layer = dict(type="pool", method="max", pool=np.array([module.kernel_size] * 2, float),
+                         stride=float(module.stride), pad=0.0)
+        elif isinstance(module, nn.AdaptiveAvgPool2d):
+            pytest.skip("simplenn has no adaptive pooling: torchvision layouts convert from PyTorch only")
+        else:
+            layer = dict(type={nn.ReLU: "relu", nn.Softmax: "softmax"}[type(module)])
+        layer["name"] = name
+        out.append(layer)
+    return out
+
+
+def write_matconvnet_v5(path, layers, mean_rgb, spatial):
+    import scipy.io
+    cells = np.empty(len(layers), dtype=object)
+    for i, layer in enumerate(layers):
+        layer = dict(layer)
+        if "weights" in layer:
+            weights = np.empty(2, dtype=object)
+            weights[0], weights[1] = layer["weights"]
+            layer["weights"] = weights
+        cells[i] = layer
+    descriptions = np.empty(len(CLASS_NAMES), dtype=object)
+    descriptions[:] = CLASS_NAMES
+    scipy.io.savemat(path, {"layers": cells, "meta": {
+        "normalization": {"averageImage": np.asarray(mean_rgb, np.float32).reshape(1, 1, 3),
+                          "imageSize": np.array([spatial, spatial, 3.0])},
+        "classes": {"description": descriptions}}})
+
+
+def write_matconvnet_v73(path, layers, mean_rgb, spatial):
+    """MATLAB's v7.3 layout: HDF5 after a 512-byte text header; cells are datasets of object
+    references into #refs#, structs are groups, arrays are stored with their axes reversed."""
+    import h5py
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs = f.create_group("#refs#")
+
+        def put(value):
+            name = str(len(refs))
+            refs[name] = value
+            return refs[name].ref
+
+        def chars(text):
+            return np.array([[ord(c)] for c in text], np.uint16)
+
+        def cell(values):
+            return np.array([[v] for v in values], dtype=h5py.ref_dtype)
+
+        layer_refs = []
+        for layer in layers:
+            group = refs.create_group(str(len(refs)))
+            group["name"], group["type"] = chars(layer["name"]), chars(layer["type"])
+            if "weights" in layer:
+                group["weights"] = cell([put(np.transpose(w)) for w in layer["weights"]])
+            for key in ("stride", "param"):
+                if key in layer:
+                    group[key] = np.transpose(np.atleast_2d(np.asarray(layer[key], float)))
+            layer_refs.append(group.ref)
+        f["layers"] = cell(layer_refs)
+        f["meta/normalization/averageImage"] = np.transpose(np.asarray(mean_rgb, np.float32).reshape(1, 1, 3))
+        f["meta/normalization/imageSize"] = np.array([[spatial], [spatial], [3.0]])
+        f["meta/classes/description"] = cell([put(chars(name)) for name in CLASS_NAMES])
+    with open(path, "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, written by jaxinv's tests. HDF5 schema 1.00 .".ljust(116))
+
+
+DEFAULT_FILE_FORMAT_ARCHS = ("caffe-ref", "vgg-m", "vgg-vd-16")
+FILE_FORMAT_CASES = [pytest.param(arch, marks=_slow_unless(arch in DEFAULT_FILE_FORMAT_ARCHS))
+                     for arch in TEST_INPUT_SIZES if not arch.startswith("torchvision")]
+
+
+@pytest.mark.parametrize("version", ["v5", "v7.3"])
+@pytest.mark.parametrize("arch", FILE_FORMAT_CASES)
+def test_matconvnet_reader_reproduces_pytorch(arch, version, tmp_path):
+    size = TEST_INPUT_SIZES[arch]
+    container, layers = torch_network(arch, size)
+    randomise(container)
+    path = str(tmp_path / "net.mat")
+    mean_rgb = [123.68, 116.779, 103.939]
+    (write_matconvnet_v5 if version == "v5" else write_matconvnet_v73)(
+        path, simplenn_layers(layers, pool5_spatial_size(layers, size)), mean_rgb, size)
+    model = convert.convert("matconvnet", arch, path, input_size=size)
+    assert model.class_names == CLASS_NAMES and model.convention["channel_order"] == "RGB"
+    np.testing.assert_allclose(model.convention["mean"], mean_rgb, rtol=1e-6)
+    x = model.preprocess(natural_batch(size))
+    differences = max_relative_differences(model, layers, x, objective_layer="fc8")
+    print(arch, "matconvnet", version, max(differences.values()))
+    assert max(differences.values()) <= TOLERANCE, differences

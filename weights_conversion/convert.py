@@ -50,8 +50,8 @@ def convert(source_format: str, arch: str, path: str, prototxt: str | None = Non
         net = matconvnet_reader.read(path)
         params = matconvnet_reader.to_params(table, input_size, net, path)
         mean_image, class_names = net.mean_image, net.class_names
-        if net.mean_image is not None:
-            convention["mean"] = [float(m) for m in net.mean_image.reshape(-1, 3).mean(0)]
+        if net.mean_rgb is not None:
+            convention["mean"] = [float(m) for m in net.mean_rgb]
     else:
         from weights_conversion import caffe_reader
         params = caffe_reader.to_params(table, input_size, caffe_reader.read_caffemodel(path),
