@@ -307,3 +307,83 @@ def test_matconvnet_reader_reproduces_pytorch(arch, version, tmp_path):
     differences = max_relative_differences(model, layers, x, objective_layer="fc8")
     print(arch, "matconvnet", version, max(differences.values()))
     assert max(differences.values()) <= TOLERANCE, differences
+
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number, payload):
+    """A protobuf field: varint for ints, length-delimited for bytes/str."""
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    payload = payload.encode() if isinstance(payload, str) else payload
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def caffe_blob(array, legacy_shape=False):
+    array = np.asarray(array, np.float32)
+    if legacy_shape:  # num/channels/height/width = 1..4, as pre-2015 files
+        dims = [1] * (4 - array.ndim) + list(array.shape)
+        shape = b"".join(_field(i + 1, d) for i, d in enumerate(dims))
+    else:
+        shape = _field(7, _field(1, b"".join(_varint(d) for d in array.shape)))
+    return shape + _field(5, array.astype("<f4").tobytes())
+
+
+def write_caffe(path, layers, v1=False):
+    """.caffemodel of the PyTorch network's weights: NetParameter.layer (LayerParameter name=1,
+    type=2, blobs=7) or, with v1, the deprecated NetParameter.layers (V1LayerParameter name=4,
+    type=5 enum, blobs=6) with legacy 4-D blob shapes. Returns the deploy.prototxt text."""
+    v1_types = {"Convolution": 4, "InnerProduct": 14, "LRN": 15, "Pooling": 17, "ReLU": 18, "Softmax": 20}
+    message, prototxt, previous = b"", ['name: "test"', 'input: "data"'], "data"
+    for name, module in layers:
+        if isinstance(module, nn.Dropout) or isinstance(module, nn.Flatten):
+            continue
+        if isinstance(module, nn.Conv2d):
+            kind = "Convolution"
+            params = (f"convolution_param {{ num_output: {module.out_channels} kernel_size: {module.kernel_size[0]} "
+                      f"stride: {module.stride[0]} pad: {module.padding[0]} group: {module.groups} }}")
+        elif isinstance(module, nn.Linear):
+            kind, params = "InnerProduct", f"inner_product_param {{ num_output: {module.out_features} }}"
+        elif isinstance(module, nn.LocalResponseNorm):
+            kind = "LRN"
+            params = f"lrn_param {{ local_size: {module.size} alpha: {module.alpha} beta: {module.beta} k: {module.k} }}"
+        elif isinstance(module, nn.MaxPool2d):
+            kind = "Pooling"
+            params = f"pooling_param {{ pool: MAX kernel_size: {module.kernel_size} stride: {module.stride} }}"
+        else:
+            kind, params = {nn.ReLU: "ReLU", nn.Softmax: "Softmax"}[type(module)], ""
+        blobs = b""
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            blobs = b"".join(_field(6 if v1 else 7, caffe_blob(p.detach().numpy(), legacy_shape=v1))
+                             for p in (module.weight, module.bias))
+        if v1:
+            message += _field(2, _field(4, name) + _field(5, v1_types[kind]) + blobs)
+        else:
+            message += _field(100, _field(1, name) + _field(2, kind) + blobs)
+        prototxt.append(f'layer {{ name: "{name}" type: "{kind}" bottom: "{previous}" top: "{name}" {params} }}')
+        previous = name
+    with open(path, "wb") as f:
+        f.write(_field(1, "test") + message)
+    return "\n".join(prototxt) + "\n"
+
+
+@pytest.mark.parametrize("arch", FILE_FORMAT_CASES)
+def test_caffe_reader_reproduces_pytorch(arch, tmp_path):
+    size = TEST_INPUT_SIZES[arch]
+    container, layers = torch_network(arch, size)
+    randomise(container)
+    model_path, prototxt_path = str(tmp_path / "net.caffemodel"), tmp_path / "deploy.prototxt"
+    prototxt_path.write_text(write_caffe(model_path, layers, v1=(arch == "vgg-m")))
+    model = convert.convert("caffe", arch, model_path, prototxt=str(prototxt_path), input_size=size)
+    assert model.convention["channel_order"] == "BGR"
+    x = model.preprocess(natural_batch(size))
+    differences = max_relative_differences(model, layers, x, objective_layer="conv5_3" if "16" in arch else "conv5")
+    print(arch, "caffe", max(differences.values()))
+    assert max(differences.values()) <= TOLERANCE, differences
