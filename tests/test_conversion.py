@@ -11,9 +11,12 @@ gradient of a layer objective to 1e-4 of its largest entry.
 Sizes: the test inputs are smaller than the nets' standard ones (fc6 is shaped for the input
 through --input_size), so that fc6 stays small; fc7 (4096x4096) keeps every full-width net at
 20-60M parameters. torchvision-vgg16 always has 138M (its adaptive pool fixes fc6 at 7x7x512),
-so its equivalence runs only in the slow suite; the other five run by default through the PyTorch
-reader, and caffe-ref / vgg-m / vgg-vd-16 through the MatConvNet and Caffe readers (all six in the
-slow suite).
+so its equivalence runs only in the slow suite. By default (each case compiles a whole network,
+~10 s on the shared 2-core CPU) the other five run through the PyTorch reader, caffe-ref through
+MatConvNet v5 and v7.3, and caffe-ref (LayerParameter) and vgg-m (V1LayerParameter, legacy blob
+shapes) through the Caffe reader; `pytest -m slow` runs the remaining combinations: every Caffe-style
+architecture through every reader, and torchvision-vgg16 through PyTorch (simplenn and Caffe have
+no adaptive pooling, so torchvision layouts come from PyTorch only).
 """
 from collections import OrderedDict
 
@@ -162,12 +165,18 @@ def max_relative_differences(model, layers, x, objective_layer):
     objective_shape = (len(x),) + nets.output_shapes(model.table, x.shape[1])[objective_layer]
     objective_weights = rng.normal(size=objective_shape).astype(np.float32)
     reference, reference_gradient = torch_outputs(layers, x, objective_layer, objective_weights)
-    ours = model.apply(model.params, jnp.asarray(x))
+
+    @jax.jit  # one compilation of the whole network: op-by-op dispatch compiles every op
+    def outputs_and_gradient(params, x):
+        outputs, pullback = jax.vjp(lambda x: model.apply(params, x), x)
+        cotangent = {name: jnp.zeros_like(y) for name, y in outputs.items()}
+        cotangent[objective_layer] = jnp.asarray(objective_weights)
+        return outputs, pullback(cotangent)[0]
+
+    ours, gradient = outputs_and_gradient(model.params, jnp.asarray(x))
     assert set(ours) == set(reference), "layer names differ from the PyTorch network's"
     differences = {name: float(np.abs(np.asarray(ours[name]) - reference[name]).max() / np.abs(reference[name]).max())
                    for name in reference}
-    gradient = jax.grad(lambda x: jnp.sum(model.apply(model.params, x, upto=objective_layer)[objective_layer]
-                                          * objective_weights))(jnp.asarray(x))
     differences["input gradient"] = float(np.abs(np.asarray(gradient) - reference_gradient).max()
                                           / np.abs(reference_gradient).max())
     return differences
@@ -285,13 +294,13 @@ def write_matconvnet_v73(path, layers, mean_rgb, spatial):
         f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, written by jaxinv's tests. HDF5 schema 1.00 .".ljust(116))
 
 
-DEFAULT_FILE_FORMAT_ARCHS = ("caffe-ref", "vgg-m", "vgg-vd-16")
-FILE_FORMAT_CASES = [pytest.param(arch, marks=_slow_unless(arch in DEFAULT_FILE_FORMAT_ARCHS))
-                     for arch in TEST_INPUT_SIZES if not arch.startswith("torchvision")]
+def file_format_cases(default_archs):
+    return [pytest.param(arch, marks=_slow_unless(arch in default_archs))
+            for arch in TEST_INPUT_SIZES if not arch.startswith("torchvision")]
 
 
 @pytest.mark.parametrize("version", ["v5", "v7.3"])
-@pytest.mark.parametrize("arch", FILE_FORMAT_CASES)
+@pytest.mark.parametrize("arch", file_format_cases(default_archs=("caffe-ref",)))
 def test_matconvnet_reader_reproduces_pytorch(arch, version, tmp_path):
     size = TEST_INPUT_SIZES[arch]
     container, layers = torch_network(arch, size)
@@ -374,7 +383,7 @@ def write_caffe(path, layers, v1=False):
     return "\n".join(prototxt) + "\n"
 
 
-@pytest.mark.parametrize("arch", FILE_FORMAT_CASES)
+@pytest.mark.parametrize("arch", file_format_cases(default_archs=("caffe-ref", "vgg-m")))
 def test_caffe_reader_reproduces_pytorch(arch, tmp_path):
     size = TEST_INPUT_SIZES[arch]
     container, layers = torch_network(arch, size)
