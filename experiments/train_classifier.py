@@ -34,12 +34,21 @@ flags.DEFINE_float("label_smoothing", 0.1, "label smoothing of the cross-entropy
 flags.DEFINE_integer("seed", 0, "seed of initialisation, shuffling and augmentation")
 flags.DEFINE_string("output_dir", "outputs/cifar-ref", "where the trained network and checkpoints go")
 flags.DEFINE_string("data_dir", None, "shared data folder holding cifar10/ (default: $JAXINV_DATA or ../shared/data)")
-flags.DEFINE_integer("max_train_images", None, "use only the first N training images (smoke tests)")
-flags.DEFINE_integer("max_test_images", None, "evaluate on only the first N test images (smoke tests)")
+flags.DEFINE_integer("max_train_images", None, "use only N evenly spaced training images (smoke tests)")
+flags.DEFINE_integer("max_test_images", None, "evaluate on only N evenly spaced test images (smoke tests)")
 FLAGS = flags.FLAGS
 
 ARCH = "cifar-ref"
 PAD = 4
+
+
+def subset(images: np.ndarray, labels: np.ndarray, limit: int | None):
+    """At most `limit` evenly spaced images: the files are sorted by class, so a prefix would hold
+    only airplanes."""
+    if limit is None or limit >= len(labels):
+        return images, labels
+    keep = np.linspace(0, len(labels), limit, endpoint=False).astype(int)
+    return images[keep], labels[keep]
 
 
 def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,10 +82,8 @@ def make_train_step(model: nets.Model, optimizer: optax.GradientTransformation):
 def main(argv):
     del argv
     data = cifar10.load(FLAGS.data_dir)
-    train_images = data["train_images"][:FLAGS.max_train_images]
-    train_labels = data["train_labels"][:FLAGS.max_train_images]
-    test_images = data["test_images"][:FLAGS.max_test_images]
-    test_labels = data["test_labels"][:FLAGS.max_test_images]
+    train_images, train_labels = subset(data["train_images"], data["train_labels"], FLAGS.max_train_images)
+    test_images, test_labels = subset(data["test_images"], data["test_labels"], FLAGS.max_test_images)
     pixels = train_images.reshape(-1, 3).astype(np.float64)
     convention = dict(channel_order="RGB", pixel_range=255.0,
                       mean=pixels.mean(0).round(3).tolist(), std=pixels.std(0).round(3).tolist())
