@@ -68,12 +68,14 @@ def _vgg_m() -> list[Layer]:
             + _classifier([4096, 4096], 1000))
 
 
-def _vgg16_features() -> list[Layer]:
+def _vgg16_features(ceil_mode: bool) -> list[Layer]:
+    """VGG-16's 13 convolutions and 5 pools; Caffe rounds pool outputs up, torchvision down (the
+    same on the 224 and 32 inputs that halve evenly five times)."""
     table, widths = [], [64, 128, 256, 512, 512]
     for stage, (width, depth) in enumerate(zip(widths, [2, 2, 3, 3, 3]), start=1):
         for i in range(1, depth + 1):
             table += [_conv(f"conv{stage}_{i}", width, 3, pad=1), _relu(f"relu{stage}_{i}")]
-        table.append(_maxpool(f"pool{stage}", 2, 2, ceil_mode=False))
+        table.append(_maxpool(f"pool{stage}", 2, 2, ceil_mode=ceil_mode))
     return table
 
 
@@ -90,7 +92,7 @@ def _torchvision_alexnet() -> list[Layer]:
 def _torchvision_vgg16() -> list[Layer]:
     """VGG-16 as torchvision lays it out: the same layers (and names) as vgg-vd-16 plus its
     adaptive average pool to 7x7 before fc6."""
-    return (_vgg16_features()
+    return (_vgg16_features(ceil_mode=False)
             + [Layer("avgpool", L.adaptive_avgpool, dict(output_size=7))]
             + _classifier([4096, 4096], 1000))
 
@@ -109,7 +111,7 @@ _BUILDERS = {
     "caffe-ref": lambda: _caffenet(norm_before_pool=False),
     "caffe-alex": lambda: _caffenet(norm_before_pool=True),
     "vgg-m": _vgg_m,
-    "vgg-vd-16": lambda: _vgg16_features() + _classifier([4096, 4096], 1000),
+    "vgg-vd-16": lambda: _vgg16_features(ceil_mode=True) + _classifier([4096, 4096], 1000),
     "torchvision-alexnet": _torchvision_alexnet,
     "torchvision-vgg16": _torchvision_vgg16,
     "cifar-ref": _cifar_ref,
