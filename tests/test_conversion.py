@@ -73,13 +73,13 @@ def _vgg_m(pool5_size):
             + _head(512 * pool5_size ** 2))
 
 
-def _vgg16_features():
+def _vgg16_features(ceil_mode):
     layers, cin = [], 3
     for stage, (width, depth) in enumerate(zip([64, 128, 256, 512, 512], [2, 2, 3, 3, 3]), start=1):
         for i in range(1, depth + 1):
             layers += [(f"conv{stage}_{i}", _conv(cin, width, 3, pad=1)), (f"relu{stage}_{i}", nn.ReLU())]
             cin = width
-        layers.append((f"pool{stage}", nn.MaxPool2d(2, 2)))
+        layers.append((f"pool{stage}", nn.MaxPool2d(2, 2, ceil_mode=ceil_mode)))
     return layers
 
 
@@ -99,9 +99,10 @@ def torch_network(arch, input_size):
     elif arch == "vgg-m":
         layers = _vgg_m(pool5_size)
     elif arch == "vgg-vd-16":
-        layers = _vgg16_features() + _head(512 * pool5_size ** 2)
+        layers = _vgg16_features(ceil_mode=True) + _head(512 * pool5_size ** 2)
     else:
-        features = _torchvision_alexnet_features() if arch == "torchvision-alexnet" else _vgg16_features()
+        features = (_torchvision_alexnet_features() if arch == "torchvision-alexnet"
+                    else _vgg16_features(ceil_mode=False))
         pool_size = 6 if arch == "torchvision-alexnet" else 7
         pool = ("avgpool", nn.AdaptiveAvgPool2d(pool_size))
         head = _head((256 if arch == "torchvision-alexnet" else 512) * pool_size ** 2)
