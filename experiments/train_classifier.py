@@ -34,6 +34,8 @@ flags.DEFINE_float("label_smoothing", 0.1, "label smoothing of the cross-entropy
 flags.DEFINE_integer("seed", 0, "seed of initialisation, shuffling and augmentation")
 flags.DEFINE_string("output_dir", "outputs/cifar-ref", "where the trained network and checkpoints go")
 flags.DEFINE_string("data_dir", None, "shared data folder holding cifar10/ (default: $JAXINV_DATA or ../shared/data)")
+flags.DEFINE_string("init_from", None, "start from the parameters (and input convention) of this network "
+                    "directory instead of random ones: fine-tuning; its metadata is kept as `initialised_from`")
 flags.DEFINE_integer("max_train_images", None, "use only N evenly spaced training images (smoke tests)")
 flags.DEFINE_integer("max_test_images", None, "evaluate on only N evenly spaced test images (smoke tests)")
 FLAGS = flags.FLAGS
@@ -89,13 +91,17 @@ def main(argv):
                       mean=pixels.mean(0).round(3).tolist(), std=pixels.std(0).round(3).tolist())
     table = nets.build(ARCH)
     input_size = INPUT_SIZES[ARCH]
+    initial = nets.load(FLAGS.init_from) if FLAGS.init_from else None
+    if initial is not None:
+        convention = initial.convention
     model = nets.Model(arch=ARCH, table=table, params=None, input_size=input_size,
                        convention=convention, class_names=cifar10.CLASS_NAMES)
 
     steps_per_epoch = len(train_labels) // FLAGS.batch_size
     schedule = optax.cosine_onecycle_schedule(FLAGS.epochs * steps_per_epoch, FLAGS.learning_rate)
     optimizer = optax.adamw(schedule, weight_decay=FLAGS.weight_decay)
-    params = nets.init_params(table, jax.random.PRNGKey(FLAGS.seed), input_size)
+    params = (jax.tree.map(jnp.asarray, initial.params) if initial is not None
+              else nets.init_params(table, jax.random.PRNGKey(FLAGS.seed), input_size))
     state = {"params": params, "opt_state": optimizer.init(params), "seconds": jnp.zeros((), jnp.float32)}
 
     checkpoints = ocp.CheckpointManager(os.path.abspath(os.path.join(FLAGS.output_dir, "checkpoints")),
@@ -134,6 +140,7 @@ def main(argv):
     nets.save(FLAGS.output_dir, model, extra_metadata=dict(
         test_accuracy=test_accuracy, test_images=len(test_labels), epochs=FLAGS.epochs,
         training_seconds=round(float(state["seconds"]), 1), command=command,
+        initialised_from=None if initial is None else initial.metadata,
         recipe=dict(optimizer="adamw one-cycle", learning_rate=FLAGS.learning_rate,
                     weight_decay=FLAGS.weight_decay, label_smoothing=FLAGS.label_smoothing,
                     batch_size=FLAGS.batch_size, augmentation="pad-4 random crop + horizontal flip",
