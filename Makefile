@@ -28,6 +28,7 @@ test-slow: $(VENV)/.installed vlfeat
 benchmark: $(VENV)/.installed vlfeat
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.engine
+	$(PY) -m benchmarks.nets
 
 clean:
 	rm -rf $(VENV) $(OUT)
