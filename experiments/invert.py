@@ -28,7 +28,7 @@ flags.DEFINE_integer("cell_size", 8, "HOG cell / DSIFT bin size in pixels")
 flags.DEFINE_enum("formulation", "ijcv", ["ijcv", "cvpr2015"],
                   "ijcv: IJCV Eq. 1 with Algorithm 1; cvpr2015: the CVPR 2015 objective and momentum solver "
                   "(sigma = the reference image's norm; --C and the iteration flags are then unused)")
-flags.DEFINE_enum("loop", "python", ["python", "scan"], "iteration loop: Python over a jitted step, or lax.scan")
+flags.DEFINE_enum("loop", "scan", ["python", "scan"], "iteration loop: lax.scan in chunks (faster here), or Python over a jitted step")
 flags.DEFINE_string("output_dir", "outputs/invert", "where to write the figures and metrics")
 
 

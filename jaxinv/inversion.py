@@ -88,7 +88,7 @@ def codes_of(representation: Representation, x) -> np.ndarray:
 
 def invert_images(representation: Representation, images_in: Sequence[np.ndarray], *, problem: Problem | None = None,
                   restarts: int = 1, seed: int = 0, stages: Sequence[Stage] = preimage.default_stages(),
-                  loop: str = "python", progress=None, progress_every: int = 50,
+                  loop: str = "scan", progress=None, progress_every: int = 50,
                   cvpr2015: Cvpr2015 | None = None) -> Inversion:
     """Inverts Phi of each image (all the same size, [0, 255]) from `restarts` random starts each,
     all N * K problems in one vmapped computation (`cvpr2015` switches to that formulation)."""
