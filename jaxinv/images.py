@@ -7,13 +7,14 @@ invariant (HOG's 1e-4 block-norm floor, for instance) are defined for this range
 from __future__ import annotations
 
 import os
-import tempfile
 from importlib import resources
 from typing import Sequence
 
 import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from jaxinv import outputs
 
 SAMPLE_IMAGE_PROVENANCE = (
     "astronaut.png: Eileen Collins, NASA portrait (public domain), as shipped by scikit-image "
@@ -115,17 +116,7 @@ def to_uint8(image) -> np.ndarray:
 def save_image(path: str, image) -> str:
     """Writes an image in [0, 255] to `path` atomically (temporary file + rename)."""
     array = to_uint8(image)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")
-    os.close(fd)
-    try:
-        Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    outputs.atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"), ".png")
     return path
 
 

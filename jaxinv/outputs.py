@@ -6,7 +6,8 @@ import os
 import tempfile
 
 
-def _atomic_write(path: str, write, suffix: str) -> str:
+def atomic_write(path: str, write, suffix: str) -> str:
+    """Calls `write(tmp)` on a temporary file beside `path`, then renames it to `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=suffix)
@@ -27,7 +28,7 @@ def write_json(path: str, data) -> str:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
-    return _atomic_write(path, write, ".json")
+    return atomic_write(path, write, ".json")
 
 
 def read_json(path: str):
@@ -49,7 +50,7 @@ def pyplot():
 def save_figure(path: str, figure) -> str:
     """Saves a matplotlib figure as PNG atomically and closes it."""
     try:
-        return _atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"), ".png")
+        return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"), ".png")
     finally:
         pyplot().close(figure)
 
