@@ -1,6 +1,8 @@
 """Named representations for the engine: 'hog', 'hogb', 'dsift' (grey, as in the papers)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from jaxinv.preimage import Representation
@@ -13,8 +15,11 @@ def names() -> tuple[str, ...]:
     return HAND_CRAFTED
 
 
+@functools.lru_cache(maxsize=None)
 def get(name: str, *, cell_size: int = 8) -> Representation:
-    """The representation called `name`, with cell (bin) size `cell_size` as in the papers (8)."""
+    """The representation called `name`, with cell (bin) size `cell_size` as in the papers (8).
+
+    Cached: the same name gives the same (immutable) object, so its compiled steps are reused."""
     from jaxinv import features
 
     if name in ("hog", "hogb"):
