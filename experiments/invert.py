@@ -12,8 +12,7 @@ import os
 
 from absl import flags
 
-from experiments import common
-from jaxinv import images, inversion, metrics, outputs, preimage, representations
+from jaxinv import cli, images, inversion, metrics, outputs, preimage, representations
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("representation", "hog", f"one of {', '.join(representations.names())}")
@@ -71,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main)
+    cli.run(main)

@@ -10,8 +10,7 @@ import os
 import numpy as np
 from absl import flags
 
-from experiments import common
-from jaxinv import features, images
+from jaxinv import cli, features, images
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("image", None, "image file (default: the built-in sample)")
@@ -42,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main)
+    cli.run(main)

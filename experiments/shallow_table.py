@@ -14,8 +14,7 @@ import os
 
 from absl import flags
 
-from experiments import common
-from jaxinv import images, outputs, preimage, representations, shallow
+from jaxinv import cli, images, outputs, preimage, representations, shallow
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images_dir", None, "folder of images (default: ../shared/data/imagenet_samples)")
@@ -64,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main)
+    cli.run(main)

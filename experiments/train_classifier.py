@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from absl import app, flags
+from absl import flags
 
-from jaxinv import nets
+from jaxinv import cli, nets
 from jaxinv.nets import cifar10
 from jaxinv.nets.tables import INPUT_SIZES
 
@@ -149,4 +149,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

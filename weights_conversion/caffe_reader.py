@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import struct
 
 import numpy as np
 
@@ -198,15 +197,8 @@ def read_prototxt(path: str) -> list[dict]:
 
 
 def to_params(table, input_size: int, model_layers: list[CaffeLayer], prototxt_layers, path: str) -> dict:
-    weighted = [layer for layer in model_layers if layer.blobs]
-    names = common.parametric_layers(table)
-    if {layer.name for layer in weighted} <= set(names):
-        by_name = {layer.name: layer for layer in weighted}
-    elif len(weighted) == len(names):
-        by_name = dict(zip(names, weighted))
-    else:
-        raise ValueError(f"{path} has {len(weighted)} layers with blobs ({', '.join(l.name for l in weighted)}) "
-                         f"but the architecture has {len(names)} ({', '.join(names)})")
+    weighted = [(layer.name, layer) for layer in model_layers if layer.blobs]
+    by_name = common.match_layers(table, weighted, path, "layers with blobs")
     if prototxt_layers is not None:
         check_prototxt(table, prototxt_layers)
     expected = tables.param_shapes(table, input_size)
@@ -217,13 +209,7 @@ def to_params(table, input_size: int, model_layers: list[CaffeLayer], prototxt_l
             raise ValueError(f"{path}: layer {name} has {len(layer.blobs)} blobs; expected weights and biases")
         weights, biases = layer.blobs
         what = f"layer {name} weights in {path}"
-        if ops[name] is L.conv:
-            if weights.ndim != 4:
-                raise ValueError(f"shape mismatch for {what}: expected a 4-D convolution blob, found {weights.shape}")
-            weights = common.torch_conv_to_hwio(weights)
-        else:
-            weights = common.torch_fc_to_hwcu(weights, expected[name]["w"], what)
-        tensors[name] = {"w": weights, "b": biases}
+        tensors[name] = {"w": common.oihw_weights(ops[name], weights, expected[name]["w"], what), "b": biases}
     return common.assemble(table, input_size, tensors, path)
 
 

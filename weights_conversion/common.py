@@ -2,7 +2,7 @@
 shapes the layer table expects, failing with errors that name the tensors involved."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -14,9 +14,27 @@ def parametric_layers(table) -> list[str]:
     return [layer.name for layer in table if layer.op in L.PARAMETRIC_OPS]
 
 
-def check_arch(arch: str) -> None:
-    if arch not in tables.architectures():
-        raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(tables.architectures())}")
+def match_layers(table, named_items: Sequence[tuple[str, Any]], source: str, kind: str) -> dict:
+    """{table layer: item} for a file's weighted layers, given as (name in the file, item) in file
+    order: by name when every name is one of the table's parametric layers, else in order."""
+    names = parametric_layers(table)
+    file_names = [name for name, _ in named_items]
+    if set(file_names) <= set(names):
+        return dict(named_items)
+    if len(named_items) != len(names):
+        raise ValueError(f"{source} has {len(named_items)} {kind} ({', '.join(file_names)}) "
+                         f"but the architecture has {len(names)} ({', '.join(names)})")
+    return {name: item for name, (_, item) in zip(names, named_items)}
+
+
+def oihw_weights(op, weight, expected_shape, what: str) -> np.ndarray:
+    """A PyTorch/Caffe weight blob -> jaxinv layout: conv (out, in, kh, kw) -> (kh, kw, in, out),
+    fc (units, c*h*w) -> (h, w, c, units)."""
+    if op is L.conv:
+        if np.ndim(weight) != 4:
+            raise ValueError(f"shape mismatch for {what}: expected a 4-D convolution blob, found {np.shape(weight)}")
+        return torch_conv_to_hwio(weight)
+    return torch_fc_to_hwcu(weight, expected_shape, what)
 
 
 def fit(array, expected_shape, what: str) -> np.ndarray:

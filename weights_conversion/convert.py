@@ -13,12 +13,11 @@ for (the architecture's standard size by default).
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from jaxinv import nets
+from jaxinv import cli, nets
 from jaxinv.nets import tables
 from jaxinv.nets import model as model_lib
-from weights_conversion import common
 
 FORMATS = ("torch", "matconvnet", "caffe")
 
@@ -36,10 +35,9 @@ def default_convention(arch: str, source_format: str) -> dict:
 def convert(source_format: str, arch: str, path: str, prototxt: str | None = None,
             input_size: int | None = None) -> nets.Model:
     """Reads a pretrained network into a jaxinv Model (not yet saved)."""
-    common.check_arch(arch)
+    table = tables.build(arch)  # an unknown arch fails here, listing the valid ones
     if source_format not in FORMATS:
         raise ValueError(f"unknown format {source_format!r}; valid: {', '.join(FORMATS)}")
-    table = tables.build(arch)
     input_size = input_size or tables.INPUT_SIZES[arch]
     convention, class_names, mean_image = default_convention(arch, source_format), None, None
     if source_format == "torch":
@@ -77,4 +75,4 @@ if __name__ == "__main__":
     flags.DEFINE_integer("input_size", None, "input size the fc6 weights are shaped for (default: the arch's)")
     flags.mark_flags_as_required(["format", "arch", "input", "output"])
     FLAGS = flags.FLAGS
-    app.run(main)
+    cli.run(main)

@@ -130,16 +130,8 @@ def _mean(average):
 def to_params(table, input_size: int, net: MatNet, path: str) -> dict:
     """Takes the weights of layers named after the table's parametric layers (or, if the file's
     layer names differ, its weighted layers in order), checking strides and LRN parameters."""
-    weighted = [layer for layer in net.layers if layer["weights"]]
-    names = common.parametric_layers(table)
-    if {layer["name"] for layer in weighted} <= set(names):
-        by_name = {layer["name"]: layer for layer in weighted}
-    elif len(weighted) == len(names):
-        by_name = dict(zip(names, weighted))
-    else:
-        raise ValueError(f"{path} has {len(weighted)} layers with weights "
-                         f"({', '.join(layer['name'] for layer in weighted)}) "
-                         f"but the architecture has {len(names)} ({', '.join(names)})")
+    weighted = [(layer["name"], layer) for layer in net.layers if layer["weights"]]
+    by_name = common.match_layers(table, weighted, path, "layers with weights")
     _check_hyper_parameters(table, net, by_name, path)
     tensors = {}
     for name, layer in by_name.items():

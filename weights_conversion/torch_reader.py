@@ -42,26 +42,16 @@ def _modules(state: dict, path: str) -> dict:
 def to_params(table, input_size: int, state: dict, path: str) -> dict:
     """Maps modules to layers by name when every module is named after a layer, else in order."""
     modules = _modules(state, path)
-    names = common.parametric_layers(table)
-    if set(modules) <= set(names):
-        mapping = {prefix: prefix for prefix in modules}
-    else:
-        if len(modules) != len(names):
-            raise ValueError(f"{path} has {len(modules)} parametric modules ({', '.join(modules)}) "
-                             f"but the architecture has {len(names)} ({', '.join(names)})")
-        mapping = dict(zip(modules, names))
+    mapping = common.match_layers(table, [(prefix, prefix) for prefix in modules], path, "parametric modules")
     expected = tables.param_shapes(table, input_size)
+    ops = {layer.name: layer.op for layer in table}
     tensors = {}
-    for prefix, name in mapping.items():
-        module, shape = modules[prefix], expected[name]["w"]
-        what = f"layer {name} (module {prefix!r}) weights in {path}"
+    for name, prefix in mapping.items():
+        module = modules[prefix]
         if "weight" not in module:
             raise ValueError(f"{path}: module {prefix!r} (layer {name}) has no weight")
-        if module["weight"].ndim == 4:
-            weight = common.torch_conv_to_hwio(module["weight"])
-        else:
-            weight = common.torch_fc_to_hwcu(module["weight"], shape, what)
-        tensors[name] = {"w": weight}
+        what = f"layer {name} (module {prefix!r}) weights in {path}"
+        tensors[name] = {"w": common.oihw_weights(ops[name], module["weight"], expected[name]["w"], what)}
         if "bias" in module:
             tensors[name]["b"] = module["bias"]
     return common.assemble(table, input_size, tensors, path)

@@ -9,7 +9,6 @@ divide by `std` per channel. Means and stds are in the network's channel order a
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from importlib import resources
 from typing import Any, Sequence
@@ -17,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxinv import graph
+from jaxinv import graph, outputs
 from jaxinv.graph import Layer
 from jaxinv.nets import tables
 
@@ -89,8 +88,7 @@ def save(directory: str, model: Model, extra_metadata: dict | None = None) -> No
         checkpointer.save(params_dir, model.params, force=True)
     metadata = dict(model.metadata, arch=model.arch, input_size=model.input_size,
                     convention=model.convention, class_names=model.class_names, **(extra_metadata or {}))
-    with open(os.path.join(directory, METADATA_FILE), "w") as f:
-        json.dump(metadata, f, indent=1)
+    outputs.write_json(os.path.join(directory, METADATA_FILE), metadata)
     if model.mean_image is not None:
         np.save(os.path.join(directory, MEAN_IMAGE_FILE), model.mean_image.astype(np.float32))
 
@@ -115,8 +113,7 @@ def load(name_or_dir: str) -> Model:
     metadata_path = os.path.join(directory, METADATA_FILE)
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(f"{metadata_path} not found: not a jaxinv network directory")
-    with open(metadata_path) as f:
-        metadata = json.load(f)
+    metadata = outputs.read_json(metadata_path)
     with ocp.StandardCheckpointer() as checkpointer:
         params = checkpointer.restore(os.path.join(os.path.abspath(directory), PARAMS_DIR))
     mean_path = os.path.join(directory, MEAN_IMAGE_FILE)

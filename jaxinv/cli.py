@@ -1,4 +1,4 @@
-"""Shared entry point of the experiment binaries: absl flags, clear one-line errors for bad input."""
+"""Entry point of jaxinv's command-line programs: absl flags, clear one-line errors for bad input."""
 from __future__ import annotations
 
 import sys
