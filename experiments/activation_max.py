@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from absl import flags
+from absl import flags, logging
 
 from jaxinv import cli, deep, images, nets, outputs, preimage, report, visualise
 
@@ -29,6 +29,7 @@ flags.DEFINE_float("C", None, "loss weight; default 3 rho^2 (visualise.AM_C_PER_
 flags.DEFINE_float("bound", visualise.AM_BOUND, "B of the bounded-range term (the paper's: 80)")
 flags.DEFINE_bool("paper_settings", False, "C = 1 and B = 80 as in IJCV Sect. 6 (overrides --C and --bound)")
 flags.DEFINE_integer("reference_images", None, "use only the first N reference images for M (default: all)")
+flags.DEFINE_string("cache_dir", None, "where the maxima M are cached (default: ~/.cache/jaxinv/activation_max)")
 flags.DEFINE_integer("seed", 0, "PRNG seed")
 flags.DEFINE_integer("scale", 0, "grid enlargement factor (0: so that tiles are about 128 pixels)")
 flags.DEFINE_string("output_dir", "outputs/activation_max", "where to write the results")
@@ -36,6 +37,7 @@ flags.DEFINE_string("output_dir", "outputs/activation_max", "where to write the 
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
     model = nets.load(FLAGS.net)
     layer = FLAGS.layer
     deep.check_layer(model, layer)
@@ -44,9 +46,10 @@ def main(argv):
         units = [int(u) for u in FLAGS.units]
     else:
         units = list(range(min(visualise.num_units(model, layer), 10 if class_layer else 8)))
+    visualise.check_units(model, layer, units)
     C, bound = (1.0, 80.0) if FLAGS.paper_settings else (FLAGS.C, FLAGS.bound)
     reference, described = visualise.reference_images(model, num_images=FLAGS.reference_images)
-    maxima = visualise.activation_maxima(model, layer, reference)
+    maxima = visualise.activation_maxima(model, layer, reference, directory=FLAGS.cache_dir)
     size = visualise.activation_max_input_size(model, layer)
     print(f"maximising {len(units)} units of {model.arch}:{layer} on {size}x{size} images, "
           f"{FLAGS.restarts} restarts, {FLAGS.iterations}+{FLAGS.refine_iterations} iterations")
