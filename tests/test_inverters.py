@@ -251,3 +251,36 @@ def test_binaries_name_bad_input(tmp_path):
     out = subprocess.run([sys.executable, "-m", "experiments.compare_inverters", f"--inverter_dir={tmp_path}/none",
                           "--skip_hoggle"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 2 and "inverter directory not found" in out.stderr
+
+
+@pytest.mark.slow
+def test_finetuning_the_encoder_changes_it_and_inversion_uses_it(tmp_path):
+    config = inverters.TrainConfig("cifar-ref:pool1", 32, width=0.125, steps=2, batch_size=4, max_train_images=8,
+                                   finetune_encoder=True)
+    inverter = inverters.train(config, str(tmp_path), log=lambda s: None, eval_images=4)
+    original = inverters.feature_function("cifar-ref:pool1").params
+    assert inverter.metadata["held_out"]["test_split"] == "cifar10"
+    assert not np.array_equal(inverter.params["encoder"]["conv1"]["w"], original["conv1"]["w"])
+    loaded = inverters.load(str(tmp_path))
+    assert loaded.metadata["encoder_finetuned"] is True
+    images, _ = training.data.ImageSource("cifar10", 32, max_train_images=1).test_images(2)
+    fixed = inverters.feature_function("cifar-ref:pool1")(images)
+    assert np.abs(loaded.features(images) - fixed).max() > 0
+
+
+@pytest.mark.slow
+def test_host_features_train_from_a_cached_pool(tmp_path, monkeypatch):
+    # A host (numpy) version of HOG stands in for LBP/SIFT: features come from the fixed pool.
+    hog = inverters.feature_function("hog")
+    host = inverters.FeatureFunction("hog", "hog", grey=True, traceable=False, fn=lambda _, x: np.asarray(hog(x)))
+    monkeypatch.setattr(training, "feature_function", lambda name: host)
+    config = inverters.TrainConfig(steps=4, pool_size=12, **TINY)
+    quiet = dict(log=lambda s: None, checkpoint_every=2, eval_images=2)
+    assert inverters.train(config, str(tmp_path / "parts"), stop_after=2, **quiet) is None
+    with np.load(tmp_path / "parts" / "pool.npz") as pool:
+        assert pool["images"].shape == (12, 16, 16, 3) and pool["features"].shape == (12, 2, 2, 31)
+        np.testing.assert_allclose(pool["features"], hog(pool["images"].astype(np.float32)), rtol=1e-6)
+    resumed = inverters.train(config, str(tmp_path / "parts"), **quiet)
+    whole = inverters.train(config, str(tmp_path / "whole"), **quiet)
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
