@@ -64,7 +64,8 @@ def sift_grid(frames, descriptors, image_shape, cell: int = 4, seed: int = 0) ->
     if frames.ndim != 2 or frames.shape[1] != 4:
         raise ValueError(f"frames must have shape (N, 4) (x, y, scale, angle); got {frames.shape}")
     if descriptors.ndim != 2 or descriptors.shape[0] != frames.shape[0]:
-        raise ValueError(f"descriptors must have shape (N, D) with N = {frames.shape[0]} frames; got {descriptors.shape}")
+        raise ValueError(
+            f"descriptors must have shape (N, D) with N = {frames.shape[0]} frames; got {descriptors.shape}")
     if not (np.all(np.isfinite(frames)) and np.all(np.isfinite(descriptors))):
         raise ValueError("frames and descriptors must be finite")
     if np.any(frames[:, 2] <= 0):

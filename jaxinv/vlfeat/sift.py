@@ -98,7 +98,8 @@ def grey_array(image) -> np.ndarray:
     if image.ndim != 2:
         raise ValueError(f"SIFT needs a grey (H, W) or (H, W, 1) image; got shape {image.shape}")
     if min(image.shape) < MIN_SIDE:
-        raise ValueError(f"image of shape {image.shape} is too small for SIFT: need at least {MIN_SIDE}x{MIN_SIDE} pixels")
+        raise ValueError(
+            f"image of shape {image.shape} is too small for SIFT: need at least {MIN_SIDE}x{MIN_SIDE} pixels")
     if not np.all(np.isfinite(image)):
         raise ValueError("image contains non-finite values (NaN or inf)")
     return np.ascontiguousarray(image, np.float32)
