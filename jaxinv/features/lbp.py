@@ -3,7 +3,7 @@
 Definition (VLFeat 0.9.21, `VlLbpUniform`, checked against libvl by tests/test_lbp.py):
 
 - input: an (H, W) or (H, W, 1) grey image, pixel values in [0, 255] (LBP only compares pixels,
-  so any monotone rescaling gives the same output); x is the column index, y the row index
+  so any strictly increasing rescaling gives the same output); x is the column index, y the row index
   (pointing down).
 - `codes`: the 8-bit code of each pixel of the 3x3 neighbourhood: bit b is set when neighbour b
   is strictly brighter than the centre, neighbours in the order E, SE, S, SW, W, NW, N, NE
