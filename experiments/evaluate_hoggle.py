@@ -55,8 +55,8 @@ def main(argv):
     reconstructions = {}
     for mapping in FLAGS.pixel_mappings:
         start = time.time()
-        reconstructions[mapping] = np.stack([hoggle.invert_hog(dictionary, code, (FLAGS.size, FLAGS.size),
-                                                               pixel_mapping=mapping) for code in codes])
+        reconstructions[mapping] = hoggle.invert_hogs(dictionary, codes, (FLAGS.size, FLAGS.size),
+                                                      pixel_mapping=mapping)
         seconds = (time.time() - start) / len(paths)
         mean, ci = metrics.mean_with_ci95(metrics.cvpr_errors(reconstructions[mapping], originals))
         results[mapping] = {"mean_error": mean, "ci95": ci, "seconds_per_image": seconds}
