@@ -28,7 +28,7 @@ flags.DEFINE_integer("image_size", 64, "training images are grey centre crops of
 flags.DEFINE_integer("num_patches", None, "random training windows (default: every window with contrast)")
 flags.DEFINE_integer("num_atoms", 1024, "dictionary size (1024 in the original)")
 flags.DEFINE_float("lam", 0.02, "lasso weight of the sparse codes (0.02 in the original)")
-flags.DEFINE_integer("epochs", 4, "passes over the training windows")
+flags.DEFINE_integer("epochs", 4, "passes over the training windows (0: random training pairs as atoms)")
 flags.DEFINE_integer("batch_size", 512, "windows per minibatch of the online dictionary learning")
 flags.DEFINE_integer("seed", 0, "seed of window sampling, initial atoms and minibatch order")
 flags.DEFINE_string("output", None, "where the dictionary goes (default: ~/.cache/jaxinv/hoggle/dictionary.npz)")

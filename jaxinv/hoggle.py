@@ -307,34 +307,55 @@ def learn_paired_dictionary(pairs: TrainingPairs, num_atoms: int = 1024, lam: fl
     the algorithm of the SPAMS solver the original used) with alpha = `lam`, coordinate-descent
     codes constrained to be non-negative, `epochs` passes over the pairs in minibatches of
     `batch_size`, starting from `num_atoms` distinct training pairs (scaled to unit norm) rather
-    than an SVD of the first minibatch. Each minibatch's codes get at most `coding_sweeps`
-    coordinate-descent sweeps (sklearn's transform_max_iter; its default 1000 took 3.7x the time
-    of 100 for the same mean objective to 1e-6, measured with 1024 atoms). Every minibatch also updates all
-    atoms (a cost independent of its size, about num_atoms^2 x dims), hence the large default
-    batch. The measured times are in the README.
+    than an SVD of the first minibatch. `epochs=0` keeps those random pairs as the atoms (the
+    original's fast "pickrandom" mode; no scikit-learn needed). Each minibatch's codes get at most
+    `coding_sweeps` coordinate-descent sweeps (sklearn's transform_max_iter; its default 1000 took
+    3.7x the time of 100 for the same mean objective to 1e-6, measured with 1024 atoms). Every
+    minibatch also updates all atoms (a cost independent of its size, about num_atoms^2 x dims),
+    hence the large default batch. The measured times are in the README.
     """
-    try:
-        from sklearn.decomposition import MiniBatchDictionaryLearning
-        from sklearn.exceptions import ConvergenceWarning
-    except ImportError:
-        raise ImportError("learning a HOGgle dictionary needs scikit-learn: pip install 'jaxinv[hoggle]'") from None
     num_atoms = _positive_int(num_atoms, "num_atoms")
     coding_sweeps = _positive_int(coding_sweeps, "coding_sweeps")
     batch_size = _positive_int(batch_size, "batch_size")
-    epochs = _positive_int(epochs, "epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer; got {epochs!r}")
     if not (isinstance(lam, numbers.Real) and lam > 0):
         raise ValueError(f"lam must be a positive number; got {lam!r}")
     if len(pairs) < num_atoms:
         raise ValueError(f"{len(pairs)} training pairs cannot initialise {num_atoms} atoms; sample at least as many")
     data = paired_vectors(pairs)
     rng = np.random.default_rng(seed)
-    initial = data[rng.choice(len(data), num_atoms, replace=False)] / np.sqrt(2.0)
-    model = MiniBatchDictionaryLearning(n_components=num_atoms, alpha=float(lam), batch_size=batch_size,
-                                        fit_algorithm="cd", positive_code=True, dict_init=initial,
+    atoms = data[rng.choice(len(data), num_atoms, replace=False)] / np.float32(np.sqrt(2.0))
+    start = time.time()
+    if epochs:
+        atoms = _online_dictionary_learning(data, atoms, float(lam), batch_size, int(epochs), coding_sweeps, rng,
+                                            seed, log)
+    seconds = round(time.time() - start, 1)
+    patch_pixels = pairs.patches.shape[1] * pairs.patches.shape[2]
+    flat = pairs.patches.reshape(len(pairs), -1).astype(np.float64)
+    centred_norms = np.linalg.norm(flat - flat.mean(axis=1, keepdims=True), axis=1)
+    info = {"num_pairs": len(pairs), "epochs": int(epochs), "batch_size": batch_size, "coding_sweeps": coding_sweeps,
+            "seed": seed, "seconds": seconds,
+            "solver": "sklearn MiniBatchDictionaryLearning (cd, positive codes)" if epochs else "random training pairs"}
+    return PairedDictionary(image_atoms=atoms[:, :patch_pixels], hog_atoms=atoms[:, patch_pixels:],
+                            cell_size=pairs.cell_size, window_cells=pairs.window_cells, lam=float(lam),
+                            patch_mean=float(flat.mean()), patch_contrast=float(centred_norms.mean()),
+                            training_info=info)
+
+
+def _online_dictionary_learning(data, initial_atoms, lam, batch_size, epochs, coding_sweeps, rng, seed, log):
+    """`epochs` passes of scikit-learn's minibatch dictionary learning from `initial_atoms`: (K, D) atoms."""
+    try:
+        from sklearn.decomposition import MiniBatchDictionaryLearning
+        from sklearn.exceptions import ConvergenceWarning
+    except ImportError:
+        raise ImportError("learning a HOGgle dictionary needs scikit-learn: pip install 'jaxinv[hoggle]'") from None
+    model = MiniBatchDictionaryLearning(n_components=len(initial_atoms), alpha=lam, batch_size=batch_size,
+                                        fit_algorithm="cd", positive_code=True, dict_init=initial_atoms,
                                         transform_max_iter=coding_sweeps, random_state=seed)
     steps_per_epoch = -(-len(data) // batch_size)
     total = epochs * steps_per_epoch
-    log(f"hoggle: {len(data)} pairs of {data.shape[1]} dims, {num_atoms} atoms, lambda {lam}, "
+    log(f"hoggle: {len(data)} pairs of {data.shape[1]} dims, {len(initial_atoms)} atoms, lambda {lam}, "
         f"{epochs} epoch(s) of {steps_per_epoch} minibatches of {batch_size}")
     start = time.time()
     step = 0
@@ -351,17 +372,7 @@ def learn_paired_dictionary(pairs: TrainingPairs, num_atoms: int = 1024, lam: fl
                     elapsed = time.time() - start
                     log(f"hoggle: minibatch {step}/{total} (epoch {epoch + 1}), {elapsed:.0f} s, "
                         f"about {elapsed / step * (total - step):.0f} s left")
-    atoms = model.components_.astype(np.float32)
-    patch_pixels = pairs.patches.shape[1] * pairs.patches.shape[2]
-    flat = pairs.patches.reshape(len(pairs), -1).astype(np.float64)
-    centred_norms = np.linalg.norm(flat - flat.mean(axis=1, keepdims=True), axis=1)
-    info = {"num_pairs": len(pairs), "epochs": epochs, "batch_size": batch_size, "coding_sweeps": coding_sweeps,
-            "seed": seed, "seconds": round(time.time() - start, 1),
-            "solver": "sklearn MiniBatchDictionaryLearning (cd, positive codes)"}
-    return PairedDictionary(image_atoms=atoms[:, :patch_pixels], hog_atoms=atoms[:, patch_pixels:],
-                            cell_size=pairs.cell_size, window_cells=pairs.window_cells, lam=float(lam),
-                            patch_mean=float(flat.mean()), patch_contrast=float(centred_norms.mean()),
-                            training_info=info)
+    return model.components_.astype(np.float32)
 
 
 @functools.partial(jax.jit, static_argnames=("iterations",))

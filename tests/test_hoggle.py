@@ -49,6 +49,16 @@ def test_each_half_is_zero_mean_and_unit_norm(pairs):
     assert np.all(hoggle.zero_mean_unit_norm(np.full((2, 5), 3.0)) == 0)  # a flat row stays zero
 
 
+def test_zero_epochs_keep_random_training_pairs_as_atoms(pairs):
+    random_atoms = hoggle.learn_paired_dictionary(pairs, num_atoms=8, epochs=0, log=lambda s: None)
+    vectors = hoggle.paired_vectors(pairs) / np.sqrt(2)
+    atoms = np.concatenate([random_atoms.image_atoms, random_atoms.hog_atoms], axis=1)
+    distances = np.linalg.norm(atoms[:, None] - vectors[None], axis=2)
+    assert np.all(distances.min(axis=1) < 1e-6)
+    np.testing.assert_allclose(np.linalg.norm(atoms, axis=1), 1, atol=1e-5)
+    assert random_atoms.training_info["solver"] == "random training pairs"
+
+
 def test_pairs_are_whole_image_hog_cells_and_the_pixels_they_tile(training_paths):
     pairs = hoggle.sample_training_pairs(training_paths[:1], None, image_size=64, seed=1)
     image = images.load_image(training_paths[0], grey=True, size=64)
