@@ -26,7 +26,7 @@ codes a minimising 0.5 ||x - D^T a||^2 + lam ||a||_1 (lam = 0.02 in the original
 the original used, and scikit-learn share this objective), and the learned atoms (unit norm over
 the concatenation) are split into the two halves.
 
-Inversion (`invert_hog`). Every window of the HOG map at a stride of one cell is normalised as in
+Inversion (`invert_hog`; `invert_hogs` for a batch). Every window of the HOG map at a stride of one cell is normalised as in
 training and coded against `hog_atoms` by the same non-negative lasso (`nonnegative_lasso`,
 FISTA batched over windows in JAX); its patch `a @ image_atoms` is placed on the window's pixel
 block; the patches are blended with a Gaussian weight (sigma 9 px, centred on the patch) and
@@ -38,7 +38,8 @@ become grey levels:
   mean grey level and their mean L2 norm after removing each patch's mean. Nothing about the
   inverted image is used, and a code shrunk by the lasso (an uncertain window) stays near grey.
 - "stretch": the blended image's range is stretched to [0, 255], as the original code does
-  (to [0, 1]); higher contrast, and usually a larger image-space error.
+  (to [0, 1]); higher contrast (on the held-out 64x64 ImageNet samples its image-space error
+  was slightly lower, 0.567 against 0.581; see the README).
 
 Both are clipped to [0, 255]. Pixels past the last cell's block (H not a multiple of the cell
 size) are covered by no window and repeat the nearest covered row or column.
