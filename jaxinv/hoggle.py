@@ -98,8 +98,8 @@ class PairedDictionary:
     cell_size: int
     window_cells: int
     lam: float
-    patch_mean: float = 128.0
-    patch_contrast: float = 1.0
+    patch_mean: float
+    patch_contrast: float
     training_info: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
