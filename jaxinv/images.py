@@ -149,3 +149,29 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 4, background
             y, x = pad + i * (cell_h + pad), pad + j * (cell_w + pad)
             grid[y:y + a.shape[0], x:x + a.shape[1]] = a
     return grid
+
+
+def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_labels: Sequence[str] = (),
+                  row_labels: Sequence[str] = (), tile: tuple[int, int] | None = None, scale: int = 1,
+                  pad: int = 4) -> np.ndarray:
+    """`image_grid` with text labels above the columns and left of the rows, as the papers' figures
+    (layers across, restarts or images down). `scale` enlarges small tiles (nearest neighbour)."""
+    from PIL import ImageDraw
+
+    if scale > 1:
+        rows = [[np.kron(np.asarray(a, np.float32), np.ones((scale, scale) + (1,) * (np.ndim(a) - 2), np.float32))
+                 for a in row] for row in rows]
+        tile = None if tile is None else (tile[0] * scale, tile[1] * scale)
+    grid = image_grid(rows, pad=pad, tile=tile)
+    cell_h = (grid.shape[0] - pad) // max(len(rows), 1) - pad
+    cell_w = (grid.shape[1] - pad) // max(max(len(r) for r in rows), 1) - pad
+    top = 14 if column_labels else 0
+    left = 8 + 6 * max((len(s) for s in row_labels), default=0) if row_labels else 0
+    canvas = Image.new("RGB", (grid.shape[1] + left, grid.shape[0] + top), (255, 255, 255))
+    canvas.paste(Image.fromarray(to_uint8(grid)), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    for j, label in enumerate(column_labels):
+        draw.text((left + pad + j * (cell_w + pad), 1), str(label), fill=(0, 0, 0))
+    for i, label in enumerate(row_labels):
+        draw.text((2, top + pad + i * (cell_h + pad) + cell_h // 2 - 5), str(label), fill=(0, 0, 0))
+    return np.asarray(canvas, np.float32)
