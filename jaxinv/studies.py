@@ -67,7 +67,8 @@ def gradient_magnitude_histogram(batch) -> np.ndarray:
     if batch.ndim not in (3, 4) or batch.shape[1] < 2 or batch.shape[2] < 2:
         raise ValueError(f"need a batch of images (N, H, W) or (N, H, W, 3) of at least 2x2 pixels; "
                          f"got shape {batch.shape}")
-    grey = images.to_grey(np.clip(batch, 0.0, 255.0)).astype(np.float64)
+    batch = np.clip(batch, 0.0, 255.0)
+    grey = (images.to_grey(batch) if batch.ndim == 4 else batch).astype(np.float64)
     dx = grey[:, :-1, 1:] - grey[:, :-1, :-1]
     dy = grey[:, 1:, :-1] - grey[:, :-1, :-1]
     magnitude = np.minimum(np.sqrt(dx ** 2 + dy ** 2), HIST_EDGES[-1] - 1e-6)
@@ -274,16 +275,27 @@ def _open_checkpoints(checkpoint_dir: str, fp: dict) -> None:
         outputs.write_json(path, fp)
 
 
-def _load_unit(path: str):
+UNIT_KEYS = ("errors", "predictions", "hist", "first_restart", "restarts", "seconds")
+
+
+def _load_unit(path: str, log: Callable[[str], None] = print):
+    """A finished unit's arrays, or None when absent; an unreadable one is removed (recomputed)."""
     import orbax.checkpoint as ocp
 
     if not os.path.isdir(path):
         return None
-    if not ocp.utils.is_checkpoint_finalized(path):
-        shutil.rmtree(path)  # an interrupted save: recompute
+    try:
+        if not ocp.utils.is_checkpoint_finalized(path):
+            raise ValueError("not finalized")
+        with ocp.StandardCheckpointer() as checkpointer:
+            unit = {key: np.asarray(value) for key, value in checkpointer.restore(path).items()}
+        if set(unit) != set(UNIT_KEYS):
+            raise ValueError(f"holds {sorted(unit)}")
+        return unit
+    except Exception as e:  # a damaged or foreign directory: recompute the unit
+        log(f"  discarding unreadable unit checkpoint {path} ({type(e).__name__}: {e})")
+        shutil.rmtree(path)
         return None
-    with ocp.StandardCheckpointer() as checkpointer:
-        return {key: np.asarray(value) for key, value in checkpointer.restore(path).items()}
 
 
 def _save_unit(path: str, unit: dict) -> None:
@@ -333,7 +345,7 @@ def run_study(model: Model, reference: np.ndarray, *, reference_names: Sequence[
     computed, seconds = 0, []
     for index, (layer, c) in enumerate(work, 1):
         path = checkpoint_dir and _unit_path(checkpoint_dir, layer, c)
-        unit = _load_unit(path) if path else None
+        unit = _load_unit(path, log) if path else None
         if unit is not None:
             study.units[(layer, c)] = unit
             log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
@@ -369,7 +381,7 @@ def summarise(study: Study) -> dict:
     """results.json: {"layers", "C", "error", "error_ci95", "restart_std", "class_consistency",
     "hist_intersection"} ({layer: {C key: value}}, NaN written as null), then "best_C" (the studied C
     of lowest mean error per layer), "rule_C" (deep.layer_C), "at_best_C" (the four numbers there),
-    "seconds" and "parameters"."""
+    "seconds" per unit (compilation included), "seconds_per_problem" (that over N * K) and "parameters"."""
     if not study.complete:
         raise ValueError("the study is incomplete: run it to the end before summarising")
     results = {"layers": list(study.layers), "C": [c_number(c) for c in study.C]}
@@ -388,6 +400,9 @@ def summarise(study: Study) -> dict:
                             for layer in study.layers}
     results["seconds"] = {layer: {c_key(c): float(study.units[(layer, c)]["seconds"]) for c in study.C}
                           for layer in study.layers}
+    problems = study.reference.shape[0] * study.settings["restarts"]
+    results["seconds_per_problem"] = {layer: {c: value / problems for c, value in row.items()}
+                                      for layer, row in results["seconds"].items()}
     results["parameters"] = dict(study.settings, network=study.network, reference_images=study.reference_names,
                                  hist_bins=HIST_BINS, hist_bin_width=float(HIST_EDGES[1] - HIST_EDGES[0]))
     return results
