@@ -3,7 +3,9 @@
 For a network, N reference images, a list of layers and a list of loss weights C, every work
 unit (layer, C) inverts the layer's code of all N images from K random restarts each in one
 vmapped `inversion.invert_images` computation (batched targets; the engine shards the N * K
-problems over devices when several are present), with the layer's jitter rule
+problems over the devices when several are present and N * K is a multiple of their number;
+`images_per_call` splits a unit into several such computations to bound memory), with the layer's
+jitter rule
 (`deep.layer_jitter`) and the authors' stages. Each unit measures:
 
 - error: IJCV Eq. 3, ||Phi(x*) - Phi(x0)||^2 / ||Phi(x0)||^2 (`metrics.normalised_error`), for
@@ -195,7 +197,7 @@ def c_number(C: float):
 
 def invert_unit(model: Model, layer: str, C: float, reference: np.ndarray, *, restarts: int,
                 stages: Sequence[Stage], seed: int, jitter: bool = True, images_per_call: int | None = None,
-                invariance_images: int = 2, reference_predictions=None, progress=None) -> dict:
+                invariance_images: int = 2, progress=None) -> dict:
     """Inverts `layer` of the N reference images at weight C from `restarts` random starts each
     (N * K problems per vmapped call, or `images_per_call` images at a time to bound memory).
 
