@@ -109,3 +109,26 @@ def top_k_perturbations(k: int = 5) -> dict:
     """Sect. 5.4's fc8 study as perturbations: only the top-k activations vs all but the top-k."""
     return {f"top{k}": lambda phi, key: P.keep_top_k(phi, k),
             f"all-but-top{k}": lambda phi, key: P.drop_top_k(phi, k)}
+
+
+def plot_error_vs_layer(path: str, errors: Mapping[str, Mapping[str, float]], layers: Sequence[str],
+                        title: str = "") -> str:
+    """Line plot of the normalised error per layer (x: layers in network order), one line per
+    entry of `errors` ({line label: {layer: error}}; layers a line lacks are skipped), as the
+    paper's Figs. 7 and 9. Written atomically as PNG."""
+    from jaxinv import outputs
+
+    plt = outputs.pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    positions = {layer: i for i, layer in enumerate(layers)}
+    for label, per_layer in errors.items():
+        shown = [layer for layer in layers if layer in per_layer]
+        ax.plot([positions[layer] for layer in shown], [per_layer[layer] for layer in shown], marker="o", label=label)
+    ax.set_xticks(range(len(layers)), list(layers))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("normalised image error")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return outputs.save_figure(path, fig)
