@@ -76,10 +76,6 @@ def trained_inverter(layer: str, autoencoder: bool = False) -> inverters.Inverte
     return inverter
 
 
-def image_error(images, reconstructions) -> float:
-    return inverters.image_error(reconstructions, images)
-
-
 def grid(path, rows, row_labels, column_labels=()):
     return images.save_image(path, images.labelled_grid(rows, row_labels=row_labels, column_labels=column_labels,
                                                         scale=SCALE))
@@ -111,7 +107,7 @@ def main(argv):
         inverter, layer_key = fixed[layer], jax.random.fold_in(key, i)
         t0 = time.time()
         study = S.perturbation_study(inverter.features, inverter, test, P.PERTURBATIONS, layer_key,
-                                     error=image_error, batch_size=FLAGS.batch_size)
+                                     batch_size=FLAGS.batch_size)
         for name, entry in study.items():
             results["perturbations"].setdefault(name, {})[layer] = entry["error"]
         print(f"{layer}: " + ", ".join(f"{name} {entry['error']:.3f}" for name, entry in study.items()))
@@ -120,7 +116,7 @@ def main(argv):
                                            ["original"] + list(study)))
         if layer == "fc8":
             topk = S.perturbation_study(inverter.features, inverter, test, S.top_k_perturbations(FLAGS.top_k),
-                                        layer_key, error=image_error, batch_size=FLAGS.batch_size)
+                                        layer_key, batch_size=FLAGS.batch_size)
             results["fc8_topk"] = {name: entry["error"] for name, entry in topk.items()}
             print("fc8: " + ", ".join(f"{name} {entry['error']:.3f}" for name, entry in topk.items()))
             files["fc8"].append(grid(os.path.join(out, "fc8_topk.png"),
@@ -157,7 +153,7 @@ def main(argv):
             results["autoencoder"]["fixed encoder"][layer] = results["perturbations"]["unperturbed"][layer]
             ae = autoencoders[layer]
             reconstructions = ae.invert_images(test)
-            results["autoencoder"]["autoencoder"][layer] = image_error(test, reconstructions)
+            results["autoencoder"]["autoencoder"][layer] = S.normalised_image_error(test, reconstructions)
             ae_rows += [fixed[layer].invert_images(test[shown]), reconstructions[shown]]
             ae_labels += [f"{layer} fixed", f"{layer} AE"]
             print(f"{layer}: fixed encoder {results['autoencoder']['fixed encoder'][layer]:.3f}, "

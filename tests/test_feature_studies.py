@@ -26,7 +26,7 @@ def test_normalised_error_by_hand():
     reconstructions[0] += 0.5  # distance sqrt(12) / 2, the others exact
     expected = (np.sqrt(12) / 2 / 3) / (4 * np.sqrt(12) / 3)
     assert S.normalised_image_error(images, reconstructions) == pytest.approx(expected)
-    with pytest.raises(ValueError, match="differ in shape"):
+    with pytest.raises(ValueError, match="do not match"):
         S.normalised_image_error(images, reconstructions[:2])
 
 

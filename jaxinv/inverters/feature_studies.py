@@ -3,7 +3,7 @@ decoder f reconstructs from perturbed, interpolated and random feature vectors.
 
 The functions take two callables on batches, so they work with any representation and inverter:
 `encode(images) -> features` (N, ...) and `decode(features) -> images` (N, H, W, 3), RGB [0, 255].
-The error is the paper's image-space normalised error (`normalised_image_error`).
+The error is the paper's image-space normalised error (`jaxinv.inverters.image_error`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from jaxinv import metrics
+from jaxinv.inverters import metrics
 from jaxinv.inverters import perturbations as P
 
 
@@ -25,14 +25,10 @@ def evenly_spaced(total: int, num: int) -> np.ndarray:
 
 
 def normalised_image_error(images, reconstructions) -> float:
-    """The paper's reconstruction error (Sect. 5.1): the mean Euclidean distance between each image
-    and its reconstruction, mean_i ||x_i - f(phi_i)||, divided by N, the mean Euclidean distance
-    between distinct images of the set (so 1 means "as far as another image")."""
-    x = np.asarray(images, np.float64).reshape(len(images), -1)
-    y = np.asarray(reconstructions, np.float64).reshape(len(reconstructions), -1)
-    if x.shape != y.shape:
-        raise ValueError(f"images and reconstructions differ in shape: {x.shape} vs {y.shape}")
-    return float(np.mean(np.linalg.norm(x - y, axis=1)) / metrics.average_pairwise_distance(x))
+    """The paper's reconstruction error (Sect. 5.1): mean_i ||x_i - f(phi_i)|| / N, N the mean
+    Euclidean distance between distinct images of the set (`jaxinv.inverters.image_error`, with the
+    originals first as in the rest of this module)."""
+    return metrics.image_error(reconstructions, images)
 
 
 def in_batches(fn: Callable, x, batch_size: int = 256) -> np.ndarray:
