@@ -1,4 +1,5 @@
 """Learned inverters: the architecture rule, the up-convolution, training, checkpoints, the image error."""
+import json
 import os
 import subprocess
 import sys
@@ -217,3 +218,36 @@ def test_missing_checkpoint_is_named(tmp_path):
 def test_default_directory(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert inverters.default_dir("cifar-ref:pool2", 32) == str(tmp_path / "jaxinv" / "inverters" / "cifar-ref_pool2-32")
+
+
+def run_binary(module, *flags):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_train_and_compare_binaries_at_tiny_size(tmp_path):
+    inverter_dir, compare_dir = str(tmp_path / "inverter"), str(tmp_path / "compare")
+    out = run_binary("experiments.train_inverter", "--representation=hog", "--size=16", "--width=0.25", "--steps=4",
+                     "--batch_size=4", "--max_train_images=3", "--eval_images=3", "--log_every=2",
+                     f"--output_dir={inverter_dir}")
+    assert "step 4/4" in out and "held-out image error" in out
+    metadata = inverters.load(inverter_dir).metadata
+    assert metadata["steps"] == 4 and "train_inverter" in metadata["command"]
+    out = run_binary("experiments.compare_inverters", f"--inverter_dir={inverter_dir}", "--num_images=3",
+                     "--iterations=5", "--refine_iterations=0", "--skip_hoggle", f"--output_dir={compare_dir}")
+    results = json.load(open(os.path.join(compare_dir, "results.json")))
+    assert results["learned"]["image_error"] > 0 and results["optimisation"]["image_error"] > 0
+    assert results["hoggle"] == {"image_error": None, "skipped": "skipped by flag"}
+    per_image = json.load(open(os.path.join(compare_dir, "per_image.json")))
+    assert len(per_image["images"]) == len(per_image["learned"]) == len(per_image["optimisation"]) == 3
+    assert os.path.isfile(os.path.join(compare_dir, "figure.png"))
+
+
+def test_binaries_name_bad_input(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-m", "experiments.compare_inverters", f"--inverter_dir={tmp_path}/none",
+                          "--skip_hoggle"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "inverter directory not found" in out.stderr

@@ -34,10 +34,11 @@ def cache_root() -> str:
     return os.path.join(cache_home, "jaxinv", "inverters")
 
 
-def default_dir(representation: str, image_size: int) -> str:
+def default_dir(representation: str, image_size: int, finetuned: bool = False) -> str:
     """Where train_inverter writes (and compare_inverters looks for) an inverter by default:
-    ~/.cache/jaxinv/inverters/<representation with ':' as '_'>-<size> ($XDG_CACHE_HOME honoured)."""
-    return os.path.join(cache_root(), f"{representation.replace(':', '_').replace('/', '_')}-{int(image_size)}")
+    ~/.cache/jaxinv/inverters/<representation, ':' as '_'>-<size>[-finetuned] ($XDG_CACHE_HOME honoured)."""
+    name = f"{representation.replace(':', '_').replace('/', '_')}-{int(image_size)}"
+    return os.path.join(cache_root(), name + ("-finetuned" if finetuned else ""))
 
 
 def to_pixels(prediction):

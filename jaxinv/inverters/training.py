@@ -43,6 +43,32 @@ CALIBRATION_IMAGES = 256
 FINAL_RATE_FRACTION = 0.01
 
 
+# Defaults of experiments/train_inverter.py: sizes and lengths that train on the project's shared 2-core
+# CPU in bounded time (the HOG inverter in ~30 min), and larger ones for an accelerator (not run here).
+CPU_DEFAULTS = {"hog": dict(image_size=64, width=0.5, steps=2000),
+                "lbp": dict(image_size=64, width=0.5, steps=2000, pool_size=6400),
+                "sift": dict(image_size=64, width=0.25, steps=2000, pool_size=6400),
+                "cifar-ref": dict(image_size=32, width=0.5, steps=600)}
+ACCELERATOR_DEFAULTS = {"hog": dict(image_size=256, width=1.0, steps=20000),
+                        "lbp": dict(image_size=256, width=1.0, steps=20000, pool_size=64000),
+                        "sift": dict(image_size=256, width=1.0, steps=20000, pool_size=64000),
+                        "cifar-ref": dict(image_size=32, width=1.0, steps=5000)}
+
+
+def default_settings(representation: str, backend: str | None = None) -> dict:
+    """{image_size, width, steps[, pool_size]} for `representation` on `backend` (default: JAX's).
+    Networks other than cifar-ref use their input size, width 0.5 and 2000 steps."""
+    backend = backend or jax.default_backend()
+    table = CPU_DEFAULTS if backend == "cpu" else ACCELERATOR_DEFAULTS
+    key = representation if representation in table else representation.split(":", 1)[0]
+    if key in table:
+        return dict(table[key])
+    if ":" not in representation:
+        raise ValueError(f"unknown representation {representation!r}; valid: hog, lbp, sift or NET:LAYER")
+    from jaxinv import nets
+    return dict(image_size=nets.load(key).input_size, width=0.5, steps=2000)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run (saved as OUTPUT_DIR/config.json)."""
