@@ -17,7 +17,7 @@ import time
 
 import jax
 import numpy as np
-from absl import flags
+from absl import flags, logging
 
 from jaxinv import cli, images, inverters, outputs, report
 from jaxinv.inverters import feature_studies as S
@@ -46,16 +46,13 @@ flags.DEFINE_string("data_dir", None, "shared data folder holding cifar10/ (defa
 flags.DEFINE_string("output_dir", "outputs/inverter_studies", "where results, figures and index.html go")
 SCALE = 3  # 32x32 tiles are enlarged 3x in the grids
 IMAGE_SIZE = 32
-AUTOENCODER_SUFFIX = "-autoencoder"
 
 
 def inverter_dir(representation: str, autoencoder: bool) -> str:
-    """Where the inverter of `representation` is expected: jaxinv.inverters' default folder (or its
-    name under --inverters_dir), with AUTOENCODER_SUFFIX for the fine-tuned-encoder variant."""
-    directory = inverters.default_dir(representation, IMAGE_SIZE)
-    if FLAGS.inverters_dir:
-        directory = os.path.join(FLAGS.inverters_dir, os.path.basename(directory))
-    return directory + (AUTOENCODER_SUFFIX if autoencoder else "")
+    """Where the inverter of `representation` is expected: `jaxinv.inverters.default_dir` (with its
+    "-finetuned" suffix for the autoencoder variant), or the same folder name under --inverters_dir."""
+    directory = inverters.default_dir(representation, IMAGE_SIZE, autoencoder)
+    return os.path.join(FLAGS.inverters_dir, os.path.basename(directory)) if FLAGS.inverters_dir else directory
 
 
 def trained_inverter(layer: str, autoencoder: bool = False) -> inverters.Inverter:
@@ -83,6 +80,7 @@ def grid(path, rows, row_labels, column_labels=()):
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint restore at INFO
     started = time.time()
     out = FLAGS.output_dir
     key = jax.random.key(FLAGS.seed)
