@@ -55,7 +55,7 @@ def test_ci_size_study_end_to_end(tmp_path):
                                    "drop50-smallest-binarised"]
     for name, per_layer in perturbations.items():
         assert set(per_layer) == set(layers) and all(0 < e < 10 for e in per_layer.values()), name
-    assert set(results["fc8_topk"]) == {"unperturbed", "top5", "all-but-top5"}
+    assert set(results["fc8_topk"]) == {"unperturbed", "top5", "all-but-top5", "top1", "all-but-top1"}
     assert set(results["autoencoder"]["autoencoder"]) == set(layers)
     assert results["autoencoder"]["fixed encoder"] == perturbations["unperturbed"]
     zero = results["random_zero_fraction"]["pool3"]
