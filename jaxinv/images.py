@@ -175,3 +175,28 @@ def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_labels: Sequen
     for i, label in enumerate(row_labels):
         draw.text((2, top + pad + i * (cell_h + pad) + cell_h // 2 - 5), str(label), fill=(0, 0, 0))
     return np.asarray(canvas, np.float32)
+
+
+def draw_box(image, box, colour=(255, 0, 0), width: int = 1) -> np.ndarray:
+    """A copy of an image in [0, 255] (grey or RGB) as RGB with the outline of `box` = (top, left,
+    bottom, right) (exclusive ends, pixels) drawn `width` pixels thick inside the box."""
+    array = np.asarray(image, np.float32)
+    rgb = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3].copy()
+    top, left, bottom, right = (int(v) for v in box)
+    if not (0 <= top < bottom <= rgb.shape[0] and 0 <= left < right <= rgb.shape[1]):
+        raise ValueError(f"box {tuple(box)} is not inside the {rgb.shape[0]}x{rgb.shape[1]} image")
+    colour = np.asarray(colour, np.float32)
+    rgb[top:min(top + width, bottom), left:right] = colour
+    rgb[max(bottom - width, top):bottom, left:right] = colour
+    rgb[top:bottom, left:min(left + width, right)] = colour
+    rgb[top:bottom, max(right - width, left):right] = colour
+    return rgb
+
+
+def stretch_contrast(image) -> np.ndarray:
+    """An image linearly rescaled so that its minimum is 0 and its maximum 255 (flat images: 128)."""
+    array = np.asarray(image, np.float32)
+    low, high = float(array.min()), float(array.max())
+    if high - low < 1e-6:
+        return np.full_like(array, 128.0)
+    return (array - low) * (255.0 / (high - low))

@@ -20,7 +20,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxinv import solver as solvers
 from jaxinv.objectives import losses, regularisers
 
-LOSSES = ("inversion", "masked_inversion", "inner_product")
+LOSSES = ("inversion", "masked_inversion", "inner_product", "texture", "style")
+MULTI_LAYER_LOSSES = ("texture", "style")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,8 @@ class Representation:
     """A differentiable Phi with its input convention.
 
     `fn` maps one image in the representation's input space (H, W, channels), i.e. the null-mean
-    image plus `mean`, to its code. `input_size` is (H, W) for fixed-size networks, None when any
+    image plus `mean`, to its code: an array, or for the 'texture' and 'style' losses a dict
+    {"features": {layer: (h, w, c) map}, "content": array (style only)}. `input_size` is (H, W) for fixed-size networks, None when any
     size works (HOG, DSIFT). `stride` is the representation's total stride (jitter rule).
     """
     name: str
@@ -63,8 +65,9 @@ class Representation:
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """Parameters of IJCV Eq. 1; defaults are Sect. 3.3's (C = 1, alpha = 6, beta = 2, B = 80,
-    B+ = 2B, V = B/6.5) and the loss is Eq. 2 (`loss` picks Eq. 2, 3 or 4)."""
-    loss: Literal["inversion", "masked_inversion", "inner_product"] = "inversion"
+    B+ = 2B, V = B/6.5) and the loss is Eq. 2 (`loss` picks Eq. 2, 3 or 4, or the Gram term of
+    Eq. 8: 'texture' = sum_l w_l ||G_l(x) - G_l0||^2, 'style' = Eq. 2 on a content layer plus that)."""
+    loss: Literal["inversion", "masked_inversion", "inner_product", "texture", "style"] = "inversion"
     C: float = 1.0
     alpha: float = 6.0
     beta: float = 2.0
@@ -92,10 +95,12 @@ class Problem:
 
 
 class Target(NamedTuple):
-    """What the loss compares Phi(x) with: phi0, and a mask (Eq. 3) or a normaliser Z (Eq. 4)."""
-    phi0: jax.Array
+    """What the loss compares Phi(x) with: phi0, and a mask (Eq. 3) or a normaliser Z (Eq. 4); for
+    'texture'/'style' phi0 = {"grams": {layer: G_l0}, "content": code (style)} and the layer weights w_l."""
+    phi0: Any
     mask: jax.Array | None = None
     z: jax.Array | float | None = None
+    weights: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +118,11 @@ def default_stages(iterations: int = 300, refine_iterations: int = 50) -> tuple[
 
 
 def make_target(representation: Representation, problem: Problem, image=None, *, phi0=None, mask=None,
-                z=None) -> Target:
-    """Builds and checks the Target for `problem.loss` (from an image in [0, 255] or a code phi0)."""
+                z=None, weights=None) -> Target:
+    """Builds and checks the Target for `problem.loss` (from an image in [0, 255] or a code phi0;
+    'texture'/'style' need phi0 = {"grams": ..., "content": ...} and `weights`, see jaxinv.texture)."""
+    if problem.loss in MULTI_LAYER_LOSSES:
+        return _texture_target(problem, phi0, weights)
     if phi0 is None:
         if image is None:
             raise ValueError("give the reference image or the target code phi0")
@@ -142,6 +150,31 @@ def make_target(representation: Representation, problem: Problem, image=None, *,
     return Target(phi0, mask, z)
 
 
+def _texture_target(problem: Problem, phi0, weights) -> Target:
+    """Checks the target of the Gram losses: phi0 = {"grams": {layer: (c, c)}, "content": code (style)}."""
+    if not isinstance(phi0, dict) or "grams" not in phi0 or (problem.loss == "style" and "content" not in phi0):
+        content = ", 'content': code" if problem.loss == "style" else ""
+        raise ValueError(f"loss {problem.loss!r} needs phi0 = {{'grams': {{layer: Gram matrix}}{content}}} "
+                         "(see jaxinv.texture)")
+    grams = {name: jnp.asarray(g, jnp.float32) for name, g in phi0["grams"].items()}
+    if not grams:
+        raise ValueError(f"loss {problem.loss!r} needs at least one Gram layer")
+    if set(weights or {}) != set(grams):
+        raise ValueError(f"loss {problem.loss!r} needs one weight per Gram layer ({', '.join(grams)}); "
+                         f"got weights for {sorted(weights or {})}")
+    checked = {"grams": grams}
+    if problem.loss == "style":
+        checked["content"] = jnp.asarray(phi0["content"], jnp.float32)
+        if float(jnp.sum(jnp.square(checked["content"]))) == 0.0:
+            raise ValueError("the content code is zero (||Phi0|| = 0): the normalised loss is undefined")
+    leaves = jax.tree_util.tree_leaves(checked) + [jnp.asarray(w) for w in weights.values()]
+    if not all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves):
+        raise ValueError("the Gram/content target or the layer weights contain non-finite values")
+    if any(not float(w) >= 0 for w in weights.values()):
+        raise ValueError(f"layer weights must be non-negative; got {dict(weights)}")
+    return Target(checked, None, None, {name: jnp.float32(w) for name, w in weights.items()})
+
+
 def energy_terms(x, key, representation: Representation, problem: Problem, target: Target, max_shift):
     """IJCV Eq. 1 for one null-mean image x: returns {'loss', 'range', 'tv', 'energy'}."""
     seen = x
@@ -153,8 +186,12 @@ def energy_terms(x, key, representation: Representation, problem: Problem, targe
         loss = losses.inversion_loss(phi, target.phi0)
     elif problem.loss == "masked_inversion":
         loss = losses.masked_inversion_loss(phi, target.phi0, target.mask)
-    else:
+    elif problem.loss == "inner_product":
         loss = losses.inner_product_loss(phi, target.phi0, target.z)
+    else:
+        loss = regularisers.texture_loss(phi["features"], target.phi0["grams"], target.weights)
+        if problem.loss == "style":
+            loss = loss + losses.inversion_loss(phi["content"], target.phi0["content"])
     range_term = regularisers.bounded_range(x, problem.alpha, problem.bound)
     tv_term = regularisers.total_variation(x, problem.beta, problem.V)
     return {"loss": loss, "range": range_term, "tv": tv_term,
@@ -186,6 +223,14 @@ def random_init(key, shape, bound: float):
     """Uniform noise in [-1, 1] rescaled so that its 95th percentile maps to B/sqrt(3) (authors' init)."""
     noise = jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
     return noise * (bound / np.sqrt(3) / jnp.percentile(jnp.abs(noise), 95))
+
+
+def start_from(null_mean_image, problem: Problem, restarts: int = 1) -> np.ndarray:
+    """x_init from one null-mean image (H, W, D): edge-replicated by T - 1 pixels at the bottom and right
+    (the representation sees the top-left H x W at zero shift), tiled to (restarts, H + T - 1, W + T - 1, D)."""
+    pad = problem.jitter - 1
+    x = np.pad(np.asarray(null_mean_image, np.float32), ((0, pad), (0, pad), (0, 0)), mode="edge")
+    return np.repeat(x[None], restarts, axis=0)
 
 
 class PreimageResult(NamedTuple):

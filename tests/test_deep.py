@@ -87,3 +87,90 @@ def test_labelled_grid_and_html_report(tmp_path):
     page = report.write_html(str(tmp_path / "index.html"), "title", {"C": 20}, [("figures", [figure])])
     text = open(page).read()
     assert "<img src='f.png'>" in text and "<th>C</th><td>20</td>" in text
+
+
+def random_network(arch, input_size, upto, seed=0):
+    """He-initialised weights for the layers up to `upto` (enough to run the table that far)."""
+    table = tables.build(arch)
+    names = [layer.name for layer in table]
+    params = tables.init_params(table[:names.index(upto) + 1], jax.random.key(seed), input_size)
+    return Model(arch, table, params, input_size, dict(CAFFE_CONVENTION))
+
+
+def gradient_support(model, layer, window, input_size, num_inputs=3):
+    """Bounding box (top, left, bottom, right) of the input pixels whose gradient of the window's
+    cells is non-zero for some of `num_inputs` random inputs: a brute-force receptive field."""
+    top, left, bottom, right = window
+
+    def cells(x):
+        out = model.apply(model.params, x[None], upto=layer)[layer][0]
+        return jnp.sum(jnp.abs(out[top:bottom, left:right]))
+
+    grad = jax.jit(jax.grad(cells))
+    support = sum(np.abs(np.asarray(grad(jax.random.normal(jax.random.key(k), (input_size, input_size, 3)) * 50)))
+                  .sum(-1) for k in range(num_inputs))
+    rows, cols = np.nonzero(support)
+    return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
+
+
+@pytest.mark.parametrize("arch,input_size,layer,window", [
+    ("cifar-ref", 32, "conv1", None), ("cifar-ref", 32, "pool1", None), ("cifar-ref", 32, "pool2", None),
+    ("cifar-ref", 40, "conv2", (0, 0, 2, 2)), ("cifar-ref", 40, "norm1", (19, 3, 20, 4)),
+    ("cifar-ref", 48, "relu3", (11, 11, 12, 12)), ("caffe-ref", 99, "conv1", None), ("caffe-ref", 99, "pool1", None),
+    ("caffe-ref", 131, "conv2", (14, 0, 15, 3)), ("caffe-ref", 131, "pool2", (6, 6, 7, 7))])
+def test_receptive_field_box_equals_the_gradient_support(arch, input_size, layer, window):
+    model = random_network(arch, input_size, layer)
+    if window is None:
+        window = deep.central_window(deep.layer_output_shape(model, layer), 5)
+    box = deep.receptive_field_box(model, layer, window)
+    assert box == gradient_support(model, layer, window, input_size)
+
+
+def test_receptive_field_box_of_one_interior_cell_is_the_tables_receptive_field():
+    model = geometry_only("caffe-ref")
+    for layer in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv5"):
+        top, left, bottom, right = deep.receptive_field_box(model, layer, (4, 4, 5, 5))
+        assert bottom - top == right - left == model.receptive_fields[layer][0], layer
+    assert deep.receptive_field_box(model, "fc6") == (0, 0, 227, 227)
+    with pytest.raises(ValueError, match="outside layer 'pool5'"):
+        deep.receptive_field_box(model, "pool5", (0, 0, 7, 7))
+    with pytest.raises(ValueError, match="no spatial map"):
+        deep.receptive_field_box(model, "fc7", (0, 0, 1, 1))
+
+
+def test_window_and_channel_masks():
+    model = geometry_only("caffe-ref")
+    mask = deep.window_mask(model, "conv3", size=5)
+    assert mask.shape == (13, 13, 384) and mask.sum() == 25 * 384
+    assert np.all(mask[4:9, 4:9] == 1) and mask[3].sum() == 0 and mask[:, 9].sum() == 0
+    assert deep.window_mask(model, "pool5", size=5)[..., 0].sum() == 25  # 6x6: rows/cols 0..4
+    assert deep.central_window((2, 2, 1), 5) == (0, 0, 2, 2)
+    channels = deep.channel_mask(model, "norm2", [0, 5])
+    assert channels.shape == (13, 13, 256) and channels.sum() == 2 * 169 and channels[..., 5].all()
+    assert deep.channel_mask(model, "fc7", [3]).shape == (4096,)
+    with pytest.raises(ValueError, match="channel index 256 out of range for layer 'norm2'"):
+        deep.channel_mask(model, "norm2", [256])
+    with pytest.raises(ValueError, match="spatial map; layer 'fc6'"):
+        deep.window_mask(model, "fc6")
+
+
+def test_channel_groups_follow_the_grouped_convolutions():
+    model = geometry_only("caffe-ref")
+    halves = lambda n: [list(range(n // 2)), list(range(n // 2, n))]
+    # conv1's 96 channels feed conv2's two groups; conv2 (groups=2) produces 2 x 128.
+    for layer, channels in [("conv1", 96), ("relu1", 96), ("pool1", 96), ("norm1", 96), ("conv2", 256),
+                            ("relu2", 256), ("pool2", 256), ("norm2", 256), ("conv3", 384), ("conv4", 384)]:
+        assert [list(g) for g in deep.channel_groups(model, layer)] == halves(channels), layer
+    assert [len(g) for g in deep.channel_groups(geometry_only("vgg-m"), "conv1")] == [96]
+    assert [len(g) for g in deep.channel_groups(geometry_only("cifar-ref"), "norm2")] == [128]
+
+
+def test_representation_on_other_input_sizes(cifar_ref):
+    rep = deep.representation(cifar_ref, "relu2", input_size=20)
+    assert rep.input_size == (20, 20) and rep is deep.representation(cifar_ref, "relu2", input_size=20)
+    assert rep(jnp.zeros((20, 20, 3))).shape == deep.layer_output_shape(cifar_ref, "relu2", 20) == (10, 10, 128)
+    with pytest.raises(ValueError, match="layer 'fc6' of network 'cifar-ref' needs 32x32 inputs"):
+        deep.representation(cifar_ref, "fc6", input_size=40)
+    with pytest.raises(ValueError, match="input size 2 is too small for layer 'pool3'"):
+        deep.representation(cifar_ref, "pool3", input_size=2)
+    assert deep.spatial_trunk(cifar_ref)[-1] == "pool3"
