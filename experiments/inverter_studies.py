@@ -35,7 +35,8 @@ flags.DEFINE_bool("autoencoder", True, "also evaluate the autoencoder variants (
 flags.DEFINE_integer("num_images", 1000, "held-out CIFAR-10 test images (evenly spaced over the sorted set)")
 flags.DEFINE_integer("grid_images", 8, "columns of the perturbation grids")
 flags.DEFINE_integer("fit_images", 4096, "training images the random-feature distributions are fitted to")
-flags.DEFINE_integer("random_samples", 8, "random feature vectors decoded per layer and sampler")
+flags.DEFINE_integer("random_samples", 64, "random feature vectors decoded per layer and sampler (the grids "
+                     "show the first --grid_images)")
 flags.DEFINE_integer("histogram_bins", 64, "bins of the per-dimension histograms (non-zero values)")
 flags.DEFINE_integer("interpolation_pairs", 2, "image pairs interpolated")
 flags.DEFINE_integer("interpolation_steps", 9, "values of t, evenly spaced in [0, 1]")
@@ -115,6 +116,7 @@ def main(argv):
         "net", "layers", "num_images", "fit_images", "random_samples", "histogram_bins", "interpolation_steps",
         "top_k", "seed")}, "inverters": {layer: inverter_dir(f"{FLAGS.net}:{layer}", False) for layer in FLAGS.layers},
         "perturbations": {}, "fc8_topk": {}, "interpolation_step_ratio": {}, "random_zero_fraction": {},
+        "random_contrast": {},
         "autoencoder": {"fixed encoder": {}, "autoencoder": {}}}
     files = {"perturbations": [], "fc8": [], "interpolation": [], "random": [], "autoencoder": []}
     frames, randoms = {}, {}
@@ -147,8 +149,12 @@ def main(argv):
         del real
         results["random_zero_fraction"][layer] = {"real": next(iter(randoms[layer].values()))["real_zero_fraction"],
                                                   **{name: r["zero_fraction"] for name, r in randoms[layer].items()}}
+        results["random_contrast"][layer] = {
+            "test images": S.contrast(test), "reconstructions": S.contrast(study["unperturbed"]["reconstructions"]),
+            **{name: r["contrast"] for name, r in randoms[layer].items()}}
         print(f"{layer}: zero fraction " + ", ".join(f"{k} {v:.3f}" for k, v in
                                                       results["random_zero_fraction"][layer].items())
+              + "; contrast " + ", ".join(f"{k} {v:.1f}" for k, v in results["random_contrast"][layer].items())
               + f"; interpolation max/mean step {results['interpolation_step_ratio'][layer]:.2f}"
               + f"  ({time.time() - t0:.0f} s)")
 
@@ -157,7 +163,7 @@ def main(argv):
         files["interpolation"].append(grid(os.path.join(out, f"interpolation_{p}.png"), rows, FLAGS.layers,
                                            ["a"] + [f"t={t:.3g}" for t in ts] + ["b"]))
     for sampler in next(iter(randoms.values())):
-        rows = [randoms[layer][sampler]["images"] for layer in FLAGS.layers]
+        rows = [randoms[layer][sampler]["images"][:FLAGS.grid_images] for layer in FLAGS.layers]
         files["random"].append(grid(os.path.join(out, f"random_{sampler}.png"), rows, FLAGS.layers))
     files["perturbations"].insert(0, S.plot_error_vs_layer(
         os.path.join(out, "errors.png"), results["perturbations"], FLAGS.layers,

@@ -75,3 +75,12 @@ def test_random_feature_study_reports_sparsity():
     assert abs(study["histogram"]["zero_fraction"] - np.mean(real == 0)) < 0.02
     # Mean 0.2, std ~0.49 per dimension: the rectified Gaussian is zero about 35% of the time, not 80%.
     assert study["gaussian-diagonal"]["zero_fraction"] < 0.5
+    assert study["histogram"]["contrast"] == pytest.approx(S.contrast(study["histogram"]["images"]))
+
+
+def test_contrast_is_the_mean_pixel_std():
+    flat = np.full((2, 4, 4, 3), 100.0)
+    checker = np.zeros((1, 4, 4, 3))
+    checker[:, ::2] = 200.0  # half 0, half 200: std 100
+    assert S.contrast(flat) == 0.0
+    assert S.contrast(np.concatenate([checker, flat[:1]])) == pytest.approx(50.0)
