@@ -87,7 +87,7 @@ class Inverter:
             phi = phi[None]
         if phi.shape[1:] != tuple(self.feature_shape):
             raise ValueError(f"the {self.representation!r} inverter takes features of shape {tuple(self.feature_shape)} "
-                             f"(or a batch of them); got shape {phi.shape if not single else phi.shape[1:]}")
+                             f"(or a batch of them); got shape {phi.shape}")
         out = np.concatenate([np.asarray(self._decode(self.params["decoder"], jnp.asarray(phi[i:i + BATCH]),
                                                          np.float32(self.feature_scale)))
                               for i in range(0, len(phi), BATCH)])
