@@ -12,7 +12,7 @@ first --num_images of them) at the inverter's size (shorter side resized, centre
 - optimisation: `jaxinv.inversion.invert_images(representations.get('hog'), grey,
   problem=shallow_problem(--C), stages=default_stages(--iterations, --refine_iterations))`,
   batches cached in DIR/cache (a rerun resumes);
-- hoggle: `jaxinv.hoggle.invert_hog` with the paired dictionary --hoggle_dictionary
+- hoggle: `jaxinv.hoggle.invert_hogs` with the paired dictionary --hoggle_dictionary
   (--skip_hoggle leaves it out).
 
 Seconds per image are wall-clock times including compilation (see benchmarks/inverters.py for
@@ -67,7 +67,8 @@ def load_test_images(size: int) -> tuple[np.ndarray, list[str]]:
     return np.stack([images.load_image(p, size=size) for p in paths]), [os.path.basename(p) for p in paths]
 
 
-def hoggle_inversions(grey: np.ndarray) -> np.ndarray:
+def load_hoggle():
+    """(jaxinv.hoggle, its PairedDictionary), checked before any inversion runs."""
     try:
         from jaxinv import hoggle
     except ImportError:
@@ -77,9 +78,12 @@ def hoggle_inversions(grey: np.ndarray) -> np.ndarray:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"HOGgle dictionary not found: {path} (train one, pass --hoggle_dictionary, "
                                 f"or rerun with --skip_hoggle)")
-    dictionary = hoggle.PairedDictionary.load(path)
+    return hoggle, hoggle.PairedDictionary.load(path)
+
+
+def hoggle_inversions(hoggle, dictionary, grey: np.ndarray) -> np.ndarray:
     codes = inverter_features.feature_function("hog")(grey)
-    return np.stack([hoggle.invert_hog(dictionary, code, g.shape) for code, g in zip(codes, grey)])
+    return hoggle.invert_hogs(dictionary, codes, grey.shape[1:])  # one lasso solve for all images
 
 
 def summary(per_image: np.ndarray, **extra) -> dict:
@@ -90,6 +94,9 @@ def summary(per_image: np.ndarray, **extra) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    hoggle = None
+    if FLAGS.representation == "hog" and not FLAGS.skip_hoggle:
+        hoggle = load_hoggle()
     size = FLAGS.size or DEFAULT_SIZE
     inverter_dir = FLAGS.inverter_dir or inverters.default_dir(FLAGS.representation, size)
     inverter = inverters.load(inverter_dir)
@@ -125,7 +132,7 @@ def main(argv):
                 cache_dir=os.path.join(FLAGS.output_dir, "cache"))
             reconstructions[method] = study["reconstructions"][:, 0]
         else:
-            reconstructions[method] = hoggle_inversions(grey)
+            reconstructions[method] = hoggle_inversions(*hoggle, grey)
         errors[method] = inverters.image_errors(reconstructions[method], grey, grey=True)
         results[method] = summary(errors[method], seconds_per_image=(time.perf_counter() - start) / len(names))
 

@@ -184,20 +184,20 @@ def test_training_steps_reduce_the_loss():
 
 def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
     config = inverters.TrainConfig(steps=6, **TINY)
-    quiet = dict(log=lambda s: None, checkpoint_every=2, eval_images=2)
-    whole = inverters.train(config, str(tmp_path / "whole"), **quiet)
-    assert inverters.train(config, str(tmp_path / "parts"), stop_after=3, **quiet) is None
+    quiet = dict(log=lambda s: None, checkpoint_every=3)
+    whole = inverters.train(config, str(tmp_path / "whole"), eval_images=0, **quiet)
+    assert inverters.train(config, str(tmp_path / "parts"), stop_after=4, **quiet) is None
     assert not os.path.exists(tmp_path / "parts" / "metadata.json")
-    resumed = inverters.train(config, str(tmp_path / "parts"), **quiet)
-    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
-        np.testing.assert_array_equal(a, b)
+    inverters.train(config, str(tmp_path / "parts"), eval_images=2, **quiet)
     loaded = inverters.load(str(tmp_path / "parts"))
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(loaded.params)):
+        np.testing.assert_array_equal(a, b)
     assert loaded.metadata["steps"] == 6 and loaded.feature_shape == (2, 2, 31)
     assert set(loaded.metadata["held_out"]) >= {"image_error", "image_error_grey", "num_test_images"}
     images, _ = training.data.ImageSource("imagenet", 16, max_train_images=1).test_images(2)
     out = loaded.invert_images(images)
     assert out.shape == (2, 16, 16, 3) and out.min() >= 0 and out.max() <= 255
-    np.testing.assert_array_equal(out, resumed.invert_images(images))
+    assert inverters.image_error(out, images) == pytest.approx(loaded.metadata["held_out"]["image_error"], rel=1e-6)
     # Clear errors: wrong feature shape, wrong image size, another configuration in the same folder.
     with pytest.raises(ValueError, match=r"features of shape \(2, 2, 31\)"):
         loaded(np.zeros((1, 4, 4, 31)))
@@ -246,11 +246,13 @@ def test_train_and_compare_binaries_at_tiny_size(tmp_path):
     assert os.path.isfile(os.path.join(compare_dir, "figure.png"))
 
 
-def test_binaries_name_bad_input(tmp_path):
+@pytest.mark.parametrize("flag,message", [("--skip_hoggle", "inverter directory not found"),
+                                          ("--hoggle_dictionary=/nonexistent.npz", "HOGgle dictionary not found")])
+def test_compare_inverters_names_what_is_missing(tmp_path, flag, message):
     env = dict(os.environ, PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-m", "experiments.compare_inverters", f"--inverter_dir={tmp_path}/none",
-                          "--skip_hoggle"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 2 and "inverter directory not found" in out.stderr
+                          flag], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
 
 
 @pytest.mark.slow

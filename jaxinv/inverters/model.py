@@ -87,7 +87,7 @@ class Inverter:
             phi = phi[None]
         if phi.shape[1:] != tuple(self.feature_shape):
             raise ValueError(f"the {self.representation!r} inverter takes features of shape {tuple(self.feature_shape)} "
-                             f"(or a batch of them); got shape {phi.shape if not single else phi.shape[1:]}")
+                             f"(or a batch of them); got shape {phi.shape}")
         out = np.concatenate([np.asarray(self._decode(self.params["decoder"], jnp.asarray(phi[i:i + BATCH]),
                                                          np.float32(self.feature_scale)))
                               for i in range(0, len(phi), BATCH)])
@@ -141,7 +141,7 @@ def load(directory: str) -> Inverter:
     metadata = outputs.read_json(metadata_path)
     with ocp.StandardCheckpointer() as checkpointer:
         params = checkpointer.restore(os.path.join(os.path.abspath(directory), PARAMS_DIR))
-    params = jax.tree_util.tree_map(jnp.asarray, params)
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), params)  # uncommitted, as trained ones
     return Inverter(representation=metadata["representation"], image_size=int(metadata["image_size"]),
                     family=metadata["family"], feature_shape=tuple(metadata["feature_shape"]),
                     width=float(metadata["width"]), params=params, feature_scale=float(metadata["feature_scale"]),

@@ -209,7 +209,7 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
           stop_after: int | None = None, log: Callable[[str], None] = print,
           extra_metadata: dict | None = None) -> Inverter | None:
     """Trains (or resumes) the inverter of `config` in `output_dir`, then evaluates it on the test split
-    (`eval_images` of it) and saves it there (`model.load(output_dir)`). `stop_after` ends the run
+    (`eval_images` of it; None: the default number, 0: no evaluation) and saves it there (`model.load(output_dir)`). `stop_after` ends the run
     after that many steps with a checkpoint and returns None (an interruption, for tests)."""
     feature = feature_function(config.representation)
     if config.finetune_encoder and feature.params is None:
@@ -232,6 +232,9 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
                                     options=ocp.CheckpointManagerOptions(max_to_keep=2))
     if manager.latest_step() is not None:
         state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+        # Restored arrays carry an explicit device sharding, fresh ones none: as is, the step would
+        # compile a second time (~15 s for the default HOG inverter).
+        state = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), state)
         log(f"resuming at step {int(state['step'])} from {manager.directory}")
     else:
         scale = calibrate_feature_scale(feature, source, config.seed, feature.params)
@@ -282,12 +285,15 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
                         feature_shape=feature_shape, width=config.width, params=params,
                         feature_scale=float(scale), metadata={})
     seconds = seconds_before + time.perf_counter() - run_start
-    held_out = evaluate(inverter, source, eval_images or data.DEFAULT_TEST_IMAGES[source.dataset])
+    held_out = None if eval_images == 0 else evaluate(inverter, source, eval_images or data.DEFAULT_TEST_IMAGES[source.dataset])
     inverter.metadata = dict(extra_metadata or {}, steps=config.steps, training_seconds=round(seconds, 1),
                              held_out=held_out, config=dataclasses.asdict(config),
                              decoder_parameters=architectures.num_params(params["decoder"]),
                              table=[layer.as_dict() for layer in table])
     save(output_dir, inverter)
-    log(f"held-out image error {held_out['image_error']:.3f} (grey {held_out['image_error_grey']:.3f}) on "
-        f"{held_out['num_test_images']} {source.dataset} test images; inverter written to {output_dir}")
+    if held_out is None:
+        log(f"inverter written to {output_dir} (no held-out evaluation: eval_images=0)")
+    else:
+        log(f"held-out image error {held_out['image_error']:.3f} (grey {held_out['image_error_grey']:.3f}) on "
+            f"{held_out['num_test_images']} {source.dataset} test images; inverter written to {output_dir}")
     return inverter
