@@ -1,0 +1,62 @@
+"""Inference speed of a learned inverter: images per second at batch 64 (jit, warm, median).
+
+    python -m benchmarks.inverters [--representation=hog] [--inverter_dir=DIR] [--repeats=10]
+
+Times the decoder alone (features -> images) and the whole `invert_images` (features of the
+images, then the decoder). Without a trained inverter in --inverter_dir (default
+`jaxinv.inverters.default_dir(representation, size)`) it times a randomly initialised inverter of
+the default architecture (`training.default_settings`), and says so.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from benchmarks.timing import median_seconds
+from jaxinv import images, inverters
+from jaxinv.inverters import training
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("representation", "hog", "hog, lbp, sift or NET:LAYER")
+flags.DEFINE_string("inverter_dir", None, "trained inverter (default: jaxinv.inverters.default_dir)")
+flags.DEFINE_integer("batch_size", 64, "images per call")
+flags.DEFINE_integer("repeats", 10, "timed calls (median reported)")
+
+
+def random_inverter(representation: str) -> inverters.Inverter:
+    settings = training.default_settings(representation)
+    feature = inverters.feature_function(representation)
+    shape = feature.shape(settings["image_size"])
+    table = inverters.build(feature.family, shape, settings["image_size"], settings["width"])
+    return inverters.Inverter(representation, settings["image_size"], feature.family, shape, settings["width"],
+                              {"decoder": inverters.init_params(table, jax.random.PRNGKey(0), shape)}, 1.0)
+
+
+def main(argv):
+    del argv
+    size = training.default_settings(FLAGS.representation)["image_size"]
+    directory = FLAGS.inverter_dir or inverters.default_dir(FLAGS.representation, size)
+    if os.path.isfile(os.path.join(directory, "metadata.json")):
+        inverter = inverters.load(directory)
+        which = f"trained inverter {directory} ({inverter.metadata.get('steps')} steps)"
+    else:
+        inverter = random_inverter(FLAGS.representation)
+        which = f"RANDOMLY INITIALISED inverter of the default architecture (no trained one in {directory})"
+    s = inverter.image_size
+    batch = np.stack([images.load_sample_image(size=s)] * FLAGS.batch_size)
+    batch += np.random.default_rng(0).uniform(-10, 10, batch.shape).astype(np.float32)
+    phi = inverter.features(batch)
+    print(f"{FLAGS.representation}: {which}")
+    print(f"{inverter.family} family, width {inverter.width}, features {inverter.feature_shape} -> {s}x{s}x3, "
+          f"batch {FLAGS.batch_size}, median of {FLAGS.repeats}, jax {jax.__version__} on {jax.default_backend()}")
+    for name, fn, arg in (("decoder (features -> images)", inverter, phi),
+                          ("invert_images (Phi + decoder)", inverter.invert_images, batch)):
+        seconds = median_seconds(fn, arg, repeats=FLAGS.repeats)
+        print(f"{name:32s} {1e3 * seconds:9.1f} ms/batch {FLAGS.batch_size / seconds:9.1f} images/s")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,20 @@
+"""Learned inverters (Dosovitskiy & Brox, CVPR 2016): networks f(phi; W) trained to map the features
+of an image back to the image, minimising sum_i ||x_i - f(Phi(x_i); W)||^2 over natural images.
+
+    inverter = jaxinv.inverters.load(jaxinv.inverters.default_dir("hog", 64))
+    reconstructions = inverter.invert_images(images)   # (N, 64, 64, 3) in [0, 255]
+    reconstructions = inverter(features)               # from features of the representation
+
+Modules: `architectures` (the paper's networks as layer tables, scaled by a rule), `layers`
+(up-convolution), `features` (the representations), `data` (ImageNet / CIFAR-10 splits and crops),
+`training` (resumable orbax training loop), `model` (Inverter, save, load), `metrics` (image error).
+"""
+from jaxinv.inverters.architectures import FAMILIES, Layer, build, init_params, output_shapes, param_shapes
+from jaxinv.inverters.features import FeatureFunction, feature_function
+from jaxinv.inverters.metrics import image_error, image_errors
+from jaxinv.inverters.model import Inverter, default_dir, load, save
+from jaxinv.inverters.training import TrainConfig, evaluate, train
+
+__all__ = ["FAMILIES", "FeatureFunction", "Inverter", "Layer", "TrainConfig", "build", "default_dir", "evaluate",
+           "feature_function", "image_error", "image_errors", "init_params", "load", "output_shapes",
+           "param_shapes", "save", "train"]

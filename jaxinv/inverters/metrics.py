@@ -1,0 +1,41 @@
+"""Image-space error of reconstructions (Dosovitskiy & Brox, CVPR 2016, Table 2).
+
+error = mean_i ||x_i - x*_i|| / N, N the average Euclidean distance between the (distinct) original
+images, pixels in [0, 255] (the normalisation makes the unit irrelevant). Comparisons with methods
+that only see grey levels (HOG, LBP, SIFT of the grey image, HOGgle) use `grey=True`: both image sets
+are reduced to luma first (hand-crafted features cannot recover colour); the colour error of a
+learned inverter is reported beside it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from jaxinv import metrics
+from jaxinv.inverters.features import LUMA
+
+
+def _as_batch(images, what: str, grey: bool) -> np.ndarray:
+    x = np.asarray(images, np.float64)
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+        raise ValueError(f"{what} must be a batch (N, H, W) or (N, H, W, 3); got shape {x.shape}")
+    if grey and x.ndim == 4:
+        x = x[..., 0] if x.shape[-1] == 1 else x @ np.asarray(LUMA, np.float64)
+    return x
+
+
+def image_errors(reconstructions, originals, *, grey: bool = False) -> np.ndarray:
+    """Per-image ||x_i - x*_i|| / N (N: mean pairwise distance of the originals), shape (N,)."""
+    rec = _as_batch(reconstructions, "reconstructions", grey)
+    ref = _as_batch(originals, "originals", grey)
+    if rec.shape != ref.shape:
+        raise ValueError(f"reconstructions of shape {rec.shape} do not match originals of shape {ref.shape}"
+                         + ("" if grey else " (compare grey with colour images with grey=True)"))
+    if len(ref) < 2:
+        raise ValueError("the image error is normalised by the distance between originals: need at least 2 images")
+    distances = np.linalg.norm((rec - ref).reshape(len(ref), -1), axis=1)
+    return distances / metrics.average_pairwise_distance(ref)
+
+
+def image_error(reconstructions, originals, *, grey: bool = False) -> float:
+    """Mean of `image_errors`: the paper's normalised image-space error."""
+    return float(np.mean(image_errors(reconstructions, originals, grey=grey)))

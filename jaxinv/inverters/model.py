@@ -1,0 +1,148 @@
+"""A trained inverter: architecture + parameters + the representation it inverts, saved as an orbax
+checkpoint (DIR/params) beside DIR/metadata.json.
+
+Output parametrisation: the network predicts (x - 128) / 128 for an RGB image x in [0, 255] (zero
+mean, unit range for natural images); `Inverter` returns 128 + 128 * prediction clipped to
+[0, 255]. Features enter the network multiplied by `feature_scale`, 1 / RMS of the features of
+training images (fixed at the start of training), so that every representation reaches the first
+layer at unit scale.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxinv import outputs
+from jaxinv.inverters import architectures
+from jaxinv.inverters.features import FeatureFunction, as_colour_batch, feature_function
+
+METADATA_FILE = "metadata.json"
+PARAMS_DIR = "params"
+PIXEL_MEAN = PIXEL_SCALE = 128.0
+BATCH = 64
+
+
+def cache_root() -> str:
+    cache_home = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
+    return os.path.join(cache_home, "jaxinv", "inverters")
+
+
+def default_dir(representation: str, image_size: int, finetuned: bool = False) -> str:
+    """Where train_inverter writes (and compare_inverters looks for) an inverter by default:
+    ~/.cache/jaxinv/inverters/<representation, ':' as '_'>-<size>[-finetuned] ($XDG_CACHE_HOME honoured)."""
+    name = f"{representation.replace(':', '_').replace('/', '_')}-{int(image_size)}"
+    return os.path.join(cache_root(), name + ("-finetuned" if finetuned else ""))
+
+
+def to_pixels(prediction):
+    """Network output (x - 128) / 128 -> image in [0, 255] (not clipped)."""
+    return PIXEL_MEAN + PIXEL_SCALE * prediction
+
+
+def to_target(images):
+    """Images in [0, 255] -> the network's target (x - 128) / 128."""
+    return (images - PIXEL_MEAN) / PIXEL_SCALE
+
+
+@dataclasses.dataclass
+class Inverter:
+    """f(phi; W): features of `representation` -> image_size x image_size RGB images in [0, 255].
+
+    params = {"decoder": ...} plus {"encoder": ...} when the encoder (a CNN) was fine-tuned jointly
+    (an autoencoder); `invert_images` then encodes with the fine-tuned weights.
+    """
+    representation: str
+    image_size: int
+    family: str
+    feature_shape: tuple[int, ...]
+    width: float
+    params: Any
+    feature_scale: float
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def table(self) -> list:
+        return architectures.build(self.family, self.feature_shape, self.image_size, self.width)
+
+    @functools.cached_property
+    def feature(self) -> FeatureFunction:
+        return feature_function(self.representation)
+
+    @property
+    def _decode(self):
+        return _decoder(self.family, tuple(self.feature_shape), self.image_size, self.width)
+
+    def __call__(self, features) -> np.ndarray:
+        """(N, *feature_shape) features (or one, without the batch axis) -> (N, S, S, 3) images in [0, 255]."""
+        phi = np.asarray(features, np.float32)
+        single = phi.shape == tuple(self.feature_shape)
+        if single:
+            phi = phi[None]
+        if phi.shape[1:] != tuple(self.feature_shape):
+            raise ValueError(f"the {self.representation!r} inverter takes features of shape {tuple(self.feature_shape)} "
+                             f"(or a batch of them); got shape {phi.shape}")
+        out = np.concatenate([np.asarray(self._decode(self.params["decoder"], jnp.asarray(phi[i:i + BATCH]),
+                                                         np.float32(self.feature_scale)))
+                              for i in range(0, len(phi), BATCH)])
+        out = np.clip(out, 0.0, 255.0)
+        return out[0] if single else out
+
+    def features(self, images) -> np.ndarray:
+        """Phi of a batch (N, S, S, 3) (or grey (N, S, S)) in [0, 255], with the fine-tuned encoder if any."""
+        x = as_colour_batch(images, what=f"images for the {self.representation!r} inverter")
+        if x.shape[1:3] != (self.image_size, self.image_size):
+            raise ValueError(f"the {self.representation!r} inverter takes {self.image_size}x{self.image_size} images; "
+                             f"got shape {x.shape}")
+        encoder = self.params.get("encoder")
+        return np.concatenate([self.feature(x[i:i + BATCH], encoder) for i in range(0, len(x), BATCH)])
+
+    def invert_images(self, images) -> np.ndarray:
+        """f(Phi(x)) for a batch of images in [0, 255]: (N, S, S, 3) reconstructions in [0, 255]."""
+        return self(self.features(images))
+
+
+@functools.lru_cache(maxsize=16)
+def _decoder(family: str, feature_shape: tuple, image_size: int, width: float):
+    """Jitted (params, features, scale) -> images in [0, 255], one per architecture in a process."""
+    table = architectures.build(family, feature_shape, image_size, width)
+    return jax.jit(lambda params, phi, scale: to_pixels(architectures.apply(table, params, phi * scale)))
+
+
+def save(directory: str, inverter: Inverter) -> str:
+    """Writes DIR/params (orbax) and DIR/metadata.json (atomically)."""
+    directory = os.path.abspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.path.join(directory, PARAMS_DIR), inverter.params, force=True)
+    metadata = dict(inverter.metadata, representation=inverter.representation, image_size=inverter.image_size,
+                    family=inverter.family, feature_shape=list(inverter.feature_shape), width=inverter.width,
+                    feature_scale=inverter.feature_scale,
+                    encoder_finetuned="encoder" in inverter.params)
+    outputs.write_json(os.path.join(directory, METADATA_FILE), metadata)
+    return directory
+
+
+def load(directory: str) -> Inverter:
+    """The inverter saved in `directory` (e.g. `default_dir("hog", 64)`)."""
+    metadata_path = os.path.join(directory, METADATA_FILE)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"inverter directory not found: {directory} (train one with "
+                                f"`python -m experiments.train_inverter --output_dir={directory}`)")
+    if not os.path.isfile(metadata_path):
+        raise FileNotFoundError(f"{metadata_path} not found: not a trained inverter directory "
+                                f"(an interrupted training run? rerun train_inverter to finish it)")
+    metadata = outputs.read_json(metadata_path)
+    with ocp.StandardCheckpointer() as checkpointer:
+        params = checkpointer.restore(os.path.join(os.path.abspath(directory), PARAMS_DIR))
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), params)  # uncommitted, as trained ones
+    return Inverter(representation=metadata["representation"], image_size=int(metadata["image_size"]),
+                    family=metadata["family"], feature_shape=tuple(metadata["feature_shape"]),
+                    width=float(metadata["width"]), params=params, feature_scale=float(metadata["feature_scale"]),
+                    metadata=metadata)

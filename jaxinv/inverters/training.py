@@ -1,0 +1,299 @@
+"""Training a learned inverter: min_W sum_i ||x_i - f(Phi(x_i); W)||^2 over natural images.
+
+The loss is the image-space squared error in the network's output units, mean over pixels, colour
+channels and the batch: mean((f(phi) - (x - 128) / 128)^2), i.e. the paper's sum scaled by a
+constant (Adam is invariant to it). Adam (beta1 0.9, beta2 0.999), learning rate 1e-3 held for the
+first `decay_from` (70%) of the steps and then decayed along a half cosine to 1% of it.
+
+Features: differentiable ones (HOG, CNN layers) are computed inside the jitted training step from
+each fresh batch of crops (HOG of 64 crops of 64x64 costs ~0.15 s against ~0.8-1.8 s for the
+step of the default HOG inverter, so precomputing would save at most ~15%, at the price of fewer
+distinct crops). Host features (LBP, SIFT through numpy/VLFeat) can use a fixed pool
+(`pool_size`) of random crops whose features are computed once, cached in OUTPUT_DIR/pool.npz and
+sampled without flips (a flip changes the features); the pool is not regenerated.
+
+Runs are resumable: an orbax checkpoint of {params, opt_state, step, rng, feature_scale, seconds}
+is written every `checkpoint_every` steps under OUTPUT_DIR/checkpoints, and a restarted run with the
+same configuration (OUTPUT_DIR/config.json) continues from the last one and ends with the same
+parameters as an uninterrupted run (each step's crops come from the checkpointed JAX key).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from jaxinv import outputs
+from jaxinv.inverters import architectures, data
+from jaxinv.inverters import metrics as inverter_metrics
+from jaxinv.inverters.features import feature_function
+from jaxinv.inverters.model import Inverter, save, to_target
+
+CONFIG_FILE = "config.json"
+POOL_FILE = "pool.npz"
+CHECKPOINTS_DIR = "checkpoints"
+CALIBRATION_IMAGES = 256
+FINAL_RATE_FRACTION = 0.01
+
+
+# Defaults of experiments/train_inverter.py: sizes and lengths that train on the project's shared 2-core
+# CPU in bounded time (the HOG inverter in ~30 min), and larger ones for an accelerator (not run here).
+CPU_DEFAULTS = {"hog": dict(image_size=64, width=0.5, steps=2000),
+                "lbp": dict(image_size=64, width=0.5, steps=2000, pool_size=6400),
+                "sift": dict(image_size=64, width=0.25, steps=2000, pool_size=6400),
+                "cifar-ref": dict(image_size=32, width=0.5, steps=600)}
+ACCELERATOR_DEFAULTS = {"hog": dict(image_size=256, width=1.0, steps=20000),
+                        "lbp": dict(image_size=256, width=1.0, steps=20000, pool_size=64000),
+                        "sift": dict(image_size=256, width=1.0, steps=20000, pool_size=64000),
+                        "cifar-ref": dict(image_size=32, width=1.0, steps=5000)}
+
+
+def default_settings(representation: str, backend: str | None = None) -> dict:
+    """{image_size, width, steps[, pool_size]} for `representation` on `backend` (default: JAX's).
+    Networks other than cifar-ref use their input size, width 0.5 and 2000 steps."""
+    backend = backend or jax.default_backend()
+    table = CPU_DEFAULTS if backend == "cpu" else ACCELERATOR_DEFAULTS
+    key = representation if representation in table else representation.split(":", 1)[0]
+    if key in table:
+        return dict(table[key])
+    if ":" not in representation:
+        raise ValueError(f"unknown representation {representation!r}; valid: hog, lbp, sift or NET:LAYER")
+    from jaxinv import nets
+    return dict(image_size=nets.load(key).input_size, width=0.5, steps=2000)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (saved as OUTPUT_DIR/config.json)."""
+    representation: str
+    image_size: int
+    width: float = 1.0
+    steps: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    decay_from: float = 0.7
+    seed: int = 0
+    finetune_encoder: bool = False
+    pool_size: int = 0
+    dataset: str | None = None
+    max_train_images: int | None = None
+
+    def __post_init__(self):
+        for name in ("image_size", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        if not 0 <= self.decay_from <= 1:
+            raise ValueError(f"decay_from must be a fraction of the steps in [0, 1]; got {self.decay_from}")
+        if self.pool_size < 0:
+            raise ValueError(f"pool_size must be >= 0; got {self.pool_size}")
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset or data.default_dataset(self.representation)
+
+
+def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
+    """lr held for decay_from * steps, then a half cosine down to 1% of it at the last step."""
+    hold = int(round(config.decay_from * config.steps))
+    decay = optax.cosine_decay_schedule(config.learning_rate, max(config.steps - hold, 1), alpha=FINAL_RATE_FRACTION)
+    return optax.join_schedules([optax.constant_schedule(config.learning_rate), decay], [hold])
+
+
+def make_optimizer() -> optax.GradientTransformation:
+    """Adam's moment estimates (beta1 0.9, beta2 0.999); the step multiplies them by -lr, which the
+    host passes in from `learning_rate_schedule`, so one compiled step serves every schedule."""
+    return optax.scale_by_adam(b1=0.9, b2=0.999)
+
+
+def make_train_step(table, feature, finetune_encoder: bool = False):
+    """Jitted (trainable, opt_state, lr, encoder_params, scale, images, phi) -> (trainable, opt_state, loss).
+
+    phi is None for traceable features (computed in the step from the images, with gradients into
+    trainable["encoder"] when fine-tuning); otherwise the precomputed (N, ...) features."""
+    optimizer = make_optimizer()
+
+    def loss_fn(trainable, encoder_params, scale, images, phi):
+        if phi is None:
+            if finetune_encoder:
+                phi = feature.fn(trainable["encoder"], images)
+            else:
+                phi = jax.lax.stop_gradient(feature.fn(encoder_params, images))
+        prediction = architectures.apply(table, trainable["decoder"], phi * scale)
+        return jnp.mean((prediction - to_target(images)) ** 2)
+
+    @jax.jit  # weights are arguments, not constants (XLA would constant-fold them for seconds)
+    def step(trainable, opt_state, lr, encoder_params, scale, images, phi):
+        loss, grads = jax.value_and_grad(loss_fn)(trainable, encoder_params, scale, images, phi)
+        directions, opt_state = optimizer.update(grads, opt_state, trainable)
+        updates = jax.tree_util.tree_map(lambda d: -lr * d, directions)
+        return optax.apply_updates(trainable, updates), opt_state, loss
+
+    return step
+
+
+_STEPS: dict = {}
+
+
+def cached_train_step(table, feature, finetune_encoder: bool = False):
+    """`make_train_step`, compiled once per (representation, architecture, fine-tuning) in a process:
+    resumed or repeated runs reuse it."""
+    key = (feature, str([layer.as_dict() for layer in table]), finetune_encoder)
+    if key not in _STEPS:
+        _STEPS[key] = make_train_step(table, feature, finetune_encoder)
+    return _STEPS[key]
+
+
+def _numpy_rng(key) -> np.random.Generator:
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                 else np.asarray(key))
+
+
+def calibrate_feature_scale(feature, source: data.ImageSource, seed: int, encoder_params=None) -> float:
+    """1 / RMS of the features of CALIBRATION_IMAGES training crops (drawn with `seed`)."""
+    crops = source.sample(np.random.default_rng([seed, 7]), CALIBRATION_IMAGES)
+    phi = np.concatenate([feature(crops[i:i + 64], encoder_params) for i in range(0, len(crops), 64)])
+    rms = float(np.sqrt(np.mean(np.square(phi, dtype=np.float64))))
+    if not np.isfinite(rms) or rms <= 0:
+        raise ValueError(f"features of {feature.name!r} on training crops are all zero or non-finite: cannot scale them")
+    return 1.0 / rms
+
+
+def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> dict | None:
+    """The fixed pool of crops and features (cached in OUTPUT_DIR/pool.npz), or None."""
+    if config.pool_size == 0:
+        return None
+    path = os.path.join(output_dir, POOL_FILE)
+    if os.path.isfile(path):
+        with np.load(path) as cached:
+            return {"images": cached["images"], "features": cached["features"]}
+    start = time.perf_counter()
+    crops = source.sample(np.random.default_rng([config.seed, 11]), config.pool_size)
+    phi = np.concatenate([feature(crops[i:i + 64]) for i in range(0, len(crops), 64)])
+    pool = {"images": crops.astype(np.uint8), "features": phi.astype(np.float32)}
+    outputs.atomic_write(path, lambda tmp: np.savez(tmp, **pool), ".npz")
+    log(f"pool of {config.pool_size} crops and their features: {time.perf_counter() - start:.1f} s -> {path}")
+    return pool
+
+
+def _check_config(output_dir: str, config: TrainConfig) -> None:
+    path = os.path.join(output_dir, CONFIG_FILE)
+    wanted = dataclasses.asdict(config)
+    if os.path.isfile(path):
+        found = outputs.read_json(path)
+        if found != wanted:
+            diff = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
+            raise ValueError(f"{output_dir} holds a training run with another configuration (saved, asked): {diff}; "
+                             f"use another --output_dir or the same flags")
+    else:
+        outputs.write_json(path, wanted)
+
+
+def evaluate(inverter: Inverter, source: data.ImageSource, num_images: int | None = None) -> dict:
+    """Held-out image-space errors (colour, and grey as for grey-only methods) on the test split."""
+    test, _ = source.test_images(num_images)
+    reconstructions = inverter.invert_images(test)
+    return {"image_error": inverter_metrics.image_error(reconstructions, test),
+            "image_error_grey": inverter_metrics.image_error(reconstructions, test, grey=True),
+            "num_test_images": len(test), "test_split": source.dataset}
+
+
+def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None, data_dir: str | None = None,
+          eval_images: int | None = None, checkpoint_every: int = 100, log_every: int = 20,
+          stop_after: int | None = None, log: Callable[[str], None] = print,
+          extra_metadata: dict | None = None) -> Inverter | None:
+    """Trains (or resumes) the inverter of `config` in `output_dir`, then evaluates it on the test split
+    (`eval_images` of it; None: the default number, 0: no evaluation) and saves it there (`model.load(output_dir)`). `stop_after` ends the run
+    after that many steps with a checkpoint and returns None (an interruption, for tests)."""
+    feature = feature_function(config.representation)
+    if config.finetune_encoder and feature.params is None:
+        raise ValueError(f"representation {config.representation!r} has no encoder weights to fine-tune")
+    output_dir = os.path.abspath(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    _check_config(output_dir, config)
+    source = data.ImageSource(config.dataset_name, config.image_size, images_dir=images_dir, data_dir=data_dir,
+                              max_train_images=config.max_train_images)
+    feature_shape = feature.shape(config.image_size)
+    table = architectures.build(feature.family, feature_shape, config.image_size, config.width)
+    optimizer, schedule = make_optimizer(), learning_rate_schedule(config)
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    trainable = {"decoder": architectures.init_params(table, init_key, feature_shape)}
+    if config.finetune_encoder:
+        trainable["encoder"] = feature.params
+    state = {"params": trainable, "opt_state": optimizer.init(trainable), "step": jnp.zeros((), jnp.int32),
+             "rng": data_key, "feature_scale": jnp.zeros((), jnp.float32), "seconds": jnp.zeros((), jnp.float32)}
+    manager = ocp.CheckpointManager(os.path.join(output_dir, CHECKPOINTS_DIR),
+                                    options=ocp.CheckpointManagerOptions(max_to_keep=2))
+    if manager.latest_step() is not None:
+        state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
+        # Restored arrays carry an explicit device sharding, fresh ones none: as is, the step would
+        # compile a second time (~15 s for the default HOG inverter).
+        state = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), state)
+        log(f"resuming at step {int(state['step'])} from {manager.directory}")
+    else:
+        scale = calibrate_feature_scale(feature, source, config.seed, feature.params)
+        state["feature_scale"] = jnp.asarray(scale, jnp.float32)
+    pool = None if feature.traceable else _pool(config, feature, source, output_dir, log)
+    step_fn = cached_train_step(table, feature, config.finetune_encoder)
+    first = int(state["step"])
+    log(f"{config.representation} inverter ({feature.family} family, features {feature_shape}, "
+        f"{architectures.num_params(state['params']['decoder']):,} decoder parameters) on {source.dataset} "
+        f"{config.image_size}x{config.image_size}, batch {config.batch_size}, steps {first}/{config.steps}")
+
+    params, opt_state, key = state["params"], state["opt_state"], state["rng"]
+    scale, seconds_before, run_start = state["feature_scale"], float(state["seconds"]), time.perf_counter()
+    encoder_params = None if config.finetune_encoder else feature.params
+    window, window_start, last = [], time.perf_counter(), first
+    for t in range(first, config.steps):
+        key, sub = jax.random.split(key)
+        rng = _numpy_rng(sub)
+        if pool is not None:
+            which = rng.integers(0, len(pool["images"]), config.batch_size)
+            images, phi = pool["images"][which].astype(np.float32), pool["features"][which]
+        else:
+            images = source.sample(rng, config.batch_size)
+            phi = None if feature.traceable else feature(images)
+        lr = np.float32(schedule(t))
+        params, opt_state, loss = step_fn(params, opt_state, lr, encoder_params, scale, images, phi)
+        window.append(loss)
+        done = t + 1
+        if done % log_every == 0 or done == config.steps:
+            elapsed = time.perf_counter() - window_start
+            mean_loss = float(np.mean(np.asarray(window)))
+            rate = (done - last) * config.batch_size / elapsed
+            eta = (config.steps - done) * config.batch_size / rate
+            log(f"step {done}/{config.steps}: loss {mean_loss:.5f} (RMS error {128 * np.sqrt(mean_loss):.1f} grey levels) "
+                f"{rate:.1f} images/s, ETA {eta / 60:.1f} min")
+            window, window_start, last = [], time.perf_counter(), done
+        seconds = seconds_before + time.perf_counter() - run_start
+        if done % checkpoint_every == 0 or done == config.steps or done == stop_after:
+            state = {"params": params, "opt_state": opt_state, "step": jnp.asarray(done, jnp.int32), "rng": key,
+                     "feature_scale": scale, "seconds": jnp.asarray(seconds, jnp.float32)}
+            manager.save(done, args=ocp.args.StandardSave(state))
+            manager.wait_until_finished()
+        if done == stop_after:
+            log(f"stopped after step {done} (checkpoint in {manager.directory})")
+            return None
+
+    inverter = Inverter(representation=config.representation, image_size=config.image_size, family=feature.family,
+                        feature_shape=feature_shape, width=config.width, params=params,
+                        feature_scale=float(scale), metadata={})
+    seconds = seconds_before + time.perf_counter() - run_start
+    held_out = None if eval_images == 0 else evaluate(inverter, source, eval_images or data.DEFAULT_TEST_IMAGES[source.dataset])
+    inverter.metadata = dict(extra_metadata or {}, steps=config.steps, training_seconds=round(seconds, 1),
+                             held_out=held_out, config=dataclasses.asdict(config),
+                             decoder_parameters=architectures.num_params(params["decoder"]),
+                             table=[layer.as_dict() for layer in table])
+    save(output_dir, inverter)
+    if held_out is None:
+        log(f"inverter written to {output_dir} (no held-out evaluation: eval_images=0)")
+    else:
+        log(f"held-out image error {held_out['image_error']:.3f} (grey {held_out['image_error_grey']:.3f}) on "
+            f"{held_out['num_test_images']} {source.dataset} test images; inverter written to {output_dir}")
+    return inverter

@@ -1,0 +1,538 @@
+"""Quantitative studies of deep-network pre-images (IJCV Figs. 6-7 and 12, CVPR 2015 Table 3).
+
+For a network, N reference images, a list of layers and a list of loss weights C, every work
+unit (layer, C) inverts the layer's code of all N images from K random restarts each in one
+vmapped `inversion.invert_images` computation (batched targets; the engine shards the N * K
+problems over the devices when several are present and N * K is a multiple of their number;
+`images_per_call` splits a unit into several such computations to bound memory), with the layer's
+jitter rule
+(`deep.layer_jitter`) and the authors' stages. Each unit measures:
+
+- error: IJCV Eq. 3, ||Phi(x*) - Phi(x0)||^2 / ||Phi(x0)||^2 (`metrics.normalised_error`), for
+  every image and restart; reported as the mean over all N * K values with the 95% CI of the
+  mean over the N images (each image's restarts averaged first: images are the independent
+  samples, restarts of one image are not);
+- restart_std: the standard deviation (ddof = 1) of the error over the K restarts of one image,
+  averaged over the images (IJCV Fig. 7's consistency; needs K >= 2);
+- class_consistency: the fraction of the N * K reconstructions, as the network sees them (the
+  un-jittered crop, unclipped), whose argmax over the network's last layer (class scores or
+  probabilities) equals that of the reference image;
+- hist_intersection (naturalness): grey level (ITU-R 601 luma) of each image clipped to
+  [0, 255] as displayed, gradient magnitude sqrt(dx^2 + dy^2) from forward differences on the
+  (H-1) x (W-1) pixels where both exist, counted in HIST_BINS = 64 bins of width 4 grey levels
+  over [0, 256) (larger magnitudes, up to 255 sqrt 2, go to the last bin), pooled over all
+  reconstructions of the unit and over all reference images; both histograms normalised to sum
+  1; the intersection is sum_b min(h_rec[b], h_ref[b]), 1 for identical distributions, 0 for
+  disjoint ones.
+
+Resumable: with a checkpoint directory, each finished unit's arrays (errors, predictions,
+histogram counts, the reconstructions the figures need, seconds) are saved as one orbax
+checkpoint keyed by (layer, C); a rerun loads the finished units and computes the rest. Each
+unit's seed is derived from (seed, layer, C) only, so results do not depend on run order, on
+which layers are studied together, or on interruptions. The directory also records the study's
+fingerprint (network weights, images, restarts, stages, seed, ...) and refuses to mix studies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import time
+import zlib
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from jaxinv import deep, images, inversion, metrics, outputs, preimage, report
+from jaxinv.nets import cifar10
+from jaxinv.nets.model import Model
+from jaxinv.preimage import Stage
+
+DEFAULT_C = (1.0, 20.0, 100.0, 300.0)
+HIST_BINS = 64
+HIST_EDGES = np.linspace(0.0, 256.0, HIST_BINS + 1)
+FINGERPRINT_FILE = "study.json"
+UNITS_DIR = "units"
+SUMMARY_KEYS = ("error", "error_ci95", "restart_std", "class_consistency", "hist_intersection")
+
+
+# ---------------------------------------------------------------- statistics
+
+def gradient_magnitude_histogram(batch) -> np.ndarray:
+    """Counts (HIST_BINS,) int64 of grey-level gradient magnitudes pooled over images (N, H, W[, 3])
+    in [0, 255] (clipped to that range first); see the module docstring for the definition."""
+    batch = np.asarray(batch, np.float32)
+    if batch.ndim not in (3, 4) or batch.shape[1] < 2 or batch.shape[2] < 2:
+        raise ValueError(f"need a batch of images (N, H, W) or (N, H, W, 3) of at least 2x2 pixels; "
+                         f"got shape {batch.shape}")
+    batch = np.clip(batch, 0.0, 255.0)
+    grey = (images.to_grey(batch) if batch.ndim == 4 else batch).astype(np.float64)
+    dx = grey[:, :-1, 1:] - grey[:, :-1, :-1]
+    dy = grey[:, 1:, :-1] - grey[:, :-1, :-1]
+    magnitude = np.minimum(np.sqrt(dx ** 2 + dy ** 2), HIST_EDGES[-1] - 1e-6)
+    counts, _ = np.histogram(magnitude, bins=HIST_EDGES)
+    return counts.astype(np.int64)
+
+
+def histogram_intersection(counts_a, counts_b) -> float:
+    """sum_b min(a_b, b_b) of the two histograms each normalised to sum 1: 1 = same distribution."""
+    a, b = np.asarray(counts_a, np.float64), np.asarray(counts_b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"histograms must be 1-D and of one length; got shapes {a.shape} and {b.shape}")
+    if np.any(a < 0) or np.any(b < 0) or a.sum() == 0 or b.sum() == 0:
+        raise ValueError("histograms must be non-negative with a positive total")
+    return float(np.minimum(a / a.sum(), b / b.sum()).sum())
+
+
+def unit_statistics(errors, predictions, reference_predictions, hist_counts, reference_hist) -> dict:
+    """The five numbers of one (layer, C) unit from its arrays: errors and predictions (N, K),
+    the reference images' predictions (N,), histogram counts of reconstructions and references."""
+    errors = np.asarray(errors, np.float64)
+    predictions = np.asarray(predictions)
+    if errors.ndim != 2 or predictions.shape != errors.shape:
+        raise ValueError(f"errors and predictions must both be (images, restarts); got {errors.shape} "
+                         f"and {predictions.shape}")
+    reference_predictions = np.asarray(reference_predictions)
+    if reference_predictions.shape != errors.shape[:1]:
+        raise ValueError(f"need one reference prediction per image ({errors.shape[0]}); "
+                         f"got shape {reference_predictions.shape}")
+    _, ci = metrics.mean_with_ci95(errors.mean(axis=1))
+    std = (float(np.mean([metrics.restart_spread(row) for row in errors])) if errors.shape[1] > 1
+           else float("nan"))
+    return {"error": float(errors.mean()), "error_ci95": ci, "restart_std": std,
+            "class_consistency": float(np.mean(predictions == reference_predictions[:, None])),
+            "hist_intersection": histogram_intersection(hist_counts, reference_hist)}
+
+
+# ---------------------------------------------------------------- inputs
+
+def parse_C(values: Sequence) -> tuple[float, ...]:
+    """Validated C list: non-empty, positive finite numbers, no repeats."""
+    try:
+        parsed = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"C values must be numbers; got {list(values)}") from None
+    if not parsed:
+        raise ValueError("give at least one value of C")
+    if not all(math.isfinite(c) and c > 0 for c in parsed):
+        raise ValueError(f"C values must be positive and finite; got {list(values)}")
+    if len(set(parsed)) != len(parsed):
+        raise ValueError(f"C values repeat: {list(values)}")
+    return parsed
+
+
+def check_layers(model: Model, layers: Sequence[str] | None) -> tuple[str, ...]:
+    """The layers to study (default: every named layer), checked against the network, in table order."""
+    if layers is None:
+        return tuple(model.layer_names)
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError("give at least one layer")
+    for layer in layers:
+        deep.check_layer(model, layer)
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layers repeat: {list(layers)}")
+    return tuple(sorted(layers, key=model.layer_names.index))
+
+
+def is_cifar10_network(model: Model) -> bool:
+    return model.input_size == 32 and list(model.class_names or []) == cifar10.CLASS_NAMES
+
+
+def reference_images(model: Model, num_images: int, *, images_dir: str | None = None,
+                     data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """(N, S, S, 3) float32 RGB [0, 255] reference images at the network's input size S, and their names.
+
+    With `images_dir`, its first N files (sorted), resized and centre-cropped; otherwise the CIFAR-10
+    test set for a CIFAR-10 network (N evenly spaced images: the set is stored sorted by class, so
+    the first N would all be airplanes), else the first N of ../shared/data/imagenet_samples.
+    """
+    if num_images < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images}")
+    if images_dir is None and is_cifar10_network(model):
+        data = cifar10.load(data_dir)
+        total = len(data["test_labels"])
+        if num_images > total:
+            raise ValueError(f"the CIFAR-10 test set has {total} images; asked for {num_images}")
+        keep = np.linspace(0, total, num_images, endpoint=False).astype(int)
+        names = [f"test {i} ({cifar10.CLASS_NAMES[data['test_labels'][i]]})" for i in keep]
+        return data["test_images"][keep].astype(np.float32), names
+    if images_dir is None and data_dir is not None:
+        images_dir = os.path.join(data_dir, "imagenet_samples")
+    if images_dir is not None and not os.path.isdir(images_dir):
+        raise ValueError(f"images folder not found: {images_dir}")
+    paths = images.imagenet_sample_paths(images_dir, num_images)
+    if len(paths) < num_images:
+        raise ValueError(f"asked for {num_images} images; {os.path.dirname(paths[0])} has {len(paths)}")
+    loaded = np.stack([images.load_image(p, size=model.input_size) for p in paths])
+    return loaded, [os.path.basename(p) for p in paths]
+
+
+def class_predictions(model: Model, null_mean) -> np.ndarray:
+    """argmax over the network's last layer (class scores or probabilities) of null-mean images (B, H, W, 3)."""
+    rep = deep.representation(model, model.layer_names[-1])
+    codes = inversion.codes_of(rep, null_mean)
+    return codes.reshape(len(codes), -1).argmax(axis=1).astype(np.int32)
+
+
+def unit_seed(seed: int, layer: str, C: float, chunk: int = 0) -> int:
+    """Deterministic seed of one unit (and chunk of images): independent of the order units run in."""
+    return zlib.crc32(f"{seed}/{layer}/{C:g}/{chunk}".encode())
+
+
+def c_key(C: float) -> str:
+    """C as a results.json key: '20', '0.5'."""
+    return f"{C:g}"
+
+
+def c_number(C: float):
+    return int(C) if float(C).is_integer() else float(C)
+
+
+# ---------------------------------------------------------------- one unit
+
+def invert_unit(model: Model, layer: str, C: float, reference: np.ndarray, *, restarts: int,
+                stages: Sequence[Stage], seed: int, jitter: bool = True, images_per_call: int | None = None,
+                invariance_images: int = 2, progress=None) -> dict:
+    """Inverts `layer` of the N reference images at weight C from `restarts` random starts each
+    (N * K problems per vmapped call, or `images_per_call` images at a time to bound memory).
+
+    Returns numpy arrays: errors and predictions (N, K), hist (HIST_BINS,) counts over the
+    reconstructions, first_restart (N, H, W, 3) uint8, restarts (M, K, H, W, 3) uint8 of the first
+    M = `invariance_images` images, seconds.
+    """
+    rep = deep.representation(model, layer)
+    problem = deep.inversion_problem(model, layer, C=C, jitter=jitter)
+    step = len(reference) if not images_per_call else int(images_per_call)
+    errors, predictions, displays = [], [], []
+    hist = np.zeros(HIST_BINS, np.int64)
+    began = time.perf_counter()
+    for start in range(0, len(reference), step):
+        result = inversion.invert_images(rep, list(reference[start:start + step]), problem=problem, restarts=restarts,
+                                         seed=unit_seed(seed, layer, C, start // step), stages=stages,
+                                         progress=progress)
+        errors.append(result.errors)
+        seen = result.null_mean.reshape((-1,) + result.null_mean.shape[2:])
+        predictions.append(class_predictions(model, seen).reshape(result.errors.shape))
+        hist += gradient_magnitude_histogram(result.images.reshape((-1,) + result.images.shape[2:]))
+        displays.append(images.to_uint8(result.images))
+    shown = np.concatenate(displays)
+    return {"errors": np.concatenate(errors).astype(np.float64),
+            "predictions": np.concatenate(predictions).astype(np.int32),
+            "hist": hist, "first_restart": shown[:, 0], "restarts": shown[:invariance_images],
+            "seconds": np.float64(time.perf_counter() - began)}
+
+
+# ---------------------------------------------------------------- the study
+
+@dataclasses.dataclass
+class Study:
+    """Finished units {(layer, C): arrays of `invert_unit`} and the reference images' data."""
+    network: str
+    layers: tuple[str, ...]
+    C: tuple[float, ...]
+    reference: np.ndarray  # (N, H, W, 3) float32 [0, 255]
+    reference_names: list[str]
+    reference_predictions: np.ndarray  # (N,)
+    reference_hist: np.ndarray  # (HIST_BINS,)
+    units: dict
+    settings: dict
+    rule_C: dict  # layer -> deep.layer_C
+
+    @property
+    def complete(self) -> bool:
+        return all((layer, c) in self.units for layer in self.layers for c in self.C)
+
+
+def fingerprint(model: Model, reference: np.ndarray, settings: Mapping) -> dict:
+    """What determines a unit's results besides (layer, C): weights, images and the settings."""
+    digest = hashlib.sha1()
+    for name in sorted(model.params):
+        for key in sorted(model.params[name]):
+            digest.update(f"{name}/{key}".encode())
+            digest.update(np.ascontiguousarray(np.asarray(model.params[name][key], np.float32)).tobytes())
+    return dict(settings, network=model.arch, weights_sha1=digest.hexdigest(),
+                images_sha1=hashlib.sha1(np.ascontiguousarray(reference, np.float32).tobytes()).hexdigest(),
+                hist_bins=HIST_BINS)
+
+
+def _unit_path(checkpoint_dir: str, layer: str, C: float) -> str:
+    return os.path.join(os.path.abspath(checkpoint_dir), UNITS_DIR, re.sub(r"[^A-Za-z0-9_.-]", "_", layer)
+                        + f"_C{c_key(C)}")
+
+
+def _open_checkpoints(checkpoint_dir: str, fp: dict) -> None:
+    path = os.path.join(checkpoint_dir, FINGERPRINT_FILE)
+    if os.path.isfile(path):
+        stored = outputs.read_json(path)
+        if stored != fp:
+            keys = sorted(k for k in set(stored) | set(fp) if stored.get(k) != fp.get(k))
+            raise ValueError(f"{checkpoint_dir} holds units of a different study (differs in: {', '.join(keys)}); "
+                             "use another output directory or delete it")
+    else:
+        outputs.write_json(path, fp)
+
+
+UNIT_KEYS = ("errors", "predictions", "hist", "first_restart", "restarts", "seconds")
+
+
+def _load_unit(path: str, log: Callable[[str], None] = print):
+    """A finished unit's arrays, or None when absent; an unreadable one is removed (recomputed)."""
+    import orbax.checkpoint as ocp
+
+    if not os.path.isdir(path):
+        return None
+    try:
+        if not ocp.utils.is_checkpoint_finalized(path):
+            raise ValueError("not finalized")
+        with ocp.StandardCheckpointer() as checkpointer:
+            unit = {key: np.asarray(value) for key, value in checkpointer.restore(path).items()}
+        if set(unit) != set(UNIT_KEYS):
+            raise ValueError(f"holds {sorted(unit)}")
+        return unit
+    except Exception as e:  # a damaged or foreign directory: recompute the unit
+        log(f"  discarding unreadable unit checkpoint {path} ({type(e).__name__}: {e})")
+        shutil.rmtree(path)
+        return None
+
+
+def _save_unit(path: str, unit: dict) -> None:
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as checkpointer:  # writes a temporary directory, renamed when complete
+        checkpointer.save(path, unit, force=True)
+
+
+def run_study(model: Model, reference: np.ndarray, *, reference_names: Sequence[str] | None = None,
+              layers: Sequence[str] | None = None, C: Sequence[float] = DEFAULT_C, restarts: int = 4,
+              stages: Sequence[Stage] = preimage.default_stages(), seed: int = 0, jitter: bool = True,
+              images_per_call: int | None = None, invariance_images: int = 2, checkpoint_dir: str | None = None,
+              max_units: int | None = None, on_unit: Callable[[int, str, float, dict], None] | None = None,
+              log: Callable[[str], None] = print) -> Study:
+    """Runs every (layer, C) unit (layers in table order, then C) not already in `checkpoint_dir`.
+
+    `reference` is (N, H, W, 3) RGB [0, 255] at the network's input size. `max_units` stops after
+    computing that many units (the rest can be resumed by calling again); `on_unit(i, layer, C,
+    unit)` is called after each finished unit has been saved. Returns the Study (possibly
+    incomplete when stopped early).
+    """
+    layers = check_layers(model, layers)
+    C = parse_C(C)
+    reference = np.asarray(reference, np.float32)
+    size = model.input_size
+    if reference.ndim != 4 or reference.shape[1:] != (size, size, 3):
+        raise ValueError(f"reference images must be (N, {size}, {size}, 3) for {model.arch!r}; got {reference.shape}")
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    if images_per_call is not None and images_per_call < 1:
+        raise ValueError(f"images_per_call must be >= 1, got {images_per_call}")
+    if invariance_images < 0:
+        raise ValueError(f"invariance_images must be >= 0, got {invariance_images}")
+    stages = tuple(stages)
+    settings = dict(num_images=len(reference), restarts=restarts, seed=seed, jitter=jitter,
+                    stages=[[s.iterations, s.step_scale, s.jitter] for s in stages],
+                    images_per_call=images_per_call or len(reference),
+                    invariance_images=min(invariance_images, len(reference)))
+    if checkpoint_dir:
+        _open_checkpoints(checkpoint_dir, fingerprint(model, reference, settings))
+    null_mean = np.stack([np.asarray(deep.representation(model, layers[0]).to_null_mean(im)) for im in reference])
+    study = Study(model.arch, layers, C, reference, list(reference_names or range(len(reference))),
+                  class_predictions(model, null_mean), gradient_magnitude_histogram(reference), {}, settings,
+                  {layer: deep.layer_C(model, layer) for layer in layers})
+    work = [(layer, c) for layer in layers for c in C]
+    computed, seconds = 0, []
+    for index, (layer, c) in enumerate(work, 1):
+        path = checkpoint_dir and _unit_path(checkpoint_dir, layer, c)
+        unit = _load_unit(path, log) if path else None
+        if unit is not None:
+            study.units[(layer, c)] = unit
+            log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
+            continue
+        if max_units is not None and computed >= max_units:
+            log(f"stopped after {computed} unit(s) (max_units); run again to resume")
+            break
+        unit = invert_unit(model, layer, c, reference, restarts=restarts, stages=stages, seed=seed, jitter=jitter,
+                           images_per_call=images_per_call, invariance_images=settings["invariance_images"])
+        if path:
+            _save_unit(path, unit)
+        study.units[(layer, c)] = unit
+        computed += 1
+        seconds.append(float(unit["seconds"]))
+        stats = unit_statistics(unit["errors"], unit["predictions"], study.reference_predictions, unit["hist"],
+                                study.reference_hist)
+        remaining = sum((lay, cc) not in study.units for lay, cc in work)
+        log(f"unit {index}/{len(work)} {layer} C={c:g}: error {stats['error']:.3f}  restart std "
+            f"{stats['restart_std']:.3f}  consistency {stats['class_consistency']:.2f}  hist. intersection "
+            f"{stats['hist_intersection']:.3f}  {seconds[-1]:.1f} s  ETA {remaining * np.mean(seconds) / 60:.1f} min")
+        if on_unit:
+            on_unit(index, layer, c, unit)
+    return study
+
+
+# ---------------------------------------------------------------- results
+
+def _finite(value):
+    return None if value is None or not math.isfinite(value) else value
+
+
+def summarise(study: Study) -> dict:
+    """results.json: {"layers", "C", "error", "error_ci95", "restart_std", "class_consistency",
+    "hist_intersection"} ({layer: {C key: value}}, NaN written as null), then "best_C" (the studied C
+    of lowest mean error per layer), "rule_C" (deep.layer_C), "at_best_C" (the four numbers there),
+    "seconds" per unit (compilation included), "seconds_per_problem" (that over N * K) and "parameters"."""
+    if not study.complete:
+        raise ValueError("the study is incomplete: run it to the end before summarising")
+    results = {"layers": list(study.layers), "C": [c_number(c) for c in study.C]}
+    for key in SUMMARY_KEYS:
+        results[key] = {layer: {} for layer in study.layers}
+    for (layer, c), unit in ((k, study.units[k]) for k in ((l, c) for l in study.layers for c in study.C)):
+        stats = unit_statistics(unit["errors"], unit["predictions"], study.reference_predictions, unit["hist"],
+                                study.reference_hist)
+        for key in SUMMARY_KEYS:
+            results[key][layer][c_key(c)] = _finite(stats[key])
+    results["best_C"] = {layer: c_number(min(study.C, key=lambda c: results["error"][layer][c_key(c)]))
+                         for layer in study.layers}
+    results["rule_C"] = {layer: c_number(study.rule_C[layer]) for layer in study.layers}
+    results["at_best_C"] = {layer: {key: results[key][layer][c_key(results["best_C"][layer])]
+                                    for key in ("error", "restart_std", "class_consistency", "hist_intersection")}
+                            for layer in study.layers}
+    results["seconds"] = {layer: {c_key(c): float(study.units[(layer, c)]["seconds"]) for c in study.C}
+                          for layer in study.layers}
+    problems = study.reference.shape[0] * study.settings["restarts"]
+    results["seconds_per_problem"] = {layer: {c: value / problems for c, value in row.items()}
+                                      for layer, row in results["seconds"].items()}
+    results["parameters"] = dict(study.settings, network=study.network, reference_images=study.reference_names,
+                                 hist_bins=HIST_BINS, hist_bin_width=float(HIST_EDGES[1] - HIST_EDGES[0]))
+    return results
+
+
+def figure_C(study: Study, layer: str) -> float:
+    """The C shown for `layer` in the figures: the rule's C if studied, else the nearest studied one."""
+    return min(study.C, key=lambda c: (abs(math.log(c) - math.log(study.rule_C[layer])), c))
+
+
+def _plot_per_layer(results: dict, key: str, path: str, ylabel: str, title: str, ci_key: str | None = None,
+                    ylim=None) -> str:
+    plt = outputs.pyplot()
+    layers = results["layers"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(layers) + 2), 4))
+    x = np.arange(len(layers))
+    for offset, c in enumerate(results["C"]):
+        key_c = c_key(c)
+        y = np.array([np.nan if results[key][l][key_c] is None else results[key][l][key_c] for l in layers], float)
+        shift = (offset - (len(results["C"]) - 1) / 2) * 0.08
+        if ci_key:
+            err = np.array([np.nan if results[ci_key][l][key_c] is None else results[ci_key][l][key_c]
+                            for l in layers], float)
+            ax.errorbar(x + shift, y, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=3, label=f"C = {key_c}")
+        else:
+            ax.plot(x + shift, y, marker="o", ms=4, label=f"C = {key_c}")
+    ax.set_xticks(x, layers, rotation=60)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return outputs.save_figure(path, fig)
+
+
+def plot_results(results: dict, output_dir: str) -> list[str]:
+    """error (with 95% CI bars), restart std, classification consistency and histogram intersection vs layer."""
+    join = lambda name: os.path.join(output_dir, name)
+    return [
+        _plot_per_layer(results, "error", join("error_vs_layer.png"), "normalised error (IJCV Eq. 3)",
+                        "Reconstruction error, mean and 95% CI over images", ci_key="error_ci95"),
+        _plot_per_layer(results, "restart_std", join("restart_std_vs_layer.png"), "std of error over restarts",
+                        "Consistency over random restarts (mean over images)"),
+        _plot_per_layer(results, "class_consistency", join("class_consistency_vs_layer.png"),
+                        "fraction with the reference's class", "Classification consistency", ylim=(-0.02, 1.02)),
+        _plot_per_layer(results, "hist_intersection", join("hist_intersection_vs_layer.png"),
+                        "histogram intersection", "Naturalness: gradient-magnitude histogram intersection",
+                        ylim=(-0.02, 1.02)),
+    ]
+
+
+def plot_histograms(study: Study, path: str) -> str:
+    """Normalised gradient-magnitude histograms: reference images and each layer at its figure C."""
+    plt = outputs.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    centres = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
+    ax.plot(centres, study.reference_hist / study.reference_hist.sum(), "k", lw=2.5, label="reference")
+    colours = plt.cm.viridis(np.linspace(0, 1, len(study.layers)))
+    for colour, layer in zip(colours, study.layers):
+        c = figure_C(study, layer)
+        hist = study.units[(layer, c)]["hist"]
+        ax.plot(centres, hist / hist.sum(), color=colour, lw=1, label=f"{layer} C={c:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("grey-level gradient magnitude")
+    ax.set_ylabel("fraction of pixels")
+    ax.set_title("Gradient-magnitude histograms")
+    ax.legend(fontsize=6, ncol=2)
+    return outputs.save_figure(path, fig)
+
+
+def _scale(study: Study) -> int:
+    return max(1, 96 // study.reference.shape[1])
+
+
+def layer_grid(study: Study, path: str, C: float | None = None, max_images: int = 8) -> str:
+    """IJCV Fig. 6 layout: images down, layers across (first column the reference), restart 0 of each
+    image, at C (None: each layer's `figure_C`)."""
+    rows, count = [], min(max_images, len(study.reference))
+    for i in range(count):
+        rows.append([study.reference[i]] + [study.units[(layer, C if C is not None else figure_C(study, layer))]
+                                            ["first_restart"][i] for layer in study.layers])
+    labels = ["image"] + [layer if C is not None else f"{layer} C={figure_C(study, layer):g}" for layer in study.layers]
+    grid = images.labelled_grid(rows, column_labels=labels, row_labels=[str(i) for i in range(count)],
+                                scale=_scale(study))
+    return images.save_image(path, grid)
+
+
+def invariance_grid(study: Study, image: int, path: str) -> str:
+    """IJCV Fig. 12 layout for one image: restarts down, layers across (each at its `figure_C`),
+    the reference in the first column of the first row."""
+    kept = study.units[(study.layers[0], figure_C(study, study.layers[0]))]["restarts"]
+    if image >= len(kept):
+        raise ValueError(f"restarts of image {image} were not kept (invariance_images = {len(kept)})")
+    blank = np.full_like(study.reference[image], 255.0)
+    restarts = kept.shape[1]
+    rows = [[study.reference[image] if k == 0 else blank]
+            + [study.units[(layer, figure_C(study, layer))]["restarts"][image, k] for layer in study.layers]
+            for k in range(restarts)]
+    labels = ["image"] + [f"{layer} C={figure_C(study, layer):g}" for layer in study.layers]
+    grid = images.labelled_grid(rows, column_labels=labels, row_labels=[f"seed {k}" for k in range(restarts)],
+                                scale=_scale(study))
+    return images.save_image(path, grid)
+
+
+def write_outputs(study: Study, output_dir: str, *, parameters: Mapping | None = None,
+                  figure_images: int = 8) -> dict:
+    """Writes results.json, the plots, the grids and index.html under `output_dir`; returns their
+    paths and, under "summary", the results dict."""
+    results = summarise(study)
+    if parameters:
+        results["parameters"].update(parameters)
+    join = lambda name: os.path.join(output_dir, name)
+    written = {"summary": results, "results": outputs.write_json(join("results.json"), results)}
+    written["plots"] = plot_results(results, output_dir) + [plot_histograms(study, join("gradient_histograms.png"))]
+    written["grids"] = [layer_grid(study, join("grid_rule_C.png"), None, figure_images)]
+    written["grids"] += [layer_grid(study, join(f"grid_C{c_key(c)}.png"), c, figure_images) for c in study.C]
+    written["invariance"] = [invariance_grid(study, i, join(f"invariance_image{i}.png"))
+                             for i in range(study.settings["invariance_images"])]
+    table = {layer: {key: results["at_best_C"][layer][key] for key in ("error", "class_consistency", "restart_std")}
+             for layer in study.layers}
+    written["index"] = report.write_html(
+        join("index.html"), f"Deep-network pre-image studies: {study.network}", results["parameters"],
+        [("Results", [written["results"]]), ("Statistics per layer", written["plots"]),
+         ("Reconstructions: images down, layers across (restart 0; the rule's C per layer, then each C)",
+          written["grids"]),
+         ("Invariance: random restarts down, layers across", written["invariance"])],
+        notes="At the best C per layer (lowest error): " + json.dumps(
+            {layer: {"C": results["best_C"][layer], **{k: None if v is None else round(v, 3) for k, v in row.items()}}
+             for layer, row in table.items()}))
+    return written

@@ -1,0 +1,288 @@
+"""Learned inverters: the architecture rule, the up-convolution, training, checkpoints, the image error."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxinv import inverters
+from jaxinv.inverters import architectures, layers, training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The supplementary tables of Dosovitskiy & Brox (CVPR 2016), layer by layer (H, W, C).
+PAPER = {
+    "hog": ((32, 32, 31), 256, [(16, 16, 256), (8, 8, 512), (4, 4, 1024), (8, 8, 512), (16, 16, 256), (32, 32, 128),
+                                (32, 32, 128), (32, 32, 128), (32, 32, 256), (32, 32, 256), (32, 32, 128),
+                                (64, 64, 64), (128, 128, 32), (256, 256, 3)]),
+    "lbp": ((16, 16, 58), 256, [(8, 8, 512), (4, 4, 1024), (8, 8, 512), (16, 16, 256),
+                                (16, 16, 128), (16, 16, 128), (16, 16, 384), (16, 16, 256), (16, 16, 128),
+                                (32, 32, 128), (64, 64, 64), (128, 128, 32), (256, 256, 3)]),
+    "sift": ((64, 64, 133), 256, [(32, 32, 256), (16, 16, 512), (8, 8, 1024), (4, 4, 2048), (4, 4, 2048),
+                                  (4, 4, 1024), (8, 8, 512), (16, 16, 256), (32, 32, 128), (64, 64, 64),
+                                  (128, 128, 32), (256, 256, 3)]),
+    "conv": ((6, 6, 256), 192, [(6, 6, 256)] * 3 + [(12, 12, 256), (24, 24, 128), (48, 48, 64), (96, 96, 32),
+                                                    (192, 192, 3)]),
+    "fc": ((1000,), 128, [(4096,), (4096,), (4096,), (4, 4, 256), (8, 8, 256), (16, 16, 128), (32, 32, 64),
+                          (64, 64, 32), (128, 128, 3)]),
+}
+
+
+@pytest.mark.parametrize("family", list(PAPER))
+def test_rule_reproduces_the_papers_shapes(family):
+    feature_shape, size, expected = PAPER[family]
+    table = inverters.build(family, feature_shape, size)
+    assert list(inverters.output_shapes(table, feature_shape).values()) == expected
+    # Leaky ReLU after every layer but the last (concat and reshape carry none of their own).
+    assert [layer.leaky for layer in table if layer.op not in ("concat", "reshape")][-1] is False
+    assert all(layer.leaky for layer in table[:-1] if layer.op not in ("concat", "reshape"))
+    kernels = {layer.hyper["kernel"] for layer in table if layer.op == "upconv"}
+    assert kernels == ({5} if family in ("conv", "fc") else {4})
+
+
+def test_rule_at_reduced_sizes():
+    shapes = lambda *args, **kw: list(inverters.output_shapes(inverters.build(*args, **kw), args[1]).values())
+    # HOG of 64x64 crops: stream A halves twice (8 -> 4 -> 2), three up-convolutions to 64.
+    assert shapes("hog", (8, 8, 31), 64) == [
+        (4, 4, 256), (2, 2, 512), (4, 4, 256), (8, 8, 128), (8, 8, 128), (8, 8, 128), (8, 8, 256), (8, 8, 256),
+        (8, 8, 128), (16, 16, 64), (32, 32, 32), (64, 64, 3)]
+    assert shapes("hog", (8, 8, 31), 64, width=0.5)[:2] == [(4, 4, 128), (2, 2, 256)]
+    assert shapes("lbp", (4, 4, 58), 64)[:2] == [(2, 2, 512), (4, 4, 256)]
+    assert shapes("sift", (16, 16, 133), 64)[:5] == [(8, 8, 256), (4, 4, 512), (2, 2, 1024), (2, 2, 1024), (2, 2, 512)]
+    assert shapes("sift", (16, 16, 133), 64)[-1] == (64, 64, 3)
+    # cifar-ref pool2 (8x8x128) and fc8 (10) to 32x32 images.
+    assert shapes("conv", (8, 8, 128), 32) == [(8, 8, 256)] * 3 + [(16, 16, 32), (32, 32, 3)]
+    assert shapes("fc", (10,), 32, width=0.5) == [(2048,), (2048,), (2048,), (4, 4, 128), (8, 8, 32), (16, 16, 16),
+                                                  (32, 32, 3)]
+    # No up-convolution left: a final conv 3/1 -> 3.
+    assert shapes("conv", (32, 32, 64), 32)[-1] == (32, 32, 3)
+
+
+def test_rule_rejects_sizes_it_cannot_reach():
+    with pytest.raises(ValueError, match="power of two"):
+        inverters.build("hog", (6, 6, 31), 64)
+    with pytest.raises(ValueError, match="power of two"):
+        inverters.build("conv", (8, 8, 128), 12)
+    with pytest.raises(ValueError, match="square"):
+        inverters.build("hog", (8, 6, 31), 64)
+    with pytest.raises(ValueError, match="1-D"):
+        inverters.build("fc", (4, 4, 10), 32)
+    with pytest.raises(ValueError, match="unknown inverter family 'vgg'"):
+        inverters.build("vgg", (8, 8, 31), 64)
+    with pytest.raises(ValueError, match="width"):
+        inverters.build("hog", (8, 8, 31), 64, width=0)
+
+
+def test_unpool_places_values_top_left_of_zero_blocks():
+    x = jnp.asarray([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
+    expected = [[1, 0, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]]
+    np.testing.assert_array_equal(layers.unpool(x)[0, :, :, 0], expected)
+
+
+def test_upconv_of_one_pixel_by_hand():
+    # One value v unpooled to [[v, 0], [0, 0]], padded 2 before and 1 after, correlated with w:
+    # out[y, x] = w[2 - y, 2 - x] v.
+    w = jnp.arange(16.0).reshape(4, 4, 1, 1)
+    params = {"w": w, "b": jnp.zeros(1)}
+    out = layers.upconv(jnp.full((1, 1, 1, 1), 2.0), params, out_channels=1, kernel=4)[0, :, :, 0]
+    np.testing.assert_array_equal(out, 2.0 * np.array([[w[2, 2, 0, 0], w[2, 1, 0, 0]], [w[1, 2, 0, 0], w[1, 1, 0, 0]]]))
+
+
+@pytest.mark.parametrize("kernel", [4, 5])
+def test_upconv_equals_unpool_then_conv(kernel):
+    rng = np.random.default_rng(kernel)
+    x = rng.standard_normal((2, 5, 3, 4), np.float32)
+    params = {"w": rng.standard_normal((kernel, kernel, 4, 6), np.float32), "b": rng.standard_normal(6, np.float32)}
+    fast = jax.jit(lambda x, p: layers.upconv(x, p, out_channels=6, kernel=kernel))(x, params)
+    reference = jax.jit(lambda x, p: layers.upconv_reference(x, p, out_channels=6, kernel=kernel))(x, params)
+    assert fast.shape == (2, 10, 6, 6)
+    np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("side,stride", [(4, 2), (2, 1), (8, 2)])
+def test_small_map_convolution_path_matches_xla(side, stride):
+    # Maps of <= 16 output pixels go through im2col; the others through XLA's convolution.
+    rng = np.random.default_rng(side)
+    x, w = rng.standard_normal((3, side, side, 5), np.float32), rng.standard_normal((5, 5, 5, 7), np.float32)
+    out = jax.jit(lambda x, w: layers._conv2d(x, w, stride, (2, 2)))(x, w)
+    reference = lax.conv_general_dilated(x, w, (stride, stride), ((2, 2), (2, 2)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-4)
+
+
+def test_image_error_by_hand():
+    # Originals 0, 3 and 6 everywhere (2x2): pairwise distances 6, 12, 6, N = 8. Reconstructions off
+    # by 1, 0 and -2 per pixel: distances 2, 0, 4 -> errors 0.25, 0, 0.5.
+    originals = np.stack([np.full((2, 2), v) for v in (0.0, 3.0, 6.0)])
+    reconstructions = originals + np.array([1.0, 0.0, -2.0])[:, None, None]
+    np.testing.assert_allclose(inverters.image_errors(reconstructions, originals), [0.25, 0.0, 0.5])
+    assert inverters.image_error(reconstructions, originals) == pytest.approx(0.25)
+    # Colour images with equal channels: the same error in colour and in grey (luma weights sum to 1).
+    colour = lambda a: np.repeat(a[..., None], 3, axis=-1)
+    assert inverters.image_error(colour(reconstructions), colour(originals)) == pytest.approx(0.25)
+    assert inverters.image_error(colour(reconstructions), originals, grey=True) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="do not match"):
+        inverters.image_error(colour(reconstructions), originals)
+    with pytest.raises(ValueError, match="at least 2"):
+        inverters.image_error(reconstructions[:1], originals[:1])
+
+
+def test_unknown_representations_are_named():
+    with pytest.raises(ValueError, match="unknown representation 'hug'"):
+        inverters.feature_function("hug")
+    with pytest.raises(ValueError, match="unknown layer 'conv9'"):
+        inverters.feature_function("cifar-ref:conv9")
+    with pytest.raises(FileNotFoundError, match="no-such-net"):
+        inverters.feature_function("no-such-net:conv1")
+
+
+def test_missing_branch_features_give_a_clear_error(monkeypatch):
+    import jaxinv.features
+    monkeypatch.delattr(jaxinv.features, "lbp", raising=False)
+    monkeypatch.setitem(sys.modules, "jaxinv.features.lbp", None)
+    inverters.feature_function.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="jaxinv.features.lbp.*features-lbp-sift"):
+            inverters.feature_function("lbp")
+    finally:
+        inverters.feature_function.cache_clear()
+
+
+def test_network_features_shapes_and_families():
+    pool2 = inverters.feature_function("cifar-ref:pool2")
+    fc8 = inverters.feature_function("cifar-ref:fc8")
+    assert (pool2.family, pool2.shape(32)) == ("conv", (8, 8, 128))
+    assert (fc8.family, fc8.shape(32)) == ("fc", (10,))
+    with pytest.raises(ValueError, match="takes 32x32 images"):
+        fc8.shape(64)
+    hog = inverters.feature_function("hog")
+    assert (hog.family, hog.grey, hog.shape(64)) == ("hog", True, (8, 8, 31))
+
+
+TINY = dict(representation="hog", image_size=16, width=0.25, batch_size=4, max_train_images=3)
+
+
+def test_training_steps_reduce_the_loss():
+    # 30 Adam steps at lr 1e-3 on one fixed batch of 4 images: the image-space error must halve.
+    feature = inverters.feature_function("hog")
+    table = inverters.build("hog", feature.shape(16), 16, 0.25)
+    trainable = {"decoder": inverters.init_params(table, jax.random.PRNGKey(0), feature.shape(16))}
+    opt_state = training.make_optimizer().init(trainable)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    step = training.cached_train_step(table, feature)  # the step test_interrupted_training uses
+    losses = []
+    for _ in range(30):
+        trainable, opt_state, loss = step(trainable, opt_state, np.float32(1e-3), None, np.float32(10.0), images, None)
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
+    config = inverters.TrainConfig(steps=6, **TINY)
+    quiet = dict(log=lambda s: None, checkpoint_every=3)
+    whole = inverters.train(config, str(tmp_path / "whole"), eval_images=0, **quiet)
+    assert inverters.train(config, str(tmp_path / "parts"), stop_after=4, **quiet) is None
+    assert not os.path.exists(tmp_path / "parts" / "metadata.json")
+    inverters.train(config, str(tmp_path / "parts"), eval_images=2, **quiet)
+    loaded = inverters.load(str(tmp_path / "parts"))
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(loaded.params)):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.metadata["steps"] == 6 and loaded.feature_shape == (2, 2, 31)
+    assert set(loaded.metadata["held_out"]) >= {"image_error", "image_error_grey", "num_test_images"}
+    images, _ = training.data.ImageSource("imagenet", 16, max_train_images=1).test_images(2)
+    out = loaded.invert_images(images)
+    assert out.shape == (2, 16, 16, 3) and out.min() >= 0 and out.max() <= 255
+    assert inverters.image_error(out, images) == pytest.approx(loaded.metadata["held_out"]["image_error"], rel=1e-6)
+    # Clear errors: wrong feature shape, wrong image size, another configuration in the same folder.
+    with pytest.raises(ValueError, match=r"features of shape \(2, 2, 31\)"):
+        loaded(np.zeros((1, 4, 4, 31)))
+    with pytest.raises(ValueError, match="takes 16x16 images"):
+        loaded.invert_images(np.zeros((1, 32, 32, 3)))
+    with pytest.raises(ValueError, match="another configuration"):
+        inverters.train(inverters.TrainConfig(steps=7, **TINY), str(tmp_path / "parts"), **quiet)
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="inverter directory not found"):
+        inverters.load(str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="metadata.json not found"):
+        inverters.load(str(tmp_path / "empty"))
+
+
+def test_default_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert inverters.default_dir("cifar-ref:pool2", 32) == str(tmp_path / "jaxinv" / "inverters" / "cifar-ref_pool2-32")
+
+
+def run_binary(module, *flags):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_train_and_compare_binaries_at_tiny_size(tmp_path):
+    inverter_dir, compare_dir = str(tmp_path / "inverter"), str(tmp_path / "compare")
+    out = run_binary("experiments.train_inverter", "--representation=hog", "--size=16", "--width=0.25", "--steps=4",
+                     "--batch_size=4", "--max_train_images=3", "--eval_images=3", "--log_every=2",
+                     f"--output_dir={inverter_dir}")
+    assert "step 4/4" in out and "held-out image error" in out
+    metadata = inverters.load(inverter_dir).metadata
+    assert metadata["steps"] == 4 and "train_inverter" in metadata["command"]
+    out = run_binary("experiments.compare_inverters", f"--inverter_dir={inverter_dir}", "--num_images=3",
+                     "--iterations=5", "--refine_iterations=0", "--skip_hoggle", f"--output_dir={compare_dir}")
+    results = json.load(open(os.path.join(compare_dir, "results.json")))
+    assert results["learned"]["image_error"] > 0 and results["optimisation"]["image_error"] > 0
+    assert results["hoggle"] == {"image_error": None, "skipped": "skipped by flag"}
+    per_image = json.load(open(os.path.join(compare_dir, "per_image.json")))
+    assert len(per_image["images"]) == len(per_image["learned"]) == len(per_image["optimisation"]) == 3
+    assert os.path.isfile(os.path.join(compare_dir, "figure.png"))
+
+
+@pytest.mark.parametrize("flag,message", [("--skip_hoggle", "inverter directory not found"),
+                                          ("--hoggle_dictionary=/nonexistent.npz", "HOGgle dictionary not found")])
+def test_compare_inverters_names_what_is_missing(tmp_path, flag, message):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-m", "experiments.compare_inverters", f"--inverter_dir={tmp_path}/none",
+                          flag], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_finetuning_the_encoder_changes_it_and_inversion_uses_it(tmp_path):
+    config = inverters.TrainConfig("cifar-ref:pool1", 32, width=0.125, steps=2, batch_size=4, max_train_images=8,
+                                   finetune_encoder=True)
+    inverter = inverters.train(config, str(tmp_path), log=lambda s: None, eval_images=4)
+    original = inverters.feature_function("cifar-ref:pool1").params
+    assert inverter.metadata["held_out"]["test_split"] == "cifar10"
+    assert not np.array_equal(inverter.params["encoder"]["conv1"]["w"], original["conv1"]["w"])
+    loaded = inverters.load(str(tmp_path))
+    assert loaded.metadata["encoder_finetuned"] is True
+    images, _ = training.data.ImageSource("cifar10", 32, max_train_images=1).test_images(2)
+    fixed = inverters.feature_function("cifar-ref:pool1")(images)
+    assert np.abs(loaded.features(images) - fixed).max() > 0
+
+
+@pytest.mark.slow
+def test_host_features_train_from_a_cached_pool(tmp_path, monkeypatch):
+    # A host (numpy) version of HOG stands in for LBP/SIFT: features come from the fixed pool.
+    hog = inverters.feature_function("hog")
+    host = inverters.FeatureFunction("hog", "hog", grey=True, traceable=False, fn=lambda _, x: np.asarray(hog(x)))
+    monkeypatch.setattr(training, "feature_function", lambda name: host)
+    config = inverters.TrainConfig(steps=4, pool_size=12, **TINY)
+    quiet = dict(log=lambda s: None, checkpoint_every=2, eval_images=2)
+    assert inverters.train(config, str(tmp_path / "parts"), stop_after=2, **quiet) is None
+    with np.load(tmp_path / "parts" / "pool.npz") as pool:
+        assert pool["images"].shape == (12, 16, 16, 3) and pool["features"].shape == (12, 2, 2, 31)
+        np.testing.assert_allclose(pool["features"], hog(pool["images"].astype(np.float32)), rtol=1e-6)
+    resumed = inverters.train(config, str(tmp_path / "parts"), **quiet)
+    whole = inverters.train(config, str(tmp_path / "whole"), **quiet)
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
