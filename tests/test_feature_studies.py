@@ -84,3 +84,11 @@ def test_contrast_is_the_mean_pixel_std():
     checker[:, ::2] = 200.0  # half 0, half 200: std 100
     assert S.contrast(flat) == 0.0
     assert S.contrast(np.concatenate([checker, flat[:1]])) == pytest.approx(50.0)
+
+
+def test_error_plot_skips_missing_layers(tmp_path):
+    from PIL import Image
+    path = S.plot_error_vs_layer(str(tmp_path / "e.png"), {"a": {"pool1": 0.2, "fc8": 0.6}, "b": {"fc8": 0.7}},
+                                 ["pool1", "pool2", "fc8"], "title")
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] > 200
