@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinv import hog_templates, nets
+from jaxinv import hog_templates, nets, visualise
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 
@@ -75,13 +75,20 @@ def test_hog_template_mode_reads_template_files(tmp_path):
 
 @pytest.mark.slow
 def test_activation_max_binary_on_a_converted_network(small_caffenet, tmp_path):
+    # Random weights leave some fc8 units negative on every reference image (no Z = M rho^2): use active ones.
+    model = nets.load(small_caffenet)
+    reference, _ = visualise.reference_images(model, num_images=12)
+    maxima = visualise.activation_maxima(model, "fc8", reference, directory=str(tmp_path / "cache"), log=lambda _: None)
+    units = [int(u) for u in np.flatnonzero(maxima > 0)[:2]]
+    assert len(units) == 2, maxima
     out = tmp_path / "am"
-    result = run_binary("experiments.activation_max", [f"--net={small_caffenet}", "--layer=fc8", "--units=3,7",
+    result = run_binary("experiments.activation_max", [f"--net={small_caffenet}", "--layer=fc8",
+                                                       f"--units={units[0]},{units[1]}",
                                                        "--restarts=2", "--reference_images=12", f"--cache_dir={tmp_path / 'cache'}",
                                                        f"--output_dir={out}"] + TINY, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert [u["unit"] for u in results["units"]] == [3, 7] and results["image_size"] == 99
+    assert [u["unit"] for u in results["units"]] == units and results["image_size"] == 99
     assert len(results["units"][0]["probabilities"]) == 2 and "min_probability" in results
     assert results["reference_images"] == "imagenet_samples[:12]"
     assert (out / "grid.png").is_file() and (out / "index.html").is_file()
