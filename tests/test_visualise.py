@@ -80,6 +80,13 @@ def test_maxima_over_a_small_reference_set_are_computed_once_and_cached(cifar_re
         visualise.activation_maxima(cifar_ref, "conv2", reference[:, :16], directory=str(tmp_path))
 
 
+def test_a_unit_never_active_on_the_reference_set_is_refused_by_name(cifar_ref):
+    maxima = np.ones(10, np.float32)
+    maxima[4] = -2.5
+    with pytest.raises(ValueError, match=r"unit 4 of layer 'fc8' never activates .*M = -2\.5"):
+        visualise.maximise_activation(cifar_ref, "fc8", [1, 4], restarts=1, maxima=maxima)
+
+
 def test_activation_maximisation_beats_natural_images(cifar_ref, tmp_path):
     reference = visualise.reference_images(cifar_ref, num_images=200)[0]
     maxima = visualise.activation_maxima(cifar_ref, "relu2", reference, directory=str(tmp_path), log=lambda s: None)
