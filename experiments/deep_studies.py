@@ -25,6 +25,7 @@ import shlex
 import sys
 import time
 
+import jax
 from absl import flags, logging
 
 from jaxinv import cli, nets, preimage, studies
@@ -61,8 +62,8 @@ def main(argv):
                                                 data_dir=FLAGS.data_dir)
     stages = preimage.default_stages(FLAGS.iterations, FLAGS.refine_iterations)
     print(f"{model.arch}: {len(reference)} images x {FLAGS.restarts} restarts, {len(layers)} layers x "
-          f"{len(C)} C = {len(layers) * len(C)} units, {FLAGS.iterations}+{FLAGS.refine_iterations} iterations",
-          flush=True)
+          f"{len(C)} C = {len(layers) * len(C)} units, {FLAGS.iterations}+{FLAGS.refine_iterations} iterations, "
+          f"{jax.device_count()} device(s)", flush=True)
     study = studies.run_study(
         model, reference, reference_names=names, layers=layers, C=C, restarts=FLAGS.restarts, stages=stages,
         seed=FLAGS.seed, jitter=FLAGS.jitter, images_per_call=FLAGS.images_per_call or None,

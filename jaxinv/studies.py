@@ -389,7 +389,8 @@ def summarise(study: Study) -> dict:
     results = {"layers": list(study.layers), "C": [c_number(c) for c in study.C]}
     for key in SUMMARY_KEYS:
         results[key] = {layer: {} for layer in study.layers}
-    for (layer, c), unit in ((k, study.units[k]) for k in ((l, c) for l in study.layers for c in study.C)):
+    for layer, c in ((layer, c) for layer in study.layers for c in study.C):
+        unit = study.units[(layer, c)]
         stats = unit_statistics(unit["errors"], unit["predictions"], study.reference_predictions, unit["hist"],
                                 study.reference_hist)
         for key in SUMMARY_KEYS:

@@ -7,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from jaxinv import nets, preimage, studies
+from jaxinv import images, nets, preimage, studies
+from jaxinv.nets import tables
+from jaxinv.nets.model import CAFFE_CONVENTION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = preimage.default_stages(4, 0)  # one scan chunk: one compilation per unit
@@ -106,6 +108,17 @@ def test_cifar_reference_images_cover_the_classes(model):
     reference, names = studies.reference_images(model, 10)
     assert reference.shape == (10, 32, 32, 3) and reference.dtype == np.float32
     assert len({name.split("(")[1] for name in names}) == 10  # one per class, not ten airplanes
+
+
+def test_imagenet_networks_get_centre_crops_at_their_input_size():
+    geometry = nets.Model("caffe-ref", tables.build("caffe-ref"), None, 227, dict(CAFFE_CONVENTION))
+    try:
+        reference, names = studies.reference_images(geometry, 2)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    assert reference.shape == (2, 227, 227, 3) and names == [os.path.basename(p) for p in
+                                                             images.imagenet_sample_paths(num_images=2)]
+    np.testing.assert_array_equal(reference[1], images.load_image(images.imagenet_sample_paths()[1], size=227))
 
 
 # ---------------------------------------------------------------- the study: resumable units
@@ -222,8 +235,8 @@ def test_summarise_refuses_an_incomplete_study(model, reference, tmp_path):
 
 # ---------------------------------------------------------------- the binary
 
-def run_binary(*flags):
-    env = dict(os.environ, PYTHONPATH=ROOT)
+def run_binary(*flags, env=None):
+    env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
     return subprocess.run([sys.executable, "-m", "experiments.deep_studies", *flags], cwd=ROOT, env=env,
                           capture_output=True, text=True)
 
@@ -247,3 +260,16 @@ def test_binary_end_to_end_and_resume(tmp_path):
     for name in ("index.html", "error_vs_layer.png", "restart_std_vs_layer.png", "class_consistency_vs_layer.png",
                  "hist_intersection_vs_layer.png", "grid_rule_C.png", "grid_C20.png", "invariance_image0.png"):
         assert (tmp_path / name).stat().st_size > 500, name
+
+
+@pytest.mark.slow
+def test_binary_on_two_host_devices_matches_one(tmp_path):
+    flags = ["--num_images=2", "--restarts=2", "--layers=pool1", "--C=100", "--iterations=10", "--refine_iterations=0"]
+    one = run_binary(*flags, f"--output_dir={tmp_path / 'one'}")
+    two = run_binary(*flags, f"--output_dir={tmp_path / 'two'}",
+                     env=dict(XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"))
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-2000:], two.stderr[-2000:])
+    assert "1 device(s)" in one.stdout and "2 device(s)" in two.stdout
+    a, b = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
+    np.testing.assert_allclose(b["error"]["pool1"]["100"], a["error"]["pool1"]["100"], rtol=1e-4)
+    assert b["class_consistency"] == a["class_consistency"]
