@@ -26,7 +26,7 @@ from jaxinv import (cli, deep, features, hog_templates, images, nets, outputs, p
 from jaxinv.nets import layers as L
 
 MODES = ["layers", "restarts", "window", "channels", "caricature", "texture", "style", "hog_template"]
-DEFAULT_TEXTURE = "n02128385_leopard.JPEG"
+DEFAULT_TEXTURE = "n02391049_zebra.JPEG"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "restarts", MODES, "which visualisation")
@@ -43,7 +43,8 @@ flags.DEFINE_integer("channel_parts", 2, "equal channel blocks for layers withou
 flags.DEFINE_string("texture_image", None, "texture / style image (default: the ImageNet sample " + DEFAULT_TEXTURE + ")")
 flags.DEFINE_integer("size", None, "texture/style image side (default: twice the input of a < 64 px network)")
 flags.DEFINE_string("content_layer", None, "content layer of mode=style (default: the second ReLU of the trunk)")
-flags.DEFINE_list("style_weights", ["0.3", "1", "3"], "texture-term weights lambda of mode=style, one column each")
+flags.DEFINE_list("style_weights", ["1", "3", "10"], "texture-term weights lambda of mode=style, one column each")
+flags.DEFINE_enum("style_init", "content", ["content", "noise"], "mode=style starts from the content image or noise")
 flags.DEFINE_list("template", None, "HOG template files (.npy (h, w, 31) or DPM v5 .mat); default: a template "
                                     "trained on CIFAR-10 automobiles plus vertical/horizontal edge templates")
 flags.DEFINE_integer("seed", 0, "PRNG seed")
@@ -177,7 +178,8 @@ def channels_mode(model, stages):
         per_layer[layer] = result
         groups_json[layer] = [[int(g[0]), int(g[-1]) + 1] for g in groups]
         errors[layer] = result.errors.tolist()
-        print(f"  {layer}: {len(groups)} groups ({sources[layer]}), errors {np.round(result.errors.mean(1), 3).tolist()}")
+        print(f"  {layer}: {len(groups)} groups ({sources[layer]}), errors "
+              f"{', '.join(f'{e:.3f}' for e in result.errors.mean(1))}")
     num_groups = max(len(r.images) for r in per_layer.values())
     rows, labels = [], []
     for g in range(num_groups):
@@ -209,7 +211,7 @@ def caricature_mode(model, stages):
         for i in range(len(rgb)):
             for r in range(k):
                 rows[i * k + r].append(result.images[i, r])
-        print(f"  {layer}: <Phi(x*), Phi0>/||Phi0||^2 = {np.round(result.gain.mean(), 2)} ({result.seconds:.1f} s)")
+        print(f"  {layer}: <Phi(x*), Phi0>/||Phi0||^2 = {result.gain.mean():.2f} ({result.seconds:.1f} s)")
     figure = images.labelled_grid(rows, column_labels=["original"] + layers,
                                   row_labels=[f"image {i}" + (f" r{r}" if k > 1 else "") for i in range(len(rgb)) for r in range(k)],
                                   scale=scale_for(model.input_size))
@@ -260,7 +262,8 @@ def style_mode(model, stages):
     columns, metrics = [], {}
     for w in weights:
         result = texture.transfer_style(model, content, style, content_layer, style_layers, style_weight=w, size=size,
-                                        restarts=k, seed=FLAGS.seed, C=C, stages=stages)
+                                        restarts=k, seed=FLAGS.seed, C=C, stages=stages,
+                                        from_content=FLAGS.style_init == "content")
         columns.append(result.images)
         metrics[str(w)] = {"content_error": result.content_errors.tolist(), "texture_error": result.texture_errors.tolist()}
         print(f"  lambda {w}: content error {result.content_errors.mean():.3f}, texture error "
@@ -271,7 +274,8 @@ def style_mode(model, stages):
     figure = images.labelled_grid(rows, column_labels=["content", "style"] + [f"lambda {w:g}" for w in weights],
                                   row_labels=[f"restart {r}" for r in range(k)], scale=scale_for(size))
     return figure, {"content_layer": content_layer, "style_layers": style_layers, "content_image": names[0],
-                    "style_image": path, "size": size, "C": C, "restarts": k}, {"style_weights": metrics}
+                    "style_image": path, "size": size, "C": C, "restarts": k, "init": FLAGS.style_init}, {
+        "style_weights": metrics}
 
 
 def hog_template_mode(stages):
@@ -290,8 +294,8 @@ def hog_template_mode(stages):
         rows.append([glyphs] + [images.stretch_contrast(im) for im in result.images])
         results[template.name] = {"responses": result.responses.tolist(), "initial_responses": result.initial_responses.tolist(),
                                   "Z": result.normaliser, "C": result.problem.C, "shape_cells": list(template.weights.shape[:2])}
-        print(f"  {template.name}: <w, HOG(x)> {np.round(result.initial_responses, 2).tolist()} -> "
-              f"{np.round(result.responses, 2).tolist()}")
+        print(f"  {template.name}: <w, HOG(x)> {', '.join(f'{v:.2f}' for v in result.initial_responses)} -> "
+              f"{', '.join(f'{v:.2f}' for v in result.responses)}")
     size = max(max(t.image_shape) for t in templates)
     figure = images.labelled_grid(rows, column_labels=["w+ (glyphs)"] + [f"restart {r}" for r in range(k)],
                                   row_labels=[t.name[:18] for t in templates], scale=scale_for(size))

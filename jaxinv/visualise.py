@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import time
 from typing import Callable, Sequence
 
 import jax

@@ -113,11 +113,15 @@ def gradient_support(model, layer, window, input_size, num_inputs=3):
     return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
 
 
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("arch,input_size,layer,window", [
-    ("cifar-ref", 32, "conv1", None), ("cifar-ref", 32, "pool1", None), ("cifar-ref", 32, "pool2", None),
-    ("cifar-ref", 40, "conv2", (0, 0, 2, 2)), ("cifar-ref", 40, "norm1", (19, 3, 20, 4)),
-    ("cifar-ref", 48, "relu3", (11, 11, 12, 12)), ("caffe-ref", 99, "conv1", None), ("caffe-ref", 99, "pool1", None),
-    ("caffe-ref", 131, "conv2", (14, 0, 15, 3)), ("caffe-ref", 131, "pool2", (6, 6, 7, 7))])
+    ("cifar-ref", 32, "conv1", None), ("cifar-ref", 32, "pool2", None), ("cifar-ref", 40, "norm1", (19, 3, 20, 4)),
+    ("caffe-ref", 99, "pool1", None), ("caffe-ref", 131, "conv2", (14, 0, 15, 3)),
+    pytest.param("cifar-ref", 32, "pool1", None, marks=SLOW), pytest.param("cifar-ref", 40, "conv2", (0, 0, 2, 2), marks=SLOW),
+    pytest.param("cifar-ref", 48, "relu3", (11, 11, 12, 12), marks=SLOW),
+    pytest.param("caffe-ref", 99, "conv1", None, marks=SLOW), pytest.param("caffe-ref", 131, "pool2", (6, 6, 7, 7), marks=SLOW)])
 def test_receptive_field_box_equals_the_gradient_support(arch, input_size, layer, window):
     model = random_network(arch, input_size, layer)
     if window is None:

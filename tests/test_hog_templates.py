@@ -18,9 +18,9 @@ def horizontal_vs_vertical_variation(image):
 
 @pytest.mark.parametrize("orientation", ["vertical", "horizontal"])
 def test_edge_template_gives_edges_of_its_orientation(orientation):
-    template = hog_templates.edge_template(6, orientation)
+    template = hog_templates.edge_template(5, orientation)
     result = hog_templates.visualise_template(template, restarts=2, stages=QUICK)
-    assert result.images.shape == (2, 48, 48)
+    assert result.images.shape == (2, 40, 40)
     # Noise already scores about half of what the optimum reaches (HOG normalises away its contrast);
     # measured 1.5-1.9x after 140 iterations, 1.0x if nothing happened.
     assert np.all(result.responses > 1.4 * result.initial_responses), (result.responses, result.initial_responses)
@@ -47,6 +47,7 @@ def cifar():
         pytest.skip(str(e))
 
 
+@pytest.mark.slow
 def test_learned_template_ranks_its_class_and_its_visualisation_raises_the_score(cifar):
     template = hog_templates.cifar_template("automobile", num_per_class=150, size=32, cell_size=8)
     assert template.weights.shape == (4, 4, 31)

@@ -1,11 +1,7 @@
 """Visualising deep networks: activation maximisation's normalisation and size rule, inversion from
-selected components, caricatures, and the binaries end to end on a random-weight CaffeNet."""
-import json
+selected components, caricatures (the binaries: tests/test_visualise_binaries.py)."""
 import os
-import subprocess
-import sys
 
-import jax
 import numpy as np
 import pytest
 
@@ -13,7 +9,6 @@ from jaxinv import deep, nets, preimage, visualise
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = preimage.default_stages(40, 10)
 
 

@@ -75,30 +75,32 @@ def test_hog_template_mode_reads_template_files(tmp_path):
 
 @pytest.mark.slow
 def test_activation_max_binary_on_a_converted_network(small_caffenet, tmp_path):
-    # Random weights leave some fc8 units negative on every reference image (no Z = M rho^2): use active ones.
     model = nets.load(small_caffenet)
     reference, _ = visualise.reference_images(model, num_images=12)
-    maxima = visualise.activation_maxima(model, "fc8", reference, directory=str(tmp_path / "cache"), log=lambda _: None)
-    units = [int(u) for u in np.flatnonzero(maxima > 0)[:2]]
-    assert len(units) == 2, maxima
+    maxima = visualise.activation_maxima(model, "fc8", reference, directory=str(tmp_path / "cache"))
+    positive, negative = np.flatnonzero(maxima > 0)[:2], int(np.flatnonzero(maxima <= 0)[0])
+    args = [f"--net={small_caffenet}", "--layer=fc8", "--restarts=2", "--reference_images=12",
+            f"--cache_dir={tmp_path / 'cache'}"] + TINY
     out = tmp_path / "am"
-    result = run_binary("experiments.activation_max", [f"--net={small_caffenet}", "--layer=fc8",
-                                                       f"--units={units[0]},{units[1]}",
-                                                       "--restarts=2", "--reference_images=12", f"--cache_dir={tmp_path / 'cache'}",
-                                                       f"--output_dir={out}"] + TINY, tmp_path)
+    result = run_binary("experiments.activation_max", args + [f"--units={positive[0]},{positive[1]}",
+                                                              f"--output_dir={out}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert [u["unit"] for u in results["units"]] == units and results["image_size"] == 99
+    assert [u["unit"] for u in results["units"]] == list(positive) and results["image_size"] == 99
+    assert results["units"][0]["M"] == pytest.approx(float(maxima[positive[0]]), rel=1e-5)  # read from the cache
     assert len(results["units"][0]["probabilities"]) == 2 and "min_probability" in results
     assert results["reference_images"] == "imagenet_samples[:12]"
     assert (out / "grid.png").is_file() and (out / "index.html").is_file()
-    assert len(os.listdir(tmp_path / "cache")) == 1
+    # Random weights: some class scores are negative on every reference image; Z = M rho^2 is then refused.
+    refused = run_binary("experiments.activation_max", args + [f"--units={negative}", f"--output_dir={out}"], tmp_path)
+    assert refused.returncode == 2 and f"unit {negative} of layer 'fc8' never activates" in refused.stderr
     conv = run_binary("experiments.activation_max", [f"--net={small_caffenet}", "--layer=relu1", "--units=0",
                                                      "--restarts=1", "--reference_images=12", f"--cache_dir={tmp_path / 'cache'}",
                                                      f"--output_dir={tmp_path / 'conv'}"] + TINY, tmp_path)
     assert conv.returncode == 0, conv.stderr[-3000:]
     conv_results = json.loads((tmp_path / "conv" / "results.json").read_text())
     assert conv_results["image_size"] == 19 and "probabilities" not in conv_results["units"][0]
+    assert len(os.listdir(tmp_path / "cache")) == 2  # fc8 and relu1
 
 
 def test_binaries_report_bad_input_in_one_line(tmp_path):
