@@ -6,6 +6,10 @@ import os
 import tempfile
 
 
+class OutputBusyError(RuntimeError):
+    """An output folder is in use by another running process."""
+
+
 def atomic_write(path: str, write, suffix: str) -> str:
     """Calls `write(tmp)` on a temporary file beside `path`, then renames it to `path`."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -11,6 +11,7 @@ import pytest
 from jax import lax
 
 from jaxinv import inverters
+from jaxinv.outputs import OutputBusyError
 from jaxinv.inverters import architectures, layers, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -205,6 +206,14 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
         loaded.invert_images(np.zeros((1, 32, 32, 3)))
     with pytest.raises(ValueError, match="another configuration"):
         inverters.train(inverters.TrainConfig(steps=7, **TINY), str(tmp_path / "parts"), **quiet)
+
+
+def test_a_folder_being_trained_is_refused_to_a_second_run(tmp_path):
+    config = inverters.TrainConfig(steps=2, **TINY)
+    with training.training_lock(str(tmp_path)):
+        with pytest.raises(OutputBusyError, match=rf"{tmp_path} is being trained by another process \(pid {os.getpid()}\)"):
+            inverters.train(config, str(tmp_path), eval_images=0, log=lambda s: None)
+    assert inverters.train(config, str(tmp_path), eval_images=0, log=lambda s: None) is not None
 
 
 def test_missing_checkpoint_is_named(tmp_path):

@@ -15,11 +15,15 @@ sampled without flips (a flip changes the features); the pool is not regenerated
 Runs are resumable: an orbax checkpoint of {params, opt_state, step, rng, feature_scale, seconds}
 is written every `checkpoint_every` steps under OUTPUT_DIR/checkpoints, and a restarted run with the
 same configuration (OUTPUT_DIR/config.json) continues from the last one and ends with the same
-parameters as an uninterrupted run (each step's crops come from the checkpointed JAX key).
+parameters as an uninterrupted run (each step's crops come from the checkpointed JAX key). A second
+run on the same OUTPUT_DIR while one is training is refused (an flock on OUTPUT_DIR/.lock, released
+when the process ends, so a killed run leaves no stale lock).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import time
 from typing import Callable
@@ -204,6 +208,31 @@ def evaluate(inverter: Inverter, source: data.ImageSource, num_images: int | Non
             "num_test_images": len(test), "test_split": source.dataset}
 
 
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def training_lock(output_dir: str):
+    """Holds an exclusive lock on `output_dir` for one training run; a second run gets a clear error."""
+    path = os.path.join(output_dir, LOCK_FILE)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise outputs.OutputBusyError(f"{output_dir} is being trained by another process (pid {holder}); "
+                               f"wait for it or choose another --output_dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None, data_dir: str | None = None,
           eval_images: int | None = None, checkpoint_every: int = 100, log_every: int = 20,
           stop_after: int | None = None, log: Callable[[str], None] = print,
@@ -216,6 +245,14 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
         raise ValueError(f"representation {config.representation!r} has no encoder weights to fine-tune")
     output_dir = os.path.abspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
+    with training_lock(output_dir):
+        return _train_locked(config, output_dir, feature, images_dir=images_dir, data_dir=data_dir,
+                             eval_images=eval_images, checkpoint_every=checkpoint_every, log_every=log_every,
+                             stop_after=stop_after, log=log, extra_metadata=extra_metadata)
+
+
+def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, data_dir, eval_images,
+                  checkpoint_every, log_every, stop_after, log, extra_metadata) -> Inverter | None:
     _check_config(output_dir, config)
     source = data.ImageSource(config.dataset_name, config.image_size, images_dir=images_dir, data_dir=data_dir,
                               max_train_images=config.max_train_images)
