@@ -13,13 +13,17 @@ first --num_images of them) at the inverter's size (shorter side resized, centre
   problem=shallow_problem(--C), stages=default_stages(--iterations, --refine_iterations))`,
   batches cached in DIR/cache (a rerun resumes);
 - hoggle: `jaxinv.hoggle.invert_hogs` with the paired dictionary --hoggle_dictionary
-  (--skip_hoggle leaves it out).
+  (--skip_hoggle leaves it out);
+- baselines that use no feature (`jaxinv.inverters.flat_baseline_errors`): the mean test image, and
+  each image's own mean grey level (an oracle: LBP and SIFT do not encode brightness).
+
+For --representation=lbp or sift only the learned inverter and the baselines are evaluated.
 
 Seconds per image are wall-clock times including compilation (see benchmarks/inverters.py for
 warm timings). Errors (`jaxinv.inverters.image_error`): mean ||x_i - x*_i|| / N, N the mean distance between the
 test images, on grey versions (HOG methods cannot recover colour); the learned inverter's colour
 error is reported beside it. Writes DIR/results.json ({"learned": {"image_error", ...},
-"optimisation": {...}, "hoggle": {...}}), DIR/per_image.json and DIR/figure.png (rows = images;
+"optimisation": {...}, "hoggle": {...}, "baselines": {...}}), DIR/per_image.json and DIR/figure.png (rows = images;
 columns original | learned | optimisation | HOGgle).
 """
 from __future__ import annotations
@@ -124,6 +128,8 @@ def main(argv):
               "learned_colour": inverters.image_errors(learned, colour)}
     results = {"learned": summary(errors["learned"], image_error_colour=float(errors["learned_colour"].mean()),
                                   seconds_per_image=learned_seconds / len(names))}
+    baselines = inverters.flat_baseline_errors(colour, grey=True)
+    results["baselines"] = {name: summary(values) for name, values in baselines.items()}
     skipped = {"optimisation": FLAGS.skip_optimisation, "hoggle": FLAGS.skip_hoggle}
     for method in HOG_ONLY:
         if FLAGS.representation != "hog" or skipped[method]:
@@ -150,6 +156,9 @@ def main(argv):
             line += f", {results[method]['image_error_colour']:.3f} (colour)"
         paper = paper_value(method)
         print(line + (f"   paper (256x256): {paper:.2f}" if paper is not None and results[method]["image_error"] is not None else ""))
+
+    for name, entry in results["baselines"].items():
+        print(f"baseline: {name:15s} image error {entry['image_error']:.3f} +- {entry['ci95']:.3f} (grey, no feature used)")
 
     results.update(representation=FLAGS.representation, num_images=len(names), size=size, split=FLAGS.split,
                    inverter_dir=os.path.abspath(inverter_dir), inverter_metadata=inverter.metadata,

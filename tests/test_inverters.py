@@ -133,6 +133,15 @@ def test_image_error_by_hand():
         inverters.image_error(reconstructions[:1], originals[:1])
 
 
+def test_flat_baselines_by_hand():
+    # Originals [0, 0] and [4, 8] (1x2 grey): N = ||(4, 8)|| = sqrt(80). Mean image (2, 4): distances
+    # sqrt(20) each -> 0.5; own mean levels (0, 0) and (6, 6): distances 0 and sqrt(8) -> 0, sqrt(0.1).
+    originals = np.array([[[0.0, 0.0]], [[4.0, 8.0]]])
+    errors = inverters.flat_baseline_errors(originals)
+    np.testing.assert_allclose(errors["mean image"], [0.5, 0.5])
+    np.testing.assert_allclose(errors["own mean level"], [0.0, np.sqrt(0.1)])
+
+
 def test_unknown_representations_are_named():
     with pytest.raises(ValueError, match="unknown representation 'hug'"):
         inverters.feature_function("hug")
@@ -250,6 +259,7 @@ def test_train_and_compare_binaries_at_tiny_size(tmp_path):
     results = json.load(open(os.path.join(compare_dir, "results.json")))
     assert results["learned"]["image_error"] > 0 and results["optimisation"]["image_error"] > 0
     assert results["hoggle"] == {"image_error": None, "skipped": "skipped by flag"}
+    assert set(results["baselines"]) == {"mean image", "own mean level"}
     per_image = json.load(open(os.path.join(compare_dir, "per_image.json")))
     assert len(per_image["images"]) == len(per_image["learned"]) == len(per_image["optimisation"]) == 3
     assert os.path.isfile(os.path.join(compare_dir, "figure.png"))

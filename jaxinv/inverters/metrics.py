@@ -39,3 +39,14 @@ def image_errors(reconstructions, originals, *, grey: bool = False) -> np.ndarra
 def image_error(reconstructions, originals, *, grey: bool = False) -> float:
     """Mean of `image_errors`: the paper's normalised image-space error."""
     return float(np.mean(image_errors(reconstructions, originals, grey=grey)))
+
+
+def flat_baseline_errors(originals, *, grey: bool = False) -> dict[str, np.ndarray]:
+    """Per-image errors of two reconstructions that use no feature: "mean image" (the pixelwise mean
+    of `originals`, the same for every image) and "own mean level" (each image replaced by its own
+    mean value, per colour channel unless grey: an oracle, since contrast-normalised features such as
+    LBP and SIFT do not encode brightness). A learned inverter is useful where it beats them."""
+    ref = _as_batch(originals, "originals", grey)
+    mean_image = np.broadcast_to(ref.mean(axis=0, keepdims=True), ref.shape)
+    own_level = np.broadcast_to(ref.mean(axis=(1, 2), keepdims=True), ref.shape)
+    return {"mean image": image_errors(mean_image, ref), "own mean level": image_errors(own_level, ref)}
