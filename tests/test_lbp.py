@@ -43,14 +43,15 @@ def test_matches_vlfeat_other_cell_sizes(vl, natural_images, cell_size, index):
 
 def test_vlfeat_binding_is_row_major_and_agrees_with_matlabs_transposed_call(vl):
     """MATLAB hands libvl the transposed image with transposed patterns: the same histograms."""
-    from jaxinv.vlfeat.lbp import VL_LBP_UNIFORM, _float_pointer, _lbp_library, vlfeat_lbp
+    from jaxinv.vlfeat import float_pointer
+    from jaxinv.vlfeat.lbp import VL_LBP_UNIFORM, _lbp_library, vlfeat_lbp
     image = np.random.default_rng(0).integers(0, 4, size=(50, 70)).astype(np.float32) * 60
     lib = _lbp_library()
     handle = lib.vl_lbp_new(VL_LBP_UNIFORM, 1)
     try:
         features = np.zeros((58, 70 // 16, 50 // 16), np.float32)
         transposed = np.ascontiguousarray(image.T)
-        lib.vl_lbp_process(handle, _float_pointer(features), _float_pointer(transposed), 50, 70, 16)
+        lib.vl_lbp_process(handle, float_pointer(features), float_pointer(transposed), 50, 70, 16)
     finally:
         lib.vl_lbp_delete(handle)
     np.testing.assert_array_equal(np.moveaxis(features, 0, 2).transpose(1, 0, 2), vlfeat_lbp(image, 16))

@@ -30,6 +30,20 @@ def library() -> ctypes.CDLL:
     raise VLFeatUnavailable(f"VLFeat shared library (libvl.so) not found; {INSTALL_HINT}")
 
 
+def declared(signatures: dict) -> ctypes.CDLL:
+    """`library()` with each named function's C signature set: {name: (restype, [argtypes])}."""
+    lib = library()
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
+    return lib
+
+
+def float_pointer(array) -> ctypes.POINTER(ctypes.c_float):
+    """A float* to a C-contiguous float32 numpy array's data."""
+    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
 def available() -> bool:
     try:
         library()

@@ -7,6 +7,7 @@ _vl_dsift_update_buffers, as the inline setters do.
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 
@@ -41,18 +42,16 @@ class VlDsiftFilter(ctypes.Structure):
     ]
 
 
-def _functions(lib: ctypes.CDLL):
-    """The exported dsift entry points with their C signatures."""
-    filter_pointer = ctypes.POINTER(VlDsiftFilter)
-    lib.vl_dsift_new_basic.argtypes = [ctypes.c_int] * 4
-    lib.vl_dsift_new_basic.restype = filter_pointer
-    lib._vl_dsift_update_buffers.argtypes = [filter_pointer]
-    lib._vl_dsift_update_buffers.restype = None
-    lib.vl_dsift_process.argtypes = [filter_pointer, ctypes.POINTER(ctypes.c_float)]
-    lib.vl_dsift_process.restype = None
-    lib.vl_dsift_delete.argtypes = [filter_pointer]
-    lib.vl_dsift_delete.restype = None
-    return lib
+@functools.lru_cache(maxsize=None)
+def _dsift_library() -> ctypes.CDLL:
+    """libvl with the exported dsift entry points' signatures declared."""
+    handle = ctypes.POINTER(VlDsiftFilter)
+    return vlfeat.declared({
+        "vl_dsift_new_basic": (handle, [ctypes.c_int] * 4),
+        "_vl_dsift_update_buffers": (None, [handle]),
+        "vl_dsift_process": (None, [handle, ctypes.POINTER(ctypes.c_float)]),
+        "vl_dsift_delete": (None, [handle]),
+    })
 
 
 def vlfeat_dsift(image, bin_size: int = 8, step: int = 8, window_size: float = 2.0):
@@ -62,7 +61,7 @@ def vlfeat_dsift(image, bin_size: int = 8, step: int = 8, window_size: float = 2
     and norms (N,) (VLFeat's `frame.norm`: the raw descriptor's sum over the frame area), frames
     in VLFeat's y-major order. Raises VLFeatUnavailable when libvl is missing.
     """
-    lib = _functions(vlfeat.library())
+    lib = _dsift_library()
     image = np.ascontiguousarray(image, dtype=np.float32)
     if image.ndim != 2:
         raise ValueError(f"vlfeat_dsift needs a grey (H, W) image; got shape {image.shape}")
@@ -75,7 +74,7 @@ def vlfeat_dsift(image, bin_size: int = 8, step: int = 8, window_size: float = 2
         filt.useFlatWindow = 1
         filt.windowSize = window_size
         lib._vl_dsift_update_buffers(handle)
-        lib.vl_dsift_process(handle, image.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        lib.vl_dsift_process(handle, vlfeat.float_pointer(image))
         num_frames, descr_size = filt.numFrames, filt.descrSize
         if num_frames == 0:
             return np.zeros((0, 2)), np.zeros((0, descr_size), np.float32), np.zeros((0,))

@@ -19,7 +19,6 @@ VL_HOG_VARIANT_UOCTTI = 1
 @functools.lru_cache(maxsize=None)
 def _hog_library() -> ctypes.CDLL:
     """libvl with the HOG functions' signatures declared (vl_size is size_t, vl_bool int)."""
-    lib = vlfeat.library()
     handle, size, fptr = ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_float)
     signatures = {
         "vl_hog_new": (handle, [ctypes.c_int, size, ctypes.c_int]),
@@ -31,14 +30,7 @@ def _hog_library() -> ctypes.CDLL:
         "vl_hog_get_dimension": (size, [handle]),
         "vl_hog_extract": (None, [handle, fptr]),
     }
-    for name, (restype, argtypes) in signatures.items():
-        function = getattr(lib, name)
-        function.restype, function.argtypes = restype, argtypes
-    return lib
-
-
-def _float_pointer(array: np.ndarray):
-    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    return vlfeat.declared(signatures)
 
 
 def vlfeat_hog(image, cell_size: int, *, bilinear: bool = False, num_orientations: int = 9) -> np.ndarray:
@@ -61,10 +53,10 @@ def vlfeat_hog(image, cell_size: int, *, bilinear: bool = False, num_orientation
         raise MemoryError("vl_hog_new failed")
     try:
         lib.vl_hog_set_use_bilinear_orientation_assignments(hog, int(bool(bilinear)))
-        lib.vl_hog_put_image(hog, _float_pointer(planes), width, height, num_channels, cell_size)
+        lib.vl_hog_put_image(hog, vlfeat.float_pointer(planes), width, height, num_channels, cell_size)
         shape = (lib.vl_hog_get_dimension(hog), lib.vl_hog_get_height(hog), lib.vl_hog_get_width(hog))
         features = np.zeros(shape, np.float32)
-        lib.vl_hog_extract(hog, _float_pointer(features))
+        lib.vl_hog_extract(hog, vlfeat.float_pointer(features))
     finally:
         lib.vl_hog_delete(hog)
     return np.ascontiguousarray(np.moveaxis(features, 0, 2))

@@ -31,7 +31,6 @@ class VlLbp(ctypes.Structure):
 @functools.lru_cache(maxsize=None)
 def _lbp_library() -> ctypes.CDLL:
     """libvl with the LBP functions' signatures declared (vl_size is size_t, vl_bool int)."""
-    lib = vlfeat.library()
     handle, size, fptr = ctypes.POINTER(VlLbp), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float)
     signatures = {
         "vl_lbp_new": (handle, [ctypes.c_int, ctypes.c_int]),
@@ -39,14 +38,7 @@ def _lbp_library() -> ctypes.CDLL:
         "vl_lbp_get_dimension": (size, [handle]),
         "vl_lbp_process": (None, [handle, fptr, fptr, size, size, size]),
     }
-    for name, (restype, argtypes) in signatures.items():
-        function = getattr(lib, name)
-        function.restype, function.argtypes = restype, argtypes
-    return lib
-
-
-def _float_pointer(array: np.ndarray):
-    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    return vlfeat.declared(signatures)
 
 
 def check_lbp_input(image, cell_size) -> tuple[int, int, int]:
@@ -90,7 +82,7 @@ def vlfeat_lbp(image, cell_size: int = 16) -> np.ndarray:
     try:
         dimension = lib.vl_lbp_get_dimension(lbp)
         features = np.zeros((dimension, height // cell_size, width // cell_size), np.float32)
-        lib.vl_lbp_process(lbp, _float_pointer(features), _float_pointer(image), width, height, cell_size)
+        lib.vl_lbp_process(lbp, vlfeat.float_pointer(features), vlfeat.float_pointer(image), width, height, cell_size)
     finally:
         lib.vl_lbp_delete(lbp)
     return np.ascontiguousarray(np.moveaxis(features, 0, 2))

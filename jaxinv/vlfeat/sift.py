@@ -72,7 +72,6 @@ class VlSiftFilt(ctypes.Structure):
 @functools.lru_cache(maxsize=None)
 def _sift_library() -> ctypes.CDLL:
     """libvl with the exported SIFT functions' signatures declared."""
-    lib = vlfeat.library()
     handle, fptr = ctypes.POINTER(VlSiftFilt), ctypes.POINTER(ctypes.c_float)
     keypoint = ctypes.POINTER(VlSiftKeypoint)
     signatures = {
@@ -84,10 +83,7 @@ def _sift_library() -> ctypes.CDLL:
         "vl_sift_calc_keypoint_orientations": (ctypes.c_int, [handle, ctypes.POINTER(ctypes.c_double), keypoint]),
         "vl_sift_calc_keypoint_descriptor": (None, [handle, fptr, keypoint, ctypes.c_double]),
     }
-    for name, (restype, argtypes) in signatures.items():
-        function = getattr(lib, name)
-        function.restype, function.argtypes = restype, argtypes
-    return lib
+    return vlfeat.declared(signatures)
 
 
 def grey_array(image) -> np.ndarray:
