@@ -34,7 +34,7 @@ import time
 import numpy as np
 from absl import flags, logging
 
-from jaxinv import cli, images, metrics, outputs, preimage, shallow
+from jaxinv import cli, hoggle, images, metrics, outputs, preimage, shallow
 from jaxinv import inverters
 from jaxinv.inverters import data, features as inverter_features
 
@@ -77,21 +77,16 @@ def load_test_images(size: int) -> tuple[np.ndarray, list[str]]:
     return np.stack([images.load_image(p, size=size) for p in paths]), [os.path.basename(p) for p in paths]
 
 
-def load_hoggle():
-    """(jaxinv.hoggle, its PairedDictionary), checked before any inversion runs."""
-    try:
-        from jaxinv import hoggle
-    except ImportError:
-        raise ValueError("HOGgle needs jaxinv.hoggle (from the hoggle branch), which this checkout lacks; "
-                         "rerun with --skip_hoggle") from None
+def load_hoggle_dictionary() -> hoggle.PairedDictionary:
+    """The HOGgle paired dictionary, checked before any inversion runs."""
     path = FLAGS.hoggle_dictionary or hoggle.default_dictionary_path()
     if not os.path.isfile(path):
         raise FileNotFoundError(f"HOGgle dictionary not found: {path} (train one, pass --hoggle_dictionary, "
                                 f"or rerun with --skip_hoggle)")
-    return hoggle, hoggle.PairedDictionary.load(path)
+    return hoggle.PairedDictionary.load(path)
 
 
-def hoggle_inversions(hoggle, dictionary, grey: np.ndarray) -> np.ndarray:
+def hoggle_inversions(dictionary, grey: np.ndarray) -> np.ndarray:
     codes = inverter_features.feature_function("hog")(grey)
     return hoggle.invert_hogs(dictionary, codes, grey.shape[1:])  # one lasso solve for all images
 
@@ -104,9 +99,9 @@ def summary(per_image: np.ndarray, **extra) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    hoggle = None
+    dictionary = None
     if FLAGS.representation == "hog" and not FLAGS.skip_hoggle:
-        hoggle = load_hoggle()
+        dictionary = load_hoggle_dictionary()
     size = FLAGS.size or DEFAULT_SIZE
     inverter_dir = FLAGS.inverter_dir or inverters.default_dir(FLAGS.representation, size)
     inverter = inverters.load(inverter_dir)
@@ -144,7 +139,7 @@ def main(argv):
                 cache_dir=os.path.join(FLAGS.output_dir, "cache"))
             reconstructions[method] = study["reconstructions"][:, 0]
         else:
-            reconstructions[method] = hoggle_inversions(*hoggle, grey)
+            reconstructions[method] = hoggle_inversions(dictionary, grey)
         errors[method] = inverters.image_errors(reconstructions[method], grey, grey=True)
         results[method] = summary(errors[method], seconds_per_image=(time.perf_counter() - start) / len(names))
 

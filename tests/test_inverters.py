@@ -12,7 +12,7 @@ from jax import lax
 
 from jaxinv import inverters
 from jaxinv.outputs import OutputBusyError
-from jaxinv.inverters import architectures, layers, training
+from jaxinv.inverters import layers, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,18 +149,6 @@ def test_unknown_representations_are_named():
         inverters.feature_function("cifar-ref:conv9")
     with pytest.raises(FileNotFoundError, match="no-such-net"):
         inverters.feature_function("no-such-net:conv1")
-
-
-def test_missing_branch_features_give_a_clear_error(monkeypatch):
-    import jaxinv.features
-    monkeypatch.delattr(jaxinv.features, "lbp", raising=False)
-    monkeypatch.setitem(sys.modules, "jaxinv.features.lbp", None)
-    inverters.feature_function.cache_clear()
-    try:
-        with pytest.raises(ValueError, match="jaxinv.features.lbp.*features-lbp-sift"):
-            inverters.feature_function("lbp")
-    finally:
-        inverters.feature_function.cache_clear()
 
 
 def test_network_features_shapes_and_families():

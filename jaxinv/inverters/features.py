@@ -11,8 +11,7 @@
   (`Model.preprocess`, written here with jnp so that it can be differentiated for fine-tuning).
 
 Images are (N, H, W, 3) float arrays in [0, 255] (a grey (N, H, W) batch is repeated to three
-channels). Outputs are (N, h, w, C) feature maps or (N, D) vectors. "lbp" and "sift" come from
-another branch: they are imported when asked for, with a clear error if this checkout lacks them.
+channels). Outputs are (N, h, w, C) feature maps or (N, D) vectors.
 """
 from __future__ import annotations
 
@@ -23,6 +22,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxinv import features
 
 HAND_CRAFTED = ("hog", "lbp", "sift")
 LUMA = (0.299, 0.587, 0.114)
@@ -86,39 +87,16 @@ def grey(images):
 
 
 def _hog() -> FeatureFunction:
-    from jaxinv import features
-
     return FeatureFunction("hog", "hog", grey=True, traceable=True,
                            fn=lambda _, x: jax.vmap(lambda im: features.hog(im, HOG_CELL))(grey(x)))
 
 
-def _missing(name: str, function: str) -> ValueError:
-    return ValueError(f"representation {name!r} needs jaxinv.features.{function}, which this checkout lacks "
-                      f"(it comes from the features-lbp-sift branch)")
-
-
-def _lbp() -> FeatureFunction:
-    try:
-        from jaxinv.features import lbp
-    except ImportError:
-        raise _missing("lbp", "lbp") from None
-
+def _host_feature(name: str, per_image: Callable) -> FeatureFunction:
+    """A numpy/VLFeat feature of each grey image, run on the host image by image."""
     def fn(_, x):
         luma = np.asarray(x, np.float32) @ np.asarray(LUMA, np.float32)
-        return np.stack([np.asarray(lbp(im, cell_size=LBP_CELL)) for im in luma])
-    return FeatureFunction("lbp", "lbp", grey=True, traceable=False, fn=fn)
-
-
-def _sift() -> FeatureFunction:
-    try:
-        from jaxinv.features import sparse_sift
-    except ImportError:
-        raise _missing("sift", "sparse_sift") from None
-
-    def fn(_, x):
-        luma = np.asarray(x, np.float32) @ np.asarray(LUMA, np.float32)
-        return np.stack([np.asarray(sparse_sift(im, cell=SIFT_CELL, seed=0)) for im in luma])
-    return FeatureFunction("sift", "sift", grey=True, traceable=False, fn=fn)
+        return np.stack([np.asarray(per_image(im)) for im in luma])
+    return FeatureFunction(name, name, grey=True, traceable=False, fn=fn)
 
 
 def preprocess(model, images):
@@ -158,9 +136,9 @@ def feature_function(name: str) -> FeatureFunction:
     if name == "hog":
         return _hog()
     if name == "lbp":
-        return _lbp()
+        return _host_feature("lbp", lambda im: features.lbp(im, cell_size=LBP_CELL))
     if name == "sift":
-        return _sift()
+        return _host_feature("sift", lambda im: features.sparse_sift(im, cell=SIFT_CELL, seed=0))
     if ":" in name:
         return _network_layer(name)
     raise ValueError(f"unknown representation {name!r}; valid: {', '.join(HAND_CRAFTED)} or NET:LAYER "
