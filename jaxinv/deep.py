@@ -29,14 +29,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
 from jaxinv import graph
 from jaxinv.nets import layers as L
-from jaxinv.nets import tables
+from jaxinv.nets import apply as nets_apply
+from jaxinv.nets import convention, tables
 from jaxinv.nets.model import Model
-from jaxinv.preimage import Problem, Representation
+from jaxinv.preimage import Problem
+from jaxinv.representation import Representation
 
 C_VALUES = (300.0, 100.0, 20.0, 1.0)
 # Receptive field / input size thresholds separating C = 300 | 100 | 20 (see the module docstring).
@@ -46,24 +47,7 @@ POINTWISE_OPS = (L.relu,)
 
 def rgb_mean(model: Model) -> tuple[float, float, float]:
     """The network's mean as an RGB [0, 255] colour (the per-channel average of a mean image)."""
-    mean = np.asarray(model.convention["mean"], np.float64)
-    if model.mean_image is not None:
-        mean = np.asarray(model.mean_image, np.float64).mean(axis=(0, 1))
-    if model.convention["channel_order"] == "BGR":
-        mean = mean[::-1]
-    return tuple(float(v) for v in mean * 255.0 / model.convention["pixel_range"])
-
-
-def network_input(model: Model, rgb):
-    """RGB [0, 255] images (..., H, W, 3) -> the network's input space, in jnp (differentiable)."""
-    convention = model.convention
-    x = rgb[..., ::-1] if convention["channel_order"] == "BGR" else rgb
-    x = x * (convention["pixel_range"] / 255.0)
-    mean = convention["mean"]
-    if model.mean_image is not None:
-        image_mean = np.asarray(model.mean_image, np.float32)
-        mean = image_mean if image_mean.shape[:2] == tuple(x.shape[-3:-1]) else image_mean.mean(axis=(0, 1))
-    return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(convention["std"], jnp.float32)
+    return convention.rgb_mean(model.convention, model.mean_image)
 
 
 def check_layer(model: Model, layer: str) -> None:
@@ -129,11 +113,67 @@ def layer_C(model: Model, layer: str) -> float:
     return C_VALUES[2]
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class NetworkRepresentation(Representation):
-    """A network layer as a Representation; hashed by identity so the engine caches its compiled steps."""
-    model: Model | None = None
-    layer: str = ""
+def _frozen(value):
+    """A hashable copy of a layer's hyper-parameters (dicts and lists become sorted tuples)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def table_structure(table: Sequence[graph.Layer]) -> tuple:
+    """What a table computes, as a hashable value: equal for two loads of one architecture."""
+    return tuple((layer.name, layer.op, _frozen(dict(layer.hyper)), tuple(getattr(layer, "inputs", ())))
+                 for layer in table)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkCode:
+    """apply(params, rgb) of a network on one RGB [0, 255] image (H, W, 3): the output of `layer`, or
+    with `gram_layers` the code {"features": {layer: map}} of the Gram losses (plus "content": the
+    output of `layer` when `content` is set). params = {"net": weights, "input": convention.input_params}.
+
+    Compared by the table's structure and the input convention's static part, never by weights, so
+    two networks of one architecture share compiled steps."""
+    table: tuple = dataclasses.field(compare=False, hash=False, repr=False)
+    structure: tuple = dataclasses.field(repr=False)
+    channel_order: str
+    pixel_range: float
+    layer: str
+    gram_layers: tuple[str, ...] = ()
+    content: bool = True
+
+    def __call__(self, params, rgb):
+        x = convention.to_network(rgb[None], self.channel_order, self.pixel_range,
+                                  params["input"]["mean"], params["input"]["std"])
+        names = [layer.name for layer in self.table]
+        deepest = max((self.layer,) + self.gram_layers, key=names.index)
+        out = nets_apply(self.table, params["net"], x, upto=deepest)
+        if not self.gram_layers:
+            return out[self.layer][0]
+        code = {"features": {name: out[name][0] for name in self.gram_layers}}
+        if self.content:
+            code["content"] = out[self.layer][0]
+        return code
+
+
+def network_params(model: Model, input_size: int | None = None) -> dict:
+    """The weights of `model`'s representations at `input_size`: {"net": params, "input": mean and std}."""
+    size = model.input_size if input_size is None else int(input_size)
+    return {"net": model.params,
+            "input": convention.input_params(model.convention, model.mean_image, (size, size, 3))}
+
+
+def network_representation(model: Model, layer: str, input_size: int, name: str, gram_layers: Sequence[str] = (),
+                           content: bool = True) -> Representation:
+    """A Representation of `model` (see `NetworkCode`); its stride is that of the deepest layer used."""
+    apply = NetworkCode(tuple(model.table), table_structure(model.table), model.convention["channel_order"],
+                        float(model.convention["pixel_range"]), layer, tuple(gram_layers), content)
+    deepest = max((layer,) + tuple(gram_layers), key=model.layer_names.index)
+    return Representation(name, apply, network_params(model, input_size), channels=3, mean=rgb_mean(model),
+                          stride=layer_stride(model, deepest), input_size=(input_size, input_size),
+                          min_size=input_size, layers=tuple(model.layer_names))
 
 
 def check_input_size(model: Model, layer: str, input_size: int) -> None:
@@ -149,24 +189,15 @@ def check_input_size(model: Model, layer: str, input_size: int) -> None:
         raise ValueError(f"input size {input_size} is too small for layer {layer!r} of network {model.arch!r}") from None
 
 
-def representation(model: Model, layer: str, input_size: int | None = None) -> NetworkRepresentation:
+def representation(model: Model, layer: str, input_size: int | None = None) -> Representation:
     """Layer `layer` of `model` as a Representation of one RGB image (H, W, 3) with the network's
-    RGB mean subtracted; cached on the model, so compiled steps are reused. `input_size` (pixels,
-    square; default the network's) may differ from the network's for layers of the spatial trunk."""
+    RGB mean subtracted; the weights are its params, so every network of this architecture shares
+    compiled steps. `input_size` (pixels, square; default the network's) may differ from the
+    network's for layers of the spatial trunk."""
     check_layer(model, layer)
     size = model.input_size if input_size is None else int(input_size)
     check_input_size(model, layer, size)
-    cache = model.__dict__.setdefault("_representations", {})
-    if (layer, size) not in cache:
-        params = model.params
-
-        def phi(rgb):
-            return model.apply(params, network_input(model, rgb)[None], upto=layer)[layer][0]
-
-        cache[layer, size] = NetworkRepresentation(
-            name=f"{model.arch}:{layer}", fn=phi, channels=3, mean=rgb_mean(model),
-            stride=layer_stride(model, layer), input_size=(size, size), min_size=size, model=model, layer=layer)
-    return cache[layer, size]
+    return network_representation(model, layer, size, f"{model.arch}:{layer}")
 
 
 def inversion_problem(model: Model, layer: str, *, C: float | None = None, jitter: bool = True) -> Problem:

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv import features, images, preimage, representations
-from jaxinv.preimage import Problem, Representation, Stage
+from jaxinv.preimage import Problem, Stage
+from jaxinv.representation import Representation
 
 HOG_DIMS = 31
 DPM_DIMS = 32  # DPM v5 appends a truncation feature, unused here
@@ -129,15 +130,21 @@ def _dpm_root_filters(path: str, name: str, cell_size: int | None) -> list[Templ
     return templates
 
 
+@dataclasses.dataclass(frozen=True)
+class TemplateResponse:
+    """apply(w, x) = <w, HOG(x)> of a grey image (H, W, 1), code shape (1,); w = the template's weights."""
+    cell_size: int
+
+    def __call__(self, weights, x):
+        return jnp.sum(weights * features.hog(x[..., 0], self.cell_size))[None]
+
+
 def template_representation(template: Template) -> Representation:
-    """Phi(x) = <w, HOG(x)> of a grey image (H, W, 1) as a Representation (code shape (1,))."""
+    """Phi(x) = <w, HOG(x)> as a Representation whose params are the template's weights: every
+    template of one size shares the compiled steps."""
     hog = representations.get("hog", cell_size=template.cell_size)
-    weights = jnp.asarray(template.weights)
-
-    def phi(x):
-        return jnp.sum(weights * hog.fn(x))[None]
-
-    return Representation(f"template:{template.name}", phi, channels=1, mean=hog.mean, stride=template.cell_size,
+    return Representation(f"template:{template.name}", TemplateResponse(template.cell_size),
+                          jnp.asarray(template.weights), channels=1, mean=hog.mean, stride=template.cell_size,
                           input_size=template.image_shape, min_size=2 * template.cell_size)
 
 
@@ -205,7 +212,7 @@ def hog_features(grey_images, cell_size: int = 8) -> np.ndarray:
     """HOG of a stack of grey images (N, H, W) in [0, 255] -> (N, h, w, 31)."""
     stack = jnp.asarray(np.asarray(grey_images, np.float32))
     hog = representations.get("hog", cell_size=cell_size)
-    return np.asarray(jax.jit(jax.vmap(lambda im: hog.fn(im[..., None])))(stack))
+    return np.asarray(jax.jit(jax.vmap(lambda im: hog.apply(None, im[..., None])))(stack))
 
 
 def train_template(positives, negatives, *, cell_size: int = 8, ridge: float = 1.0, name: str = "trained") -> Template:

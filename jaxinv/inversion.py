@@ -12,7 +12,8 @@ import optax
 
 from jaxinv import metrics, preimage
 from jaxinv import solver as solvers
-from jaxinv.preimage import Problem, Representation, Stage
+from jaxinv.preimage import Problem, Stage
+from jaxinv.representation import Representation
 
 
 def shallow_problem(C: float = 100.0) -> Problem:
@@ -78,12 +79,14 @@ class Inversion:
 
 @functools.lru_cache(maxsize=16)
 def _batched_codes(representation: Representation):
-    return jax.jit(jax.vmap(representation))
+    return jax.jit(jax.vmap(representation, in_axes=(0, None)))
 
 
 def codes_of(representation: Representation, x) -> np.ndarray:
-    """Phi of a batch of null-mean images (B, H, W, D), compiled once per representation."""
-    return np.asarray(_batched_codes(representation)(jnp.asarray(x, jnp.float32)))
+    """Phi of a batch of null-mean images (B, H, W, D), compiled once per representation structure
+    (the weights are an argument)."""
+    params = preimage.place_weights(representation.params, shard=False)
+    return np.asarray(_batched_codes(representation)(jnp.asarray(x, jnp.float32), params))
 
 
 def invert_images(representation: Representation, images_in: Sequence[np.ndarray], *, problem: Problem | None = None,

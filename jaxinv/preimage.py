@@ -19,47 +19,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxinv import solver as solvers
 from jaxinv.objectives import losses, regularisers
+from jaxinv.representation import Representation
 
 LOSSES = ("inversion", "masked_inversion", "inner_product", "texture", "style")
 MULTI_LAYER_LOSSES = ("texture", "style")
-
-
-@dataclasses.dataclass(frozen=True)
-class Representation:
-    """A differentiable Phi with its input convention.
-
-    `fn` maps one image in the representation's input space (H, W, channels), i.e. the null-mean
-    image plus `mean`, to its code: an array, or for the 'texture' and 'style' losses a dict
-    {"features": {layer: (h, w, c) map}, "content": array (style only)}. `input_size` is (H, W) for fixed-size networks, None when any
-    size works (HOG, DSIFT). `stride` is the representation's total stride (jitter rule).
-    """
-    name: str
-    fn: Callable[[jax.Array], jax.Array]
-    channels: int
-    mean: tuple[float, ...]
-    stride: int = 1
-    input_size: tuple[int, int] | None = None
-    min_size: int = 1
-
-    def __call__(self, x):
-        return self.fn(x + jnp.asarray(self.mean, x.dtype))
-
-    def to_null_mean(self, image):
-        """Image in [0, 255] (H, W) or (H, W, C) -> null-mean (H, W, channels) float32."""
-        if not np.all(np.isfinite(np.asarray(image))):
-            raise ValueError(f"image for representation {self.name!r} contains non-finite values (NaN or inf)")
-        image = jnp.asarray(image, jnp.float32)
-        if image.ndim == 2:
-            image = image[..., None]
-        if image.shape[-1] != self.channels:
-            raise ValueError(f"representation {self.name!r} takes {self.channels}-channel images; "
-                             f"got shape {tuple(image.shape)}")
-        return image - jnp.asarray(self.mean, jnp.float32)
-
-    def to_display(self, x):
-        """Null-mean image(s) -> [0, 255] (..., H, W) grey or (..., H, W, 3), clipped."""
-        image = np.clip(np.asarray(x, np.float32) + np.asarray(self.mean, np.float32), 0, 255)
-        return image[..., 0] if self.channels == 1 else image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,13 +138,15 @@ def _texture_target(problem: Problem, phi0, weights) -> Target:
     return Target(checked, None, None, {name: jnp.float32(w) for name, w in weights.items()})
 
 
-def energy_terms(x, key, representation: Representation, problem: Problem, target: Target, max_shift):
-    """IJCV Eq. 1 for one null-mean image x: returns {'loss', 'range', 'tv', 'energy'}."""
+def energy_terms(x, key, representation: Representation, problem: Problem, target: Target, max_shift,
+                 params=None):
+    """IJCV Eq. 1 for one null-mean image x: returns {'loss', 'range', 'tv', 'energy'}.
+    `params` are the representation's weights (default: its own)."""
     seen = x
     if problem.jitter > 1:
         size = (x.shape[0] - problem.jitter + 1, x.shape[1] - problem.jitter + 1)
         seen = regularisers.jitter(x, key, max_shift, size)
-    phi = representation(seen)
+    phi = representation(seen, params)
     if problem.loss == "inversion":
         loss = losses.inversion_loss(phi, target.phi0)
     elif problem.loss == "masked_inversion":
@@ -239,15 +204,27 @@ class PreimageResult(NamedTuple):
     seconds: float
 
 
+def _restart_mesh() -> Mesh | None:
+    devices = jax.devices()
+    return Mesh(np.array(devices), ("restarts",)) if len(devices) > 1 else None
+
+
 def _shard_restarts(tree, num_restarts: int):
     """Places arrays with a leading restart axis across all devices (others replicated)."""
-    devices = jax.devices()
-    if len(devices) < 2 or num_restarts % len(devices):
+    mesh = _restart_mesh()
+    if mesh is None or num_restarts % mesh.size:
         return tree
-    mesh = Mesh(np.array(devices), ("restarts",))
     split, whole = NamedSharding(mesh, PartitionSpec("restarts")), NamedSharding(mesh, PartitionSpec())
     return jax.tree_util.tree_map(
         lambda a: jax.device_put(a, split if a.ndim and a.shape[0] == num_restarts else whole), tree)
+
+
+def place_weights(tree, shard: bool = True):
+    """Places a representation's weights whole on every device (whatever their leading axis), or
+    on the default device. Always committed: freshly made and restored weights then hit the same
+    compiled program (jit's cache tells committed from uncommitted arrays)."""
+    mesh = _restart_mesh() if shard else None
+    return jax.device_put(tree, jax.devices()[0] if mesh is None else NamedSharding(mesh, PartitionSpec()))
 
 
 @functools.lru_cache(maxsize=64)
@@ -256,26 +233,27 @@ def _compiled_steps(representation: Representation, problem: Problem, stages: tu
                     solver: optax.GradientTransformation | None):
     """The solver's init and the jitted step (one iteration) and scan (many) for this configuration.
 
-    Cached so that inverting many images of one size compiles once; the target is an argument.
+    Cached on the static structure only: the target and the representation's weights are arguments,
+    so inverting many images, or the same representation with other weights, compiles once.
     """
     tx = solver or make_solver(problem, image_shape, stages, eta0=eta0)
 
-    def one_restart_energy(xk, key, shift, target):
-        terms = energy_terms(xk, key, representation, problem, target, shift)
+    def one_restart_energy(xk, key, shift, target, params):
+        terms = energy_terms(xk, key, representation, problem, target, shift, params)
         return terms["energy"], terms
 
     grad_fn = jax.vmap(jax.value_and_grad(one_restart_energy, has_aux=True),
-                       in_axes=(0, 0, None, 0 if batched_target else None))
+                       in_axes=(0, 0, None, 0 if batched_target else None, None))
 
-    def step(carry, shift, target):
+    def step(carry, shift, target, params):
         x, opt_state, keys = carry
         keys, step_keys = jnp.split(jax.vmap(jax.random.split)(keys), 2, axis=1)
-        (_, terms), grads = grad_fn(x, step_keys[:, 0], shift, target)
+        (_, terms), grads = grad_fn(x, step_keys[:, 0], shift, target, params)
         updates, opt_state = tx.update(grads, opt_state, x)
         return (optax.apply_updates(x, updates), opt_state, keys[:, 0]), terms
 
-    def scan(carry, shifts, target):
-        return jax.lax.scan(lambda c, shift: step(c, shift, target), carry, shifts)
+    def scan(carry, shifts, target, params):
+        return jax.lax.scan(lambda c, shift: step(c, shift, target, params), carry, shifts)
 
     return tx.init, jax.jit(step, donate_argnums=0), jax.jit(scan, donate_argnums=0)
 
@@ -324,6 +302,7 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
     init, step, scan = _compiled_steps(representation, problem, stages, eta0, (height, width), batched_target,
                                         solver)
     carry = (x, init(x), jax.random.split(run_key, restarts))
+    params = place_weights(representation.params, shard)
     if shard:
         carry = _shard_restarts(carry, restarts)
         if batched_target:
@@ -335,7 +314,7 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
         shift = problem.jitter if stage.jitter else 1
         if loop == "python":
             for _ in range(stage.iterations):
-                carry, terms = step(carry, jnp.int32(shift), target)
+                carry, terms = step(carry, jnp.int32(shift), target, params)
                 history.append(jax.tree_util.tree_map(lambda a: a[None], terms))
                 done += 1
                 if progress and (done % progress_every == 0 or done == total):
@@ -343,7 +322,7 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
         else:  # lax.scan over chunks of `progress_every` iterations: progress without a per-step dispatch
             for begin in range(0, stage.iterations, progress_every):
                 length = min(progress_every, stage.iterations - begin)
-                carry, terms = scan(carry, jnp.full((length,), shift, jnp.int32), target)
+                carry, terms = scan(carry, jnp.full((length,), shift, jnp.int32), target, params)
                 history.append(terms)
                 done += length
                 if progress:

@@ -26,6 +26,7 @@ from jaxinv.nets import layers as L
 from jaxinv.nets.model import Model
 from jaxinv.objectives import gram_matrix
 from jaxinv.preimage import Problem, Stage, Target
+from jaxinv.representation import Representation
 
 TEXTURE_C = 100.0
 """C of the texture and style problems (README: "Texture synthesis and style transfer")."""
@@ -48,36 +49,26 @@ def check_texture_layers(model: Model, layers: Sequence[str]) -> None:
 
 
 def gram_representation(model: Model, layers: Sequence[str], content_layer: str | None = None,
-                        input_size: int | None = None) -> deep.NetworkRepresentation:
+                        input_size: int | None = None) -> Representation:
     """A Representation whose code is {"features": {layer: map}} (and "content": the content layer's code)
-    of one RGB image (H, W, 3) minus the network's mean, from one forward pass; cached on the model."""
+    of one RGB image (H, W, 3) minus the network's mean, from one forward pass."""
     layers = tuple(layers)
     check_texture_layers(model, layers)
     size = model.input_size if input_size is None else int(input_size)
     for layer in layers + ((content_layer,) if content_layer else ()):
         deep.check_input_size(model, layer, size)
-    names = model.layer_names
-    deepest = max(layers + ((content_layer,) if content_layer else ()), key=names.index)
-    key = ("gram", layers, content_layer, size)
-    cache = model.__dict__.setdefault("_representations", {})
-    if key not in cache:
-        params = model.params
-
-        def phi(rgb):
-            out = model.apply(params, deep.network_input(model, rgb)[None], upto=deepest)
-            code = {"features": {layer: out[layer][0] for layer in layers}}
-            if content_layer:
-                code["content"] = out[content_layer][0]
-            return code
-
-        cache[key] = deep.NetworkRepresentation(
-            name=f"{model.arch}:gram({','.join(layers)})" + (f"+{content_layer}" if content_layer else ""), fn=phi,
-            channels=3, mean=deep.rgb_mean(model), stride=deep.layer_stride(model, deepest), input_size=(size, size),
-            min_size=size, model=model, layer=deepest)
-    return cache[key]
+    name = f"{model.arch}:gram({','.join(layers)})" + (f"+{content_layer}" if content_layer else "")
+    return deep.network_representation(model, content_layer or layers[-1], size, name, gram_layers=layers,
+                                       content=content_layer is not None)
 
 
-def grams_of(representation: deep.NetworkRepresentation, rgb_image) -> dict:
+def deepest_layer(model: Model, representation: Representation) -> str:
+    """The deepest layer a network representation computes (its jitter follows that layer's stride)."""
+    code = representation.apply
+    return max((code.layer,) + code.gram_layers, key=model.layer_names.index)
+
+
+def grams_of(representation: Representation, rgb_image) -> dict:
     """{layer: G(Phi_l(x))} of an RGB [0, 255] image, float32 (c, c)."""
     features = representation(representation.to_null_mean(rgb_image))["features"]
     return {layer: np.asarray(gram_matrix(f)) for layer, f in features.items()}
@@ -144,7 +135,7 @@ def synthesise_texture(model: Model, texture_image, layers: Sequence[str] | None
     texture_image = images.fit(texture_image, size, size)
     grams = grams_of(representation, texture_image)
     weights = layer_weights(grams, lambdas)
-    problem = _problem(model, representation.layer, "texture", C, jitter)
+    problem = _problem(model, deepest_layer(model, representation), "texture", C, jitter)
     target = preimage.make_target(representation, problem, phi0={"grams": grams}, weights=weights)
     result = preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(seed),
                             restarts=restarts, stages=stages, progress=progress)
@@ -166,7 +157,7 @@ def transfer_style(model: Model, content_image, style_image, content_layer: str,
     grams = grams_of(representation, style_image)
     weights = layer_weights(grams, style_weight / len(style_layers))
     content = representation(representation.to_null_mean(content_image))["content"]
-    problem = _problem(model, representation.layer, "style", C, jitter)
+    problem = _problem(model, deepest_layer(model, representation), "style", C, jitter)
     target = preimage.make_target(representation, problem, phi0={"grams": grams, "content": content}, weights=weights)
     x_init = None
     if from_content:

@@ -98,12 +98,13 @@ def test_gram_matrix_and_texture_loss_by_hand():
 def test_cvpr2015_preset_energy_equals_the_papers_formula():
     from jaxinv.inversion import Cvpr2015
     from jaxinv import preimage
+    from jaxinv.representation import Representation
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(scale=40, size=(12, 10, 1)), jnp.float32)
     phi0 = jnp.asarray(rng.normal(size=(4,)), jnp.float32)
-    rep = preimage.Representation("sum", lambda im: jnp.stack([im.sum(), im.mean(), im.max(), im.min()]),
-                                  channels=1, mean=(0.0,))
+    rep = Representation("sum", lambda _, im: jnp.stack([im.sum(), im.mean(), im.max(), im.min()]),
+                         channels=1, mean=(0.0,))
     preset = Cvpr2015(sigma=3000.0, lambda_tv=2.0, lambda_l=1e-9)
     problem = preset.problem(x.shape[:2])
     terms = preimage.energy_terms(x, None, rep, problem, preimage.Target(phi0), 1)

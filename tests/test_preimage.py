@@ -11,13 +11,14 @@ import pytest
 
 from jaxinv import images, preimage
 from jaxinv.preimage import Problem, Stage
+from jaxinv.representation import Representation
 
 
 def pool4(x):
     return jax.lax.reduce_window(x, 0.0, jax.lax.add, (4, 4, 1), (4, 4, 1), "VALID") / 16
 
 
-POOL = preimage.Representation("pool4", pool4, channels=1, mean=(128.0,))
+POOL = Representation("pool4", lambda _, x: pool4(x), channels=1, mean=(128.0,))
 SHORT = (Stage(40, 1.0, True), Stage(10, 0.1, False))
 
 

@@ -6,16 +6,17 @@ import pytest
 
 from jaxinv import images, nets, objectives, preimage, texture
 from jaxinv.preimage import Problem, Stage
+from jaxinv.representation import Representation
 
 
-def features(x):
+def features(_, x):
     """A two-'layer' toy representation: 2x2 and 4x4 average pools of a grey image, and their ReLU."""
     pool2 = jax.lax.reduce_window(x, 0.0, jax.lax.add, (2, 2, 1), (2, 2, 1), "VALID") / 4
     pool4 = jax.lax.reduce_window(x, 0.0, jax.lax.add, (4, 4, 1), (4, 4, 1), "VALID") / 16
     return {"features": {"a": jnp.concatenate([pool2, -pool2], -1), "b": jax.nn.relu(pool4)}, "content": pool4}
 
 
-TOY = preimage.Representation("toy-gram", features, channels=1, mean=(128.0,))
+TOY = Representation("toy-gram", features, channels=1, mean=(128.0,))
 SHORT = (Stage(40, 1.0, True), Stage(10, 0.1, False))
 
 

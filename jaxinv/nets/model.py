@@ -1,10 +1,8 @@
 """A network with weights: layer table + parameters + input convention, saved as an orbax
 checkpoint beside a small JSON of metadata.
 
-The input convention says how an RGB image in [0, 255] becomes the network's input:
-reorder channels ("RGB" or "BGR"), rescale to `pixel_range` (255 for Caffe/MatConvNet models,
-1 for torchvision), subtract the mean (per channel, or a mean image stored as mean_image.npy),
-divide by `std` per channel. Means and stds are in the network's channel order and range.
+The input convention (how an RGB image in [0, 255] becomes the network's input) is
+`jaxinv.nets.convention`.
 """
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ import orbax.checkpoint as ocp
 
 from jaxinv import graph, outputs
 from jaxinv.graph import Layer
-from jaxinv.nets import tables
+from jaxinv.nets import convention, tables
 
 METADATA_FILE = "metadata.json"
 PARAMS_DIR = "params"
@@ -53,30 +51,19 @@ class Model:
     def receptive_fields(self) -> dict:
         return tables.receptive_fields(self.table, self.input_size)
 
-    def _mean_and_std(self, shape):
-        std = np.asarray(self.convention["std"], np.float32)
-        if self.mean_image is not None and tuple(self.mean_image.shape[:2]) == tuple(shape[-3:-1]):
-            return self.mean_image.astype(np.float32), std
-        # A mean image of another size than the input falls back to its per-channel average.
-        if self.mean_image is not None:
-            return self.mean_image.mean(axis=(0, 1)).astype(np.float32), std
-        return np.asarray(self.convention["mean"], np.float32), std
-
     def preprocess(self, images):
-        """RGB [0, 255] image (H, W, 3) or batch (N, H, W, 3) -> network input space."""
+        """RGB [0, 255] image (H, W, 3) or batch (N, H, W, 3) -> network input space (numpy)."""
         x = np.asarray(images, np.float32)
-        if self.convention["channel_order"] == "BGR":
-            x = x[..., ::-1]
-        x = x * (self.convention["pixel_range"] / 255.0)
-        mean, std = self._mean_and_std(x.shape)
-        return (x - mean) / std
+        p = convention.input_params(self.convention, self.mean_image, x.shape)
+        return convention.to_network(x, self.convention["channel_order"], self.convention["pixel_range"],
+                                     p["mean"], p["std"])
 
     def deprocess(self, x):
         """Network input space -> RGB [0, 255] (not clipped)."""
         x = np.asarray(x, np.float32)
-        mean, std = self._mean_and_std(x.shape)
-        x = (x * std + mean) * (255.0 / self.convention["pixel_range"])
-        return x[..., ::-1] if self.convention["channel_order"] == "BGR" else x
+        p = convention.input_params(self.convention, self.mean_image, x.shape)
+        return convention.from_network(x, self.convention["channel_order"], self.convention["pixel_range"],
+                                       p["mean"], p["std"])
 
 
 def save(directory: str, model: Model, extra_metadata: dict | None = None) -> None:
