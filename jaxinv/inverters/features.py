@@ -101,10 +101,11 @@ def _host_feature(name: str, per_image: Callable) -> FeatureFunction:
 
 def preprocess(model, images):
     """`Model.preprocess` in jnp: RGB [0, 255] batch -> the network's input space."""
-    x = images[..., ::-1] if model.convention["channel_order"] == "BGR" else images
-    x = x * (model.convention["pixel_range"] / 255.0)
-    mean, std = model._mean_and_std(x.shape)
-    return (x - jnp.asarray(mean)) / jnp.asarray(std)
+    from jaxinv.nets import convention
+
+    p = convention.input_params(model.convention, model.mean_image, images.shape)
+    return convention.to_network(images, model.convention["channel_order"], model.convention["pixel_range"],
+                                 jnp.asarray(p["mean"]), jnp.asarray(p["std"]))
 
 
 def _network_layer(name: str) -> FeatureFunction:
