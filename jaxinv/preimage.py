@@ -19,18 +19,18 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxinv import solver as solvers
 from jaxinv.objectives import losses, regularisers
+from jaxinv.objectives.losses import Target
 from jaxinv.representation import Representation
-
-LOSSES = ("inversion", "masked_inversion", "inner_product", "texture", "style")
-MULTI_LAYER_LOSSES = ("texture", "style")
 
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """Parameters of IJCV Eq. 1; defaults are Sect. 3.3's (C = 1, alpha = 6, beta = 2, B = 80,
-    B+ = 2B, V = B/6.5) and the loss is Eq. 2 (`loss` picks Eq. 2, 3 or 4, or the Gram term of
-    Eq. 8: 'texture' = sum_l w_l ||G_l(x) - G_l0||^2, 'style' = Eq. 2 on a content layer plus that)."""
-    loss: Literal["inversion", "masked_inversion", "inner_product", "texture", "style"] = "inversion"
+    B+ = 2B, V = B/6.5) and the loss is Eq. 2. `loss` names a registered loss
+    (`jaxinv.objectives.losses.names()`): 'inversion' (Eq. 2), 'masked_inversion' (Eq. 3),
+    'inner_product' (Eq. 4), 'texture' (the Gram term of Eq. 8) or 'style' (Eq. 2 on a content layer
+    plus the Gram term)."""
+    loss: str = "inversion"
     C: float = 1.0
     alpha: float = 6.0
     beta: float = 2.0
@@ -40,8 +40,7 @@ class Problem:
     jitter: int = 1
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; valid losses: {', '.join(LOSSES)}")
+        losses.get(self.loss)  # raises, listing the registered losses
         for name in ("C", "alpha", "beta", "bound"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -55,15 +54,6 @@ class Problem:
     @property
     def V(self) -> float:
         return self.bound / 6.5 if self.tv_scale is None else self.tv_scale
-
-
-class Target(NamedTuple):
-    """What the loss compares Phi(x) with: phi0, and a mask (Eq. 3) or a normaliser Z (Eq. 4); for
-    'texture'/'style' phi0 = {"grams": {layer: G_l0}, "content": code (style)} and the layer weights w_l."""
-    phi0: Any
-    mask: jax.Array | None = None
-    z: jax.Array | float | None = None
-    weights: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,60 +72,14 @@ def default_stages(iterations: int = 300, refine_iterations: int = 50) -> tuple[
 
 def make_target(representation: Representation, problem: Problem, image=None, *, phi0=None, mask=None,
                 z=None, weights=None) -> Target:
-    """Builds and checks the Target for `problem.loss` (from an image in [0, 255] or a code phi0;
-    'texture'/'style' need phi0 = {"grams": ..., "content": ...} and `weights`, see jaxinv.texture)."""
-    if problem.loss in MULTI_LAYER_LOSSES:
-        return _texture_target(problem, phi0, weights)
+    """The checked Target of `problem.loss` (`jaxinv.objectives.losses`), from an image in [0, 255]
+    or a code phi0 (the Gram losses need phi0 = {"grams": ..., "content": ...} and `weights`, see
+    jaxinv.texture)."""
     if phi0 is None:
         if image is None:
             raise ValueError("give the reference image or the target code phi0")
         phi0 = representation(representation.to_null_mean(image))
-    phi0 = jnp.asarray(phi0, jnp.float32)
-    if not np.all(np.isfinite(np.asarray(phi0))):
-        raise ValueError("the target code phi0 contains non-finite values")
-    if problem.loss == "masked_inversion":
-        if mask is None:
-            raise ValueError("loss 'masked_inversion' needs a mask shaped like phi0")
-        mask = jnp.asarray(mask, jnp.float32)
-        if mask.shape != phi0.shape:
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match the code's shape {tuple(phi0.shape)}")
-        if float(jnp.sum(jnp.square(phi0 * mask))) == 0.0:
-            raise ValueError("the masked target code is zero (||Phi0 * M|| = 0): nothing to invert")
-    elif problem.loss == "inversion":
-        if float(jnp.sum(jnp.square(phi0))) == 0.0:
-            raise ValueError("the target code is zero (||Phi0|| = 0): the normalised loss is undefined")
-    elif problem.loss == "inner_product":
-        if z is None:
-            raise ValueError("loss 'inner_product' needs the normaliser Z")
-        if not float(z) > 0:
-            raise ValueError(f"the normaliser Z must be positive, got {float(z)}")
-        z = jnp.asarray(z, jnp.float32)
-    return Target(phi0, mask, z)
-
-
-def _texture_target(problem: Problem, phi0, weights) -> Target:
-    """Checks the target of the Gram losses: phi0 = {"grams": {layer: (c, c)}, "content": code (style)}."""
-    if not isinstance(phi0, dict) or "grams" not in phi0 or (problem.loss == "style" and "content" not in phi0):
-        content = ", 'content': code" if problem.loss == "style" else ""
-        raise ValueError(f"loss {problem.loss!r} needs phi0 = {{'grams': {{layer: Gram matrix}}{content}}} "
-                         "(see jaxinv.texture)")
-    grams = {name: jnp.asarray(g, jnp.float32) for name, g in phi0["grams"].items()}
-    if not grams:
-        raise ValueError(f"loss {problem.loss!r} needs at least one Gram layer")
-    if set(weights or {}) != set(grams):
-        raise ValueError(f"loss {problem.loss!r} needs one weight per Gram layer ({', '.join(grams)}); "
-                         f"got weights for {sorted(weights or {})}")
-    checked = {"grams": grams}
-    if problem.loss == "style":
-        checked["content"] = jnp.asarray(phi0["content"], jnp.float32)
-        if float(jnp.sum(jnp.square(checked["content"]))) == 0.0:
-            raise ValueError("the content code is zero (||Phi0|| = 0): the normalised loss is undefined")
-    leaves = jax.tree_util.tree_leaves(checked) + [jnp.asarray(w) for w in weights.values()]
-    if not all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves):
-        raise ValueError("the Gram/content target or the layer weights contain non-finite values")
-    if any(not float(w) >= 0 for w in weights.values()):
-        raise ValueError(f"layer weights must be non-negative; got {dict(weights)}")
-    return Target(checked, None, None, {name: jnp.float32(w) for name, w in weights.items()})
+    return losses.get(problem.loss).check(Target(phi0, mask, z, weights))
 
 
 def energy_terms(x, key, representation: Representation, problem: Problem, target: Target, max_shift,
@@ -146,17 +90,7 @@ def energy_terms(x, key, representation: Representation, problem: Problem, targe
     if problem.jitter > 1:
         size = (x.shape[0] - problem.jitter + 1, x.shape[1] - problem.jitter + 1)
         seen = regularisers.jitter(x, key, max_shift, size)
-    phi = representation(seen, params)
-    if problem.loss == "inversion":
-        loss = losses.inversion_loss(phi, target.phi0)
-    elif problem.loss == "masked_inversion":
-        loss = losses.masked_inversion_loss(phi, target.phi0, target.mask)
-    elif problem.loss == "inner_product":
-        loss = losses.inner_product_loss(phi, target.phi0, target.z)
-    else:
-        loss = regularisers.texture_loss(phi["features"], target.phi0["grams"], target.weights)
-        if problem.loss == "style":
-            loss = loss + losses.inversion_loss(phi["content"], target.phi0["content"])
+    loss = losses.get(problem.loss).value(representation(seen, params), target)
     range_term = regularisers.bounded_range(x, problem.alpha, problem.bound)
     tv_term = regularisers.total_variation(x, problem.beta, problem.V)
     return {"loss": loss, "range": range_term, "tv": tv_term,

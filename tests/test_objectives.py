@@ -113,3 +113,28 @@ def test_cvpr2015_preset_energy_equals_the_papers_formula():
     expected = (jnp.sum((rep(x) - phi0) ** 2) / jnp.sum(phi0 ** 2)
                 + (2.0 / 2 * jnp.sum(d1 ** 2 + d2 ** 2) + 1e-9 / 2 * jnp.sum(x ** 6)) / 3000.0 ** 2)
     assert float(terms["energy"]) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_a_new_loss_is_one_function_and_its_registration():
+    """An L1 inversion loss registered from outside reaches the engine without touching it."""
+    import jax
+
+    from jaxinv import preimage
+    from jaxinv.objectives import losses
+    from jaxinv.representation import Representation
+
+    def check(target):
+        if target.phi0 is None:
+            raise ValueError("loss 'l1_test' needs phi0")
+        return losses.Target(jnp.asarray(target.phi0, jnp.float32))
+
+    losses.register(losses.Loss("l1_test", lambda phi, t: jnp.sum(jnp.abs(phi - t.phi0)), check))
+    with pytest.raises(ValueError, match="already registered"):
+        losses.register(losses.Loss("l1_test", lambda phi, t: 0.0, check))
+    rep = Representation("mean", lambda _, im: jnp.mean(im, axis=(0, 1)), channels=1, mean=(0.0,))
+    problem = preimage.Problem(loss="l1_test", C=1.0)
+    target = preimage.make_target(rep, problem, phi0=jnp.asarray([3.0]))
+    x = jnp.full((4, 4, 1), 1.0)
+    assert float(preimage.energy_terms(x, jax.random.key(0), rep, problem, target, 1)["loss"]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="unknown loss 'nope'; valid losses: inversion, masked_inversion"):
+        preimage.Problem(loss="nope")
