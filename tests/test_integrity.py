@@ -69,6 +69,11 @@ def test_fingerprint_depends_on_values_keys_shapes_and_dtypes_only():
     assert outputs.weights_fingerprint(big_endian) == outputs.weights_fingerprint(np.arange(4, dtype="<f4"))
 
 
+def test_shipped_network_records_its_fingerprint(cifar_ref):
+    recorded = cifar_ref.metadata["fingerprints"]
+    assert recorded == {"version": 1, "params": outputs.weights_fingerprint(cifar_ref.params)}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Re-saving over an existing folder
 
@@ -252,6 +257,20 @@ def edit_metadata(directory, edit):
     metadata = json.loads(path.read_text())
     edit(metadata)
     path.write_text(json.dumps(metadata))
+
+
+def test_flipped_bytes_in_the_shipped_networks_params_are_refused(tmp_path):
+    directory = tmp_path / "cifar-ref"
+    shutil.copytree(nets.model.builtin_dir("cifar-ref"), directory)
+    data = max((os.path.join(d, f) for d, _, files in os.walk(directory / "params") for f in files),
+               key=os.path.getsize)
+    with open(data, "r+b") as f:
+        f.seek(os.path.getsize(data) // 2)
+        chunk = f.read(4096)
+        f.seek(os.path.getsize(data) // 2)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+    with pytest.raises(ValueError, match=f"{directory / 'params'}"):
+        nets.load(str(directory))
 
 
 def test_modified_parameters_are_refused_naming_the_folder(saved):
