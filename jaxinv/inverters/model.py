@@ -115,22 +115,53 @@ def _decoder(family: str, feature_shape: tuple, image_size: int, width: float):
     return jax.jit(lambda params, phi, scale: to_pixels(architectures.apply(table, params, phi * scale)))
 
 
+# What a saved inverter consists of; the rest of its folder (training checkpoints, lock, pool...) is left alone.
+SAVED_ENTRIES = (PARAMS_DIR, METADATA_FILE)
+
+
 def save(directory: str, inverter: Inverter) -> str:
-    """Writes DIR/params (orbax) and DIR/metadata.json (atomically)."""
-    directory = os.path.abspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(os.path.join(directory, PARAMS_DIR), inverter.params, force=True)
+    """Writes DIR/params (orbax) and DIR/metadata.json, replacing an existing inverter there atomically
+    (outputs.replace_directory: a process killed at any moment leaves the old or the new inverter loadable).
+    The metadata records the parameters' fingerprint (outputs.weights_fingerprint), which `load` verifies."""
     metadata = dict(inverter.metadata, representation=inverter.representation, image_size=inverter.image_size,
                     family=inverter.family, feature_shape=list(inverter.feature_shape), width=inverter.width,
                     feature_scale=inverter.feature_scale,
                     encoder_finetuned="encoder" in inverter.params)
-    outputs.write_json(os.path.join(directory, METADATA_FILE), metadata)
-    return directory
+    metadata["fingerprints"] = outputs.fingerprints(params=inverter.params)
+
+    def write(folder):
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(os.path.join(folder, PARAMS_DIR), inverter.params)
+        outputs.write_json(os.path.join(folder, METADATA_FILE), metadata)
+
+    return outputs.replace_directory(directory, write, SAVED_ENTRIES)
+
+
+def _positive_number(value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
+        return f"should be a positive finite number, got {value!r}"
+    return None
+
+
+def _shape(value):
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        return f"should be a list of positive ints, got {value!r}"
+    return None
+
+
+METADATA_FIELDS = dict(representation=str, image_size=int, family=str, feature_shape=_shape, width=_positive_number,
+                       feature_scale=_positive_number, encoder_finetuned=outputs.optional(bool),
+                       fingerprints=outputs.optional(dict))
 
 
 def load(directory: str) -> Inverter:
-    """The inverter saved in `directory` (e.g. `default_dir("hog", 64)`)."""
+    """The inverter saved in `directory` (e.g. `default_dir("hog", 64)`).
+
+    Verifies the metadata's keys and types, that every parameter is finite and, for inverters saved with one,
+    the parameters' fingerprint; a problem raises ValueError naming the file. A replacement of the folder that a
+    killed process left unfinished is completed first (outputs.recover_directory)."""
+    outputs.recover_directory(directory, SAVED_ENTRIES)
     metadata_path = os.path.join(directory, METADATA_FILE)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"inverter directory not found: {directory} (train one with "
@@ -139,8 +170,13 @@ def load(directory: str) -> Inverter:
         raise FileNotFoundError(f"{metadata_path} not found: not a trained inverter directory "
                                 f"(an interrupted training run? rerun train_inverter to finish it)")
     metadata = outputs.read_json(metadata_path)
-    with ocp.StandardCheckpointer() as checkpointer:
-        params = checkpointer.restore(os.path.join(os.path.abspath(directory), PARAMS_DIR))
+    outputs.check_fields(metadata, metadata_path, METADATA_FIELDS)
+    params_dir = os.path.join(os.path.abspath(directory), PARAMS_DIR)
+    params = outputs.read_checkpoint(params_dir)
+    if not isinstance(params, dict) or "decoder" not in params:
+        raise ValueError(f"{params_dir}: expected the parameters {{'decoder': ...}} of an inverter, got "
+                         f"{sorted(params) if isinstance(params, dict) else type(params).__name__}")
+    outputs.check_weights(params, params_dir, metadata, "params", metadata_path)
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), params)  # uncommitted, as trained ones
     return Inverter(representation=metadata["representation"], image_size=int(metadata["image_size"]),
                     family=metadata["family"], feature_shape=tuple(metadata["feature_shape"]),

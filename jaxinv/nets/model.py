@@ -66,28 +66,91 @@ class Model:
                                        p["mean"], p["std"])
 
 
+# What a saved network consists of; anything else in its folder (a training run's checkpoints...) is left alone.
+SAVED_ENTRIES = (PARAMS_DIR, METADATA_FILE, MEAN_IMAGE_FILE)
+
+
 def save(directory: str, model: Model, extra_metadata: dict | None = None) -> None:
-    """Writes DIR/params (orbax), DIR/metadata.json and, if any, DIR/mean_image.npy."""
-    directory = os.path.abspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    params_dir = os.path.join(directory, PARAMS_DIR)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(params_dir, model.params, force=True)
+    """Writes DIR/params (orbax), DIR/metadata.json and, if any, DIR/mean_image.npy.
+
+    An existing network in DIR is replaced atomically (outputs.replace_directory): a process killed at any moment
+    leaves the old or the new network loadable. The metadata records fingerprints (outputs.weights_fingerprint) of
+    the parameters and mean image, which `load` verifies."""
+    mean_image = None if model.mean_image is None else np.asarray(model.mean_image, np.float32)
     metadata = dict(model.metadata, arch=model.arch, input_size=model.input_size,
                     convention=model.convention, class_names=model.class_names, **(extra_metadata or {}))
-    outputs.write_json(os.path.join(directory, METADATA_FILE), metadata)
-    if model.mean_image is not None:
-        np.save(os.path.join(directory, MEAN_IMAGE_FILE), model.mean_image.astype(np.float32))
+    metadata["fingerprints"] = outputs.fingerprints(params=model.params, mean_image=mean_image)
+
+    def write(folder):
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(os.path.join(folder, PARAMS_DIR), model.params)
+        outputs.write_json(os.path.join(folder, METADATA_FILE), metadata)
+        if mean_image is not None:
+            np.save(os.path.join(folder, MEAN_IMAGE_FILE), mean_image)
+
+    outputs.replace_directory(directory, write, SAVED_ENTRIES)
 
 
 def builtin_dir(name: str) -> str:
     return str(resources.files("jaxinv.nets") / "assets" / name)
 
 
+def _check_convention(value):
+    if not isinstance(value, dict):
+        return f"should be a dict, got {value!r}"
+    if value.get("channel_order") not in ("RGB", "BGR"):
+        return f"channel_order should be 'RGB' or 'BGR', got {value.get('channel_order')!r}"
+    pixel_range = value.get("pixel_range")
+    if not isinstance(pixel_range, (int, float)) or isinstance(pixel_range, bool) or not pixel_range > 0:
+        return f"pixel_range should be a positive number, got {pixel_range!r}"
+    for name in ("mean", "std"):
+        problem = outputs.number_list(3)(value.get(name))
+        if problem:
+            return f"{name} {problem}"
+    if not all(v != 0 for v in value["std"]):
+        return f"std should be nonzero, got {value['std']!r}"
+    return None
+
+
+def _check_arch(value):
+    if not isinstance(value, str):
+        return f"should be a str, got {value!r}"
+    if value not in tables.architectures():
+        return f"names an unknown architecture {value!r}; valid: {', '.join(tables.architectures())}"
+    return None
+
+
+def _check_class_names(value):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return f"should be a list of names, got {value!r}"
+    return None
+
+
+METADATA_FIELDS = dict(arch=_check_arch, input_size=int, convention=_check_convention,
+                       class_names=outputs.optional(_check_class_names), fingerprints=outputs.optional(dict))
+
+
+def read_mean_image(path: str) -> np.ndarray:
+    try:
+        mean_image = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise ValueError(f"{path} is corrupt: not a NumPy array file ({type(e).__name__}: {str(e)[:200]})") from e
+    if mean_image.ndim != 3 or not np.issubdtype(mean_image.dtype, np.floating):
+        raise ValueError(f"{path}: a mean image should be a float (H, W, C) array, got {mean_image.dtype} "
+                         f"{mean_image.shape}")
+    return mean_image
+
+
 def load(name_or_dir: str) -> Model:
     """Loads a converted or trained network from a directory, or a network shipped with jaxinv
-    by name ("cifar-ref")."""
+    by name ("cifar-ref").
+
+    Verifies what it reads: the metadata's keys and types, that every parameter is finite, and the fingerprints
+    of the parameters and mean image recorded at saving (networks saved before they were recorded are not
+    checked against any); a problem raises ValueError naming the file. A replacement of the folder that a killed
+    process left unfinished is completed first (outputs.recover_directory)."""
     directory = name_or_dir
+    outputs.recover_directory(directory, SAVED_ENTRIES)
     if not os.path.isdir(directory):
         if os.path.isdir(builtin_dir(name_or_dir)):
             directory = builtin_dir(name_or_dir)
@@ -101,10 +164,14 @@ def load(name_or_dir: str) -> Model:
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(f"{metadata_path} not found: not a jaxinv network directory")
     metadata = outputs.read_json(metadata_path)
-    with ocp.StandardCheckpointer() as checkpointer:
-        params = checkpointer.restore(os.path.join(os.path.abspath(directory), PARAMS_DIR))
+    outputs.check_fields(metadata, metadata_path, METADATA_FIELDS)
+    params_dir = os.path.join(os.path.abspath(directory), PARAMS_DIR)
+    params = outputs.read_checkpoint(params_dir)
+    outputs.check_weights(params, params_dir, metadata, "params", metadata_path)
     mean_path = os.path.join(directory, MEAN_IMAGE_FILE)
-    mean_image = np.load(mean_path) if os.path.isfile(mean_path) else None
+    mean_image = read_mean_image(mean_path) if os.path.isfile(mean_path) else None
+    if mean_image is not None:
+        outputs.check_weights(mean_image, mean_path, metadata, "mean_image", metadata_path)
     return Model(arch=metadata["arch"], table=tables.build(metadata["arch"]), params=params,
                  input_size=metadata["input_size"], convention=metadata["convention"],
                  class_names=metadata.get("class_names"), mean_image=mean_image, metadata=metadata)
