@@ -27,6 +27,7 @@ other input sizes than the network's: `representation(model, layer, input_size=S
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Sequence
 
 import numpy as np
@@ -132,24 +133,27 @@ def table_structure(table: Sequence[graph.Layer]) -> tuple:
 class NetworkCode:
     """apply(params, rgb) of a network on one RGB [0, 255] image (H, W, 3): the output of `layer`, or
     with `gram_layers` the code {"features": {layer: map}} of the Gram losses (plus "content": the
-    output of `layer` when `content` is set). params = {"net": weights, "input": convention.input_params}.
+    output of `layer` when `content` is set). params are the network's weights, nothing else.
 
-    Compared by the table's structure and the input convention's static part, never by weights, so
-    two networks of one architecture share compiled steps."""
-    table: tuple = dataclasses.field(compare=False, hash=False, repr=False)
+    Compared by the table's structure and the input convention, never by weights, so two networks of
+    one architecture and convention share compiled steps. The mean and std are constants of the
+    step (compared through `input_key`, a digest of their values)."""
+    table: tuple = dataclasses.field(compare=False, repr=False)
     structure: tuple = dataclasses.field(repr=False)
     channel_order: str
     pixel_range: float
+    mean: np.ndarray = dataclasses.field(compare=False, repr=False)
+    std: np.ndarray = dataclasses.field(compare=False, repr=False)
+    input_key: str = dataclasses.field(repr=False)
     layer: str
     gram_layers: tuple[str, ...] = ()
     content: bool = True
 
     def __call__(self, params, rgb):
-        x = convention.to_network(rgb[None], self.channel_order, self.pixel_range,
-                                  params["input"]["mean"], params["input"]["std"])
+        x = convention.to_network(rgb[None], self.channel_order, self.pixel_range, self.mean, self.std)
         names = [layer.name for layer in self.table]
         deepest = max((self.layer,) + self.gram_layers, key=names.index)
-        out = nets_apply(self.table, params["net"], x, upto=deepest)
+        out = nets_apply(self.table, params, x, upto=deepest)
         if not self.gram_layers:
             return out[self.layer][0]
         code = {"features": {name: out[name][0] for name in self.gram_layers}}
@@ -158,20 +162,17 @@ class NetworkCode:
         return code
 
 
-def network_params(model: Model, input_size: int | None = None) -> dict:
-    """The weights of `model`'s representations at `input_size`: {"net": params, "input": mean and std}."""
-    size = model.input_size if input_size is None else int(input_size)
-    return {"net": model.params,
-            "input": convention.input_params(model.convention, model.mean_image, (size, size, 3))}
-
-
 def network_representation(model: Model, layer: str, input_size: int, name: str, gram_layers: Sequence[str] = (),
                            content: bool = True) -> Representation:
-    """A Representation of `model` (see `NetworkCode`); its stride is that of the deepest layer used."""
+    """A Representation of `model` (see `NetworkCode`) whose params are `model.params`; its stride is
+    that of the deepest layer used."""
+    given = convention.input_params(model.convention, model.mean_image, (input_size, input_size, 3))
+    key = hashlib.sha256(given["mean"].tobytes() + given["std"].tobytes() + repr(given["mean"].shape).encode())
     apply = NetworkCode(tuple(model.table), table_structure(model.table), model.convention["channel_order"],
-                        float(model.convention["pixel_range"]), layer, tuple(gram_layers), content)
+                        float(model.convention["pixel_range"]), given["mean"], given["std"], key.hexdigest(), layer,
+                        tuple(gram_layers), content)
     deepest = max((layer,) + tuple(gram_layers), key=model.layer_names.index)
-    return Representation(name, apply, network_params(model, input_size), channels=3, mean=rgb_mean(model),
+    return Representation(name, apply, model.params, channels=3, mean=rgb_mean(model),
                           stride=layer_stride(model, deepest), input_size=(input_size, input_size),
                           min_size=input_size, layers=tuple(model.layer_names))
 
