@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import deep, images, inversion, metrics, preimage
+from jaxinv import cache, deep, images, inversion, metrics, preimage
 from jaxinv.nets import cifar10
 from jaxinv.nets import layers as L
 from jaxinv.nets.model import Model
@@ -292,8 +292,8 @@ def weights_hash(model: Model) -> str:
 
 
 def cache_dir() -> str:
-    cache_home = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return os.path.join(cache_home, "jaxinv", "activation_max")
+    """Where activation maxima are cached: <cache root>/activation_max (`jaxinv.cache.cache_root`)."""
+    return os.path.join(cache.cache_root(), "activation_max")
 
 
 def activation_maxima_path(model: Model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
