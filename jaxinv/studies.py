@@ -47,7 +47,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxinv import deep, images, inversion, metrics, outputs, preimage, report
+from jaxinv import datasets, deep, images, inversion, metrics, outputs, preimage, report
 from jaxinv.nets import cifar10
 from jaxinv.nets.model import Model
 from jaxinv.preimage import Stage
@@ -158,7 +158,7 @@ def reference_images(model: Model, num_images: int, *, images_dir: str | None = 
         total = len(data["test_labels"])
         if num_images > total:
             raise ValueError(f"the CIFAR-10 test set has {total} images; asked for {num_images}")
-        keep = np.linspace(0, total, num_images, endpoint=False).astype(int)
+        keep = datasets.evenly_spaced(total, num_images)
         names = [f"test {i} ({cifar10.CLASS_NAMES[data['test_labels'][i]]})" for i in keep]
         return data["test_images"][keep].astype(np.float32), names
     if images_dir is None and data_dir is not None:
