@@ -139,10 +139,6 @@ def check_layers(model: Model, layers: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(sorted(layers, key=model.layer_names.index))
 
 
-def is_cifar10_network(model: Model) -> bool:
-    return model.input_size == 32 and list(model.class_names or []) == cifar10.CLASS_NAMES
-
-
 def reference_images(model: Model, num_images: int, *, images_dir: str | None = None,
                      data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
     """(N, S, S, 3) float32 RGB [0, 255] reference images at the network's input size S, and their names.
@@ -153,7 +149,7 @@ def reference_images(model: Model, num_images: int, *, images_dir: str | None = 
     """
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
-    if images_dir is None and is_cifar10_network(model):
+    if images_dir is None and datasets.is_cifar10_network(model):
         data = cifar10.load(data_dir)
         total = len(data["test_labels"])
         if num_images > total:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import cache, deep, images, inversion, metrics, preimage
+from jaxinv import cache, datasets, deep, images, inversion, metrics, preimage
 from jaxinv.nets import cifar10
 from jaxinv.nets import layers as L
 from jaxinv.nets.model import Model
@@ -31,17 +31,12 @@ from jaxinv.preimage import Problem, Representation, Stage, Target
 # Images a network is shown by default
 
 
-def is_cifar_network(model: Model) -> bool:
-    """True for networks of CIFAR-10 images (32x32 input or CIFAR-10's class names)."""
-    return model.input_size == 32 or model.class_names == cifar10.CLASS_NAMES
-
-
 def default_images(model: Model, num_images: int = 1, *, data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
     """The images a visualisation of `model` uses unless told otherwise, at the network's input size,
     RGB [0, 255] float32 (N, S, S, 3), with a name for each: the first CIFAR-10 test images (one per
     class in turn) for CIFAR networks; the built-in sample then the ImageNet samples otherwise."""
     size = model.input_size
-    if is_cifar_network(model):
+    if datasets.is_cifar10_network(model):
         data = cifar10.load(data_dir)
         labels = data["test_labels"]
         # The first test image of class 0, of class 1, ..., of class 9, then the second of each, ...
@@ -269,7 +264,7 @@ def is_class_layer(model: Model, layer: str) -> bool:
 def reference_images(model: Model, *, data_dir: str | None = None, num_images: int | None = None) -> tuple[np.ndarray, str]:
     """The reference set for M: uint8 (N, S, S, 3) at the network's input size, and its description.
     CIFAR-10's test images for CIFAR networks, else the ImageNet samples (centre crops)."""
-    if is_cifar_network(model):
+    if datasets.is_cifar10_network(model):
         data = cifar10.load(data_dir)["test_images"]
         data = data[:num_images] if num_images else data
         return data, f"cifar10 test[:{len(data)}]"
