@@ -47,8 +47,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxinv import datasets, deep, images, inversion, metrics, outputs, preimage, report
-from jaxinv.nets import cifar10
+from jaxinv import deep, images, inversion, metrics, outputs, preimage, report
 from jaxinv.nets.model import Model
 from jaxinv.preimage import Stage
 
@@ -137,35 +136,6 @@ def check_layers(model: Model, layers: Sequence[str] | None) -> tuple[str, ...]:
     if len(set(layers)) != len(layers):
         raise ValueError(f"layers repeat: {list(layers)}")
     return tuple(sorted(layers, key=model.layer_names.index))
-
-
-def reference_images(model: Model, num_images: int, *, images_dir: str | None = None,
-                     data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """(N, S, S, 3) float32 RGB [0, 255] reference images at the network's input size S, and their names.
-
-    With `images_dir`, its first N files (sorted), resized and centre-cropped; otherwise the CIFAR-10
-    test set for a CIFAR-10 network (N evenly spaced images: the set is stored sorted by class, so
-    the first N would all be airplanes), else the first N of ../shared/data/imagenet_samples.
-    """
-    if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
-    if images_dir is None and datasets.is_cifar10_network(model):
-        data = cifar10.load(data_dir)
-        total = len(data["test_labels"])
-        if num_images > total:
-            raise ValueError(f"the CIFAR-10 test set has {total} images; asked for {num_images}")
-        keep = datasets.evenly_spaced(total, num_images)
-        names = [f"test {i} ({cifar10.CLASS_NAMES[data['test_labels'][i]]})" for i in keep]
-        return data["test_images"][keep].astype(np.float32), names
-    if images_dir is None and data_dir is not None:
-        images_dir = os.path.join(data_dir, "imagenet_samples")
-    if images_dir is not None and not os.path.isdir(images_dir):
-        raise ValueError(f"images folder not found: {images_dir}")
-    paths = images.imagenet_sample_paths(images_dir, num_images)
-    if len(paths) < num_images:
-        raise ValueError(f"asked for {num_images} images; {os.path.dirname(paths[0])} has {len(paths)}")
-    loaded = np.stack([images.load_image(p, size=model.input_size) for p in paths])
-    return loaded, [os.path.basename(p) for p in paths]
 
 
 def class_predictions(model: Model, null_mean) -> np.ndarray:

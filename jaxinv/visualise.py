@@ -176,7 +176,6 @@ AM_BOUND = 160.0
 AM_C_PER_RHO2 = 3.0
 """C = 3 rho^2 for activation maximisation (the paper's C = 1 with Z = M rho^2 gives the blank image,
 as the data term is 1/rho^2 of per-pixel-averaged regularisers; README: "Activation maximisation")."""
-AM_REFERENCE_IMAGENET = 500
 
 
 def activation_max_cells(model: Model, layer: str) -> int:
@@ -261,19 +260,6 @@ def is_class_layer(model: Model, layer: str) -> bool:
     return names.index(layer) >= names.index(class_score_layer(model))
 
 
-def reference_images(model: Model, *, data_dir: str | None = None, num_images: int | None = None) -> tuple[np.ndarray, str]:
-    """The reference set for M: uint8 (N, S, S, 3) at the network's input size, and its description.
-    CIFAR-10's test images for CIFAR networks, else the ImageNet samples (centre crops)."""
-    if datasets.is_cifar10_network(model):
-        data = cifar10.load(data_dir)["test_images"]
-        data = data[:num_images] if num_images else data
-        return data, f"cifar10 test[:{len(data)}]"
-    directory = os.path.join(data_dir, "imagenet_samples") if data_dir else None
-    paths = images.imagenet_sample_paths(directory, num_images or AM_REFERENCE_IMAGENET)
-    stack = np.stack([images.to_uint8(images.load_image(p, size=model.input_size)) for p in paths])
-    return stack, f"imagenet_samples[:{len(paths)}]"
-
-
 def weights_hash(model: Model) -> str:
     """SHA-256 (hex, first 16 digits) of the network's parameters, names and shapes included; cached."""
     if "_weights_hash" not in model.__dict__:
@@ -301,11 +287,12 @@ def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = N
                       directory: str | None = None, batch_size: int = 250,
                       log: Callable[[str], None] = print) -> np.ndarray:
     """M per unit of `layer`: the largest value each channel (fc unit) takes over the reference images
-    (uint8 RGB at the network's input size; default `reference_images`) and, for maps, all positions.
+    (RGB [0, 255] at the network's input size; default `datasets.reference_images`: all of them) and,
+    for maps, all positions.
     Computed once and cached as .npy, keyed by a hash of the weights and of the image set."""
     deep.check_layer(model, layer)
     if reference is None:
-        reference, _ = reference_images(model)
+        reference, _ = datasets.reference_images(model)
     reference = np.asarray(reference)
     if reference.ndim != 4 or reference.shape[1:] != (model.input_size, model.input_size, 3):
         raise ValueError(f"reference images must be (N, {model.input_size}, {model.input_size}, 3) RGB; "

@@ -32,3 +32,9 @@ def network(input_size, class_names):
 ])
 def test_which_networks_are_cifar10_networks(input_size, class_names, expected):
     assert datasets.is_cifar10_network(network(input_size, class_names)) is expected
+
+
+def test_reference_sets_are_described_by_their_selection_rule():
+    assert datasets.reference_description(network(32, cifar10.CLASS_NAMES), 200) == "cifar10 test, 200 evenly spaced"
+    assert datasets.reference_description(network(227, None), 12) == "imagenet_samples[:12]"
+    assert datasets.reference_description(network(32, None), 3, images_dir="/data/mine/") == "mine[:3]"

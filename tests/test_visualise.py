@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from jaxinv import deep, nets, preimage, visualise
+from jaxinv import datasets, deep, nets, preimage, visualise
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 
@@ -83,7 +83,7 @@ def test_a_unit_never_active_on_the_reference_set_is_refused_by_name(cifar_ref):
 
 
 def test_activation_maximisation_beats_natural_images(cifar_ref, tmp_path):
-    reference = visualise.reference_images(cifar_ref, num_images=200)[0]
+    reference = datasets.reference_images(cifar_ref, 200)[0]
     maxima = visualise.activation_maxima(cifar_ref, "relu2", reference, directory=str(tmp_path), log=lambda s: None)
     # Unit 40 of relu2 is inactive at the random starts: optimised through conv2, it still moves.
     result = visualise.maximise_activation(cifar_ref, "relu2", [3, 40], restarts=2, maxima=maxima,
