@@ -35,7 +35,6 @@ fingerprint (network weights, images, restarts, stages, seed, ...) and refuses t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -47,7 +46,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxinv import deep, images, inversion, metrics, outputs, preimage, report
+from jaxinv import cache, deep, images, inversion, metrics, outputs, preimage, report
 from jaxinv.nets.model import Model
 from jaxinv.preimage import Stage
 
@@ -216,14 +215,8 @@ class Study:
 
 def fingerprint(model: Model, reference: np.ndarray, settings: Mapping) -> dict:
     """What determines a unit's results besides (layer, C): weights, images and the settings."""
-    digest = hashlib.sha1()
-    for name in sorted(model.params):
-        for key in sorted(model.params[name]):
-            digest.update(f"{name}/{key}".encode())
-            digest.update(np.ascontiguousarray(np.asarray(model.params[name][key], np.float32)).tobytes())
-    return dict(settings, network=model.arch, weights_sha1=digest.hexdigest(),
-                images_sha1=hashlib.sha1(np.ascontiguousarray(reference, np.float32).tobytes()).hexdigest(),
-                hist_bins=HIST_BINS)
+    return dict(settings, network=model.arch, weights_sha256=cache.weights_fingerprint(model.params),
+                images_sha256=cache.images_fingerprint(reference), hist_bins=HIST_BINS)
 
 
 def _unit_path(checkpoint_dir: str, layer: str, C: float) -> str:

@@ -13,7 +13,6 @@ Images given and returned are RGB in [0, 255], (H, W, 3); the engine optimises n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from typing import Callable, Sequence
 
@@ -260,27 +259,16 @@ def is_class_layer(model: Model, layer: str) -> bool:
     return names.index(layer) >= names.index(class_score_layer(model))
 
 
-def weights_hash(model: Model) -> str:
-    """SHA-256 (hex, first 16 digits) of the network's parameters, names and shapes included; cached."""
-    if "_weights_hash" not in model.__dict__:
-        digest = hashlib.sha256(model.arch.encode())
-        for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(model.params), key=lambda t: str(t[0])):
-            array = np.ascontiguousarray(np.asarray(leaf, np.float32))
-            digest.update(f"{jax.tree_util.keystr(path)}{array.shape}".encode())
-            digest.update(array.tobytes())
-        model.__dict__["_weights_hash"] = digest.hexdigest()[:16]
-    return model.__dict__["_weights_hash"]
-
-
 def cache_dir() -> str:
     """Where activation maxima are cached: <cache root>/activation_max (`jaxinv.cache.cache_root`)."""
     return os.path.join(cache.cache_root(), "activation_max")
 
 
 def activation_maxima_path(model: Model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
-    """~/.cache/jaxinv/activation_max/<arch>-<weights hash>-<layer>-<image set hash>.npy."""
-    images_hash = hashlib.sha256(np.ascontiguousarray(reference).tobytes()).hexdigest()[:16]
-    return os.path.join(directory or cache_dir(), f"{model.arch}-{weights_hash(model)}-{layer}-{images_hash}.npy")
+    """<cache root>/activation_max/<arch>-<weights fingerprint>-<layer>-<images fingerprint>.npy, the
+    fingerprints (`jaxinv.cache`) cut to 16 hex digits."""
+    weights, reference_images = cache.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
+    return os.path.join(directory or cache_dir(), f"{model.arch}-{weights}-{layer}-{reference_images}.npy")
 
 
 def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = None, *,

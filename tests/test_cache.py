@@ -1,6 +1,7 @@
 """Where the caches live and how cached results are keyed (jaxinv.cache)."""
 import os
 
+import numpy as np
 import pytest
 
 from jaxinv import cache, hoggle, inverters, visualise
@@ -29,3 +30,22 @@ def test_without_an_absolute_xdg_cache_home_caches_go_to_the_home_folder(monkeyp
     assert cache.cache_root() == str(tmp_path / ".cache" / "jaxinv")
     for path in every_cache():
         assert path.startswith(str(tmp_path / ".cache" / "jaxinv") + os.sep), path
+
+
+def test_weights_fingerprint_sees_values_shapes_and_names():
+    params = {"conv1": {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32)}}
+    fingerprint = cache.weights_fingerprint(params)
+    assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0  # SHA-256, hex
+    reordered = {"conv1": {"b": np.zeros(3, np.float32), "w": np.arange(6, dtype=np.float32).reshape(2, 3)}}
+    assert cache.weights_fingerprint(reordered) == fingerprint
+    changed = {"conv1": {"w": params["conv1"]["w"] + 1e-6, "b": params["conv1"]["b"]}}
+    reshaped = {"conv1": {"w": params["conv1"]["w"].reshape(3, 2), "b": params["conv1"]["b"]}}
+    renamed = {"conv2": params["conv1"]}
+    assert len({fingerprint} | {cache.weights_fingerprint(p) for p in (changed, reshaped, renamed)}) == 4
+
+
+def test_images_fingerprint_of_one_set_in_uint8_and_float32_agree():
+    batch = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 3)).astype(np.uint8)
+    assert cache.images_fingerprint(batch) == cache.images_fingerprint(batch.astype(np.float32))
+    assert cache.images_fingerprint(batch[:2]) != cache.images_fingerprint(batch)
+    assert cache.images_fingerprint(batch.reshape(3, 4, 12)) != cache.images_fingerprint(batch)
