@@ -290,10 +290,9 @@ def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = N
         return np.load(path)
     log(f"  computing the maxima of {layer} over {len(reference)} reference images (cached in {path})")
     representation = deep.representation(model, layer)
-    mean = np.asarray(representation.mean, np.float32)
     maxima = None
     for start in range(0, len(reference), batch_size):
-        codes = inversion.codes_of(representation, reference[start:start + batch_size].astype(np.float32) - mean)
+        codes = inversion.codes_of(representation, representation.to_null_mean(reference[start:start + batch_size]))
         batch_max = codes.reshape(len(codes), -1, codes.shape[-1]).max(axis=(0, 1))
         maxima = batch_max if maxima is None else np.maximum(maxima, batch_max)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -338,7 +337,7 @@ class ActivationMax:
 def class_probabilities(model: Model, rgb_images) -> np.ndarray:
     """Softmax of the class scores of RGB [0, 255] images (N, S, S, 3) at the network's input size."""
     representation = deep.representation(model, class_score_layer(model))
-    scores = inversion.codes_of(representation, np.asarray(rgb_images, np.float32) - np.asarray(representation.mean))
+    scores = inversion.codes_of(representation, representation.to_null_mean(rgb_images))
     return np.asarray(jax.nn.softmax(jnp.asarray(scores), axis=-1))
 
 
