@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import cache, datasets, deep, images, inversion, metrics, preimage
+from jaxinv import cache, datasets, deep, images, inversion, metrics, outputs, preimage
 from jaxinv.nets import cifar10
 from jaxinv.nets import layers as L
 from jaxinv.nets.model import Model
@@ -295,11 +295,9 @@ def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = N
         codes = inversion.codes_of(representation, representation.to_null_mean(reference[start:start + batch_size]))
         batch_max = codes.reshape(len(codes), -1, codes.shape[-1]).max(axis=(0, 1))
         maxima = batch_max if maxima is None else np.maximum(maxima, batch_max)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npy"
-    np.save(tmp, maxima.astype(np.float32))
-    os.replace(tmp, path)
-    return maxima.astype(np.float32)
+    maxima = maxima.astype(np.float32)
+    outputs.atomic_write(path, lambda tmp: np.save(tmp, maxima), ".npy")
+    return maxima
 
 
 def activation_max_normaliser(model: Model, layer: str, maximum: float) -> float:

@@ -49,3 +49,27 @@ def test_images_fingerprint_of_one_set_in_uint8_and_float32_agree():
     assert cache.images_fingerprint(batch) == cache.images_fingerprint(batch.astype(np.float32))
     assert cache.images_fingerprint(batch[:2]) != cache.images_fingerprint(batch)
     assert cache.images_fingerprint(batch.reshape(3, 4, 12)) != cache.images_fingerprint(batch)
+
+
+def test_cifar10_is_decoded_once_into_the_cache_root(monkeypatch, tmp_path):
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    source = tmp_path / "data" / "cifar10" / "cifar10_jpeg.tar.gz"
+    source.parent.mkdir(parents=True)
+    with tarfile.open(source, "w:gz") as tar:
+        for name, colour in (("cifar10/train/cat/0.jpg", 200), ("cifar10/test/ship/0.jpg", 50)):
+            buffer = io.BytesIO()
+            Image.new("RGB", (32, 32), (colour,) * 3).save(buffer, format="JPEG")
+            info = tarfile.TarInfo(name)
+            info.size = buffer.tell()
+            buffer.seek(0)
+            tar.addfile(info, buffer)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    data = cifar10.load(str(tmp_path / "data"))
+    assert data["train_images"].shape == (1, 32, 32, 3) and list(data["test_labels"]) == [cifar10.CLASS_NAMES.index("ship")]
+    assert os.listdir(tmp_path / "xdg" / "jaxinv") == ["cifar10.npz"]  # no temporary file left behind
+    source.unlink()  # the second load reads the cache
+    np.testing.assert_array_equal(cifar10.load(str(tmp_path / "data"))["train_images"], data["train_images"])

@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 from PIL import Image
 
-from jaxinv import cache, images
+from jaxinv import cache, images, outputs
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -31,10 +31,8 @@ def load(data_dir: str | None = None) -> dict:
         if not os.path.isfile(source):
             raise FileNotFoundError(f"CIFAR-10 tarball not found: {source} (set --data_dir or $JAXINV_DATA)")
         arrays = _decode(source)
-        os.makedirs(os.path.dirname(decoded), exist_ok=True)
-        temporary = decoded + f".{os.getpid()}.tmp.npz"
-        np.savez(temporary, **arrays)
-        os.replace(temporary, decoded)  # atomic: concurrent first uses never see half a file
+        # atomic: concurrent first uses never see half a file
+        outputs.atomic_write(decoded, lambda tmp: np.savez(tmp, **arrays), ".npz")
     with np.load(decoded) as data:
         return {key: data[key] for key in data.files}
 
