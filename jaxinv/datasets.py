@@ -58,7 +58,7 @@ def reference_images(model: Model, num_images: int | None = None, *, images_dir:
         names = [f"test {i} ({cifar10.CLASS_NAMES[data['test_labels'][i]]})" for i in keep]
         return data["test_images"][keep].astype(np.float32), names
     if images_dir is None and data_dir is not None:
-        images_dir = os.path.join(data_dir, "imagenet_samples")
+        images_dir = images.imagenet_samples_dir(data_dir)
     if images_dir is not None and not os.path.isdir(images_dir):
         raise ValueError(f"images folder not found: {images_dir}")
     paths = images.imagenet_sample_paths(images_dir, num_images)

@@ -28,9 +28,14 @@ def shared_data_dir() -> str:
     return os.path.normpath(os.environ.get("JAXINV_DATA", default))
 
 
+def imagenet_samples_dir(data_dir: str | None = None) -> str:
+    """The ImageNet samples folder of a data folder (default `shared_data_dir()`)."""
+    return os.path.join(data_dir or shared_data_dir(), "imagenet_samples")
+
+
 def imagenet_sample_paths(images_dir: str | None = None, num_images: int | None = None) -> list[str]:
     """The first `num_images` files (sorted) of the ImageNet samples folder."""
-    images_dir = images_dir or os.path.join(shared_data_dir(), "imagenet_samples")
+    images_dir = images_dir or imagenet_samples_dir()
     if not os.path.isdir(images_dir):
         raise FileNotFoundError(f"images folder not found: {images_dir} (set --images_dir or $JAXINV_DATA)")
     paths = sorted(os.path.join(images_dir, f) for f in os.listdir(images_dir)
