@@ -24,9 +24,10 @@ def weights_fingerprint(params) -> str:
     """SHA-256 (hex) of a parameter pytree: every leaf, sorted by its path, contributes its path,
     shape, dtype and bytes, so that renamed, reshaped or changed weights all give another value."""
     digest = hashlib.sha256()
-    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda item: jax.tree_util.keystr(item[0])):
+    leaves = [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(params)]
+    for name, leaf in sorted(leaves, key=lambda item: item[0]):
         array = np.ascontiguousarray(np.asarray(leaf))
-        digest.update(f"{jax.tree_util.keystr(path)}{array.shape}{array.dtype.str}".encode())
+        digest.update(f"{name}{array.shape}{array.dtype.str}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
 

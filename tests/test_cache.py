@@ -9,7 +9,8 @@ from jaxinv.nets import cifar10
 
 
 def every_cache() -> list[str]:
-    return [cifar10.cache_path(), visualise.cache_dir(), inverters.default_dir("hog", 64), hoggle.default_dictionary_path()]
+    return [cifar10.cache_path(), visualise.cache_dir(), inverters.default_dir("hog", 64),
+            hoggle.default_dictionary_path()]
 
 
 def test_xdg_cache_home_moves_every_cache(monkeypatch, tmp_path):
@@ -69,7 +70,8 @@ def test_cifar10_is_decoded_once_into_the_cache_root(monkeypatch, tmp_path):
             tar.addfile(info, buffer)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     data = cifar10.load(str(tmp_path / "data"))
-    assert data["train_images"].shape == (1, 32, 32, 3) and list(data["test_labels"]) == [cifar10.CLASS_NAMES.index("ship")]
+    assert data["train_images"].shape == (1, 32, 32, 3)
+    assert list(data["test_labels"]) == [cifar10.CLASS_NAMES.index("ship")]
     assert os.listdir(tmp_path / "xdg" / "jaxinv") == ["cifar10.npz"]  # no temporary file left behind
     source.unlink()  # the second load reads the cache
     np.testing.assert_array_equal(cifar10.load(str(tmp_path / "data"))["train_images"], data["train_images"])

@@ -18,7 +18,8 @@ def test_evenly_spaced_spans_the_classes():
 
 
 def network(input_size, class_names):
-    return Model("cifar-ref", tables.build("cifar-ref"), None, input_size, dict(CAFFE_CONVENTION), class_names=class_names)
+    return Model("cifar-ref", tables.build("cifar-ref"), None, input_size, dict(CAFFE_CONVENTION),
+                 class_names=class_names)
 
 
 @pytest.mark.parametrize("input_size,class_names,expected", [
