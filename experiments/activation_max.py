@@ -15,7 +15,7 @@ import os
 
 from absl import flags, logging
 
-from jaxinv import cli, deep, images, nets, outputs, preimage, report, visualise
+from jaxinv import cli, datasets, deep, images, nets, outputs, preimage, report, visualise
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("net", "cifar-ref", "network: a shipped name (cifar-ref) or a converted network directory")
@@ -28,7 +28,8 @@ flags.DEFINE_integer("refine_iterations", 50, "iterations of the second stage at
 flags.DEFINE_float("C", None, "loss weight; default 3 rho^2 (visualise.AM_C_PER_RHO2, see the README)")
 flags.DEFINE_float("bound", visualise.AM_BOUND, "B of the bounded-range term (the paper's: 80)")
 flags.DEFINE_bool("paper_settings", False, "C = 1 and B = 80 as in IJCV Sect. 6 (overrides --C and --bound)")
-flags.DEFINE_integer("reference_images", None, "use only the first N reference images for M (default: all)")
+flags.DEFINE_integer("reference_images", None, "measure M on only N reference images (the first N ImageNet samples, "
+                     "N evenly spaced CIFAR-10 test images; default: all)")
 flags.DEFINE_string("cache_dir", None, "where the maxima M are cached (default: ~/.cache/jaxinv/activation_max)")
 flags.DEFINE_integer("seed", 0, "PRNG seed")
 flags.DEFINE_integer("scale", 0, "grid enlargement factor (0: so that tiles are about 128 pixels)")
@@ -48,7 +49,8 @@ def main(argv):
         units = list(range(min(visualise.num_units(model, layer), 10 if class_layer else 8)))
     visualise.check_units(model, layer, units)
     C, bound = (1.0, 80.0) if FLAGS.paper_settings else (FLAGS.C, FLAGS.bound)
-    reference, described = visualise.reference_images(model, num_images=FLAGS.reference_images)
+    reference, _ = datasets.reference_images(model, FLAGS.reference_images)
+    described = datasets.reference_description(model, len(reference))
     maxima = visualise.activation_maxima(model, layer, reference, directory=FLAGS.cache_dir)
     size = visualise.activation_max_input_size(model, layer)
     print(f"maximising {len(units)} units of {model.arch}:{layer} on {size}x{size} images, "

@@ -28,7 +28,7 @@ import time
 import jax
 from absl import flags, logging
 
-from jaxinv import cli, nets, preimage, studies
+from jaxinv import cli, datasets, nets, preimage, studies
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("net", "cifar-ref", "network directory or the name of a shipped network")
@@ -58,8 +58,8 @@ def main(argv):
     C = studies.parse_C(FLAGS.C)
     if FLAGS.iterations < 0 or FLAGS.refine_iterations < 0:
         raise ValueError("iterations must be >= 0")
-    reference, names = studies.reference_images(model, FLAGS.num_images, images_dir=FLAGS.images_dir,
-                                                data_dir=FLAGS.data_dir)
+    reference, names = datasets.reference_images(model, FLAGS.num_images, images_dir=FLAGS.images_dir,
+                                                 data_dir=FLAGS.data_dir)
     stages = preimage.default_stages(FLAGS.iterations, FLAGS.refine_iterations)
     print(f"{model.arch}: {len(reference)} images x {FLAGS.restarts} restarts, {len(layers)} layers x "
           f"{len(C)} C = {len(layers) * len(C)} units, {FLAGS.iterations}+{FLAGS.refine_iterations} iterations, "

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import flags, logging
 
-from jaxinv import cli, images, inverters, outputs, report
+from jaxinv import cli, datasets, images, inverters, outputs, report
 from jaxinv.inverters import feature_studies as S
 from jaxinv.inverters import perturbations as P
 from jaxinv.nets import cifar10
@@ -105,10 +105,12 @@ def main(argv):
     fixed = {layer: trained_inverter(layer) for layer in FLAGS.layers}
     autoencoders = {layer: trained_inverter(layer, autoencoder=True) for layer in FLAGS.layers} if FLAGS.autoencoder else {}
     data = cifar10.load(FLAGS.data_dir)
-    test = data["test_images"][S.evenly_spaced(len(data["test_images"]), FLAGS.num_images)].astype(np.float32)
-    train = data["train_images"][S.evenly_spaced(len(data["train_images"]), FLAGS.fit_images)].astype(np.float32)
-    shown = S.evenly_spaced(len(test), min(FLAGS.grid_images, len(test)))
-    pairs = S.evenly_spaced(len(test), 2 * FLAGS.interpolation_pairs).reshape(-1, 2).T  # a's, b's
+    test = data["test_images"][datasets.evenly_spaced(len(data["test_images"]), FLAGS.num_images)]
+    test = test.astype(np.float32)
+    train = data["train_images"][datasets.evenly_spaced(len(data["train_images"]), FLAGS.fit_images)]
+    train = train.astype(np.float32)
+    shown = datasets.evenly_spaced(len(test), min(FLAGS.grid_images, len(test)))
+    pairs = datasets.evenly_spaced(len(test), 2 * FLAGS.interpolation_pairs).reshape(-1, 2).T  # a's, b's
     ts = np.linspace(0.0, 1.0, FLAGS.interpolation_steps)
     print(f"{FLAGS.net}: layers {', '.join(FLAGS.layers)}; {len(test)} test images, {len(train)} fitting images")
 

@@ -22,7 +22,7 @@ import optax
 import orbax.checkpoint as ocp
 from absl import flags
 
-from jaxinv import cli, nets
+from jaxinv import cli, datasets, nets
 from jaxinv.nets import cifar10
 from jaxinv.nets.tables import INPUT_SIZES
 
@@ -49,7 +49,7 @@ def subset(images: np.ndarray, labels: np.ndarray, limit: int | None):
     only airplanes."""
     if limit is None or limit >= len(labels):
         return images, labels
-    keep = np.linspace(0, len(labels), limit, endpoint=False).astype(int)
+    keep = datasets.evenly_spaced(len(labels), limit)
     return images[keep], labels[keep]
 
 

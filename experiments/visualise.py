@@ -219,7 +219,7 @@ def caricature_mode(model, stages):
 
 
 def texture_image(size):
-    path = FLAGS.texture_image or os.path.join(images.shared_data_dir(), "imagenet_samples", DEFAULT_TEXTURE)
+    path = FLAGS.texture_image or os.path.join(images.imagenet_samples_dir(), DEFAULT_TEXTURE)
     return images.load_image(path, size=size), path
 
 

@@ -63,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import features, images, outputs
+from jaxinv import cache, features, images, outputs
 from jaxinv.features.hog import check_cell_size, validate_hog_input
 
 HOG_DIMS = 31
@@ -74,8 +74,9 @@ PAPER_ERROR = 0.61  # Dosovitskiy & Brox, CVPR 2016, Table 2, HOGgles (256x256 i
 
 
 def default_dictionary_path() -> str:
-    """Where the trained dictionary lives by default: ~/.cache/jaxinv/hoggle/dictionary.npz."""
-    return os.path.join(os.path.expanduser("~"), ".cache", "jaxinv", "hoggle", "dictionary.npz")
+    """Where the trained dictionary lives by default: <cache root>/hoggle/dictionary.npz
+    (`jaxinv.cache.cache_root`: ~/.cache/jaxinv unless $XDG_CACHE_HOME says otherwise)."""
+    return os.path.join(cache.cache_root(), "hoggle", "dictionary.npz")
 
 
 def _positive_int(value, name: str) -> int:

@@ -28,9 +28,14 @@ def shared_data_dir() -> str:
     return os.path.normpath(os.environ.get("JAXINV_DATA", default))
 
 
+def imagenet_samples_dir(data_dir: str | None = None) -> str:
+    """The ImageNet samples folder of a data folder (default `shared_data_dir()`)."""
+    return os.path.join(data_dir or shared_data_dir(), "imagenet_samples")
+
+
 def imagenet_sample_paths(images_dir: str | None = None, num_images: int | None = None) -> list[str]:
     """The first `num_images` files (sorted) of the ImageNet samples folder."""
-    images_dir = images_dir or os.path.join(shared_data_dir(), "imagenet_samples")
+    images_dir = images_dir or imagenet_samples_dir()
     if not os.path.isdir(images_dir):
         raise FileNotFoundError(f"images folder not found: {images_dir} (set --images_dir or $JAXINV_DATA)")
     paths = sorted(os.path.join(images_dir, f) for f in os.listdir(images_dir)
@@ -80,12 +85,19 @@ def _resize(im: Image.Image, size) -> Image.Image:
     return im.resize((int(width), int(height)), Image.BICUBIC)
 
 
-def to_grey(image: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma of an (H, W, 3) image (what PIL's convert('L') computes, without rounding)."""
-    image = np.asarray(image, np.float32)
+LUMA = (0.299, 0.587, 0.114)
+"""ITU-R 601 luma weights of R, G and B: jaxinv's one colour-to-grey rule (what PIL's convert('L')
+computes, without rounding). `to_grey` applies it to numpy arrays; traceable (jnp) code multiplies
+by `jnp.asarray(LUMA, dtype)` itself."""
+
+
+def to_grey(image, dtype=np.float32) -> np.ndarray:
+    """ITU-R 601 luma (`LUMA`) of an (..., H, W, 3) image or batch, as `dtype`; an (H, W) image is
+    returned as it is (cast to `dtype`)."""
+    image = np.asarray(image, dtype)
     if image.ndim == 2:
         return image
-    return image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    return image[..., :3] @ np.asarray(LUMA, dtype)
 
 
 def validate_image(image, *, min_height: int = 1, min_width: int = 1, channels: Sequence[int] | None = None,

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jaxinv import images, inversion, metrics, representations
+from jaxinv import images, inversion, metrics, outputs, representations
 
 PAPER_IJCV_TABLE2 = {"hog": 0.366, "hogb": 0.116, "dsift": 0.094}
 PAPER_CVPR_TABLE1 = {"hog": 0.281, "hogb": 0.107, "dsift": 0.109}
@@ -43,10 +43,7 @@ def invert_in_batches(name: str, grey_images: Sequence[np.ndarray], *, batch_siz
         part = {"errors": result.errors, "codes": result.codes, "targets": result.target_codes,
                 "reconstructions": result.images, "seconds": np.float64(time.perf_counter() - began)}
         if path:
-            os.makedirs(cache_dir, exist_ok=True)
-            tmp = path[:-4] + ".tmp.npz"
-            np.savez(tmp, **part)
-            os.replace(tmp, path)
+            outputs.atomic_write(path, lambda tmp: np.savez(tmp, **part), ".npz")
         parts.append(part)
         log(f"  {name}: images {start}-{start + len(batch) - 1}: mean error {result.errors.mean():.3f} "
             f"({part['seconds']:.1f} s)")

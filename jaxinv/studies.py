@@ -35,7 +35,6 @@ fingerprint (network weights, images, restarts, stages, seed, ...) and refuses t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -47,8 +46,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxinv import deep, images, inversion, metrics, outputs, preimage, report
-from jaxinv.nets import cifar10
+from jaxinv import cache, deep, images, inversion, metrics, outputs, preimage, report
 from jaxinv.nets.model import Model
 from jaxinv.preimage import Stage
 
@@ -139,39 +137,6 @@ def check_layers(model: Model, layers: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(sorted(layers, key=model.layer_names.index))
 
 
-def is_cifar10_network(model: Model) -> bool:
-    return model.input_size == 32 and list(model.class_names or []) == cifar10.CLASS_NAMES
-
-
-def reference_images(model: Model, num_images: int, *, images_dir: str | None = None,
-                     data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """(N, S, S, 3) float32 RGB [0, 255] reference images at the network's input size S, and their names.
-
-    With `images_dir`, its first N files (sorted), resized and centre-cropped; otherwise the CIFAR-10
-    test set for a CIFAR-10 network (N evenly spaced images: the set is stored sorted by class, so
-    the first N would all be airplanes), else the first N of ../shared/data/imagenet_samples.
-    """
-    if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
-    if images_dir is None and is_cifar10_network(model):
-        data = cifar10.load(data_dir)
-        total = len(data["test_labels"])
-        if num_images > total:
-            raise ValueError(f"the CIFAR-10 test set has {total} images; asked for {num_images}")
-        keep = np.linspace(0, total, num_images, endpoint=False).astype(int)
-        names = [f"test {i} ({cifar10.CLASS_NAMES[data['test_labels'][i]]})" for i in keep]
-        return data["test_images"][keep].astype(np.float32), names
-    if images_dir is None and data_dir is not None:
-        images_dir = os.path.join(data_dir, "imagenet_samples")
-    if images_dir is not None and not os.path.isdir(images_dir):
-        raise ValueError(f"images folder not found: {images_dir}")
-    paths = images.imagenet_sample_paths(images_dir, num_images)
-    if len(paths) < num_images:
-        raise ValueError(f"asked for {num_images} images; {os.path.dirname(paths[0])} has {len(paths)}")
-    loaded = np.stack([images.load_image(p, size=model.input_size) for p in paths])
-    return loaded, [os.path.basename(p) for p in paths]
-
-
 def class_predictions(model: Model, null_mean) -> np.ndarray:
     """argmax over the network's last layer (class scores or probabilities) of null-mean images (B, H, W, 3)."""
     rep = deep.representation(model, model.layer_names[-1])
@@ -250,14 +215,8 @@ class Study:
 
 def fingerprint(model: Model, reference: np.ndarray, settings: Mapping) -> dict:
     """What determines a unit's results besides (layer, C): weights, images and the settings."""
-    digest = hashlib.sha1()
-    for name in sorted(model.params):
-        for key in sorted(model.params[name]):
-            digest.update(f"{name}/{key}".encode())
-            digest.update(np.ascontiguousarray(np.asarray(model.params[name][key], np.float32)).tobytes())
-    return dict(settings, network=model.arch, weights_sha1=digest.hexdigest(),
-                images_sha1=hashlib.sha1(np.ascontiguousarray(reference, np.float32).tobytes()).hexdigest(),
-                hist_bins=HIST_BINS)
+    return dict(settings, network=model.arch, weights_sha256=cache.weights_fingerprint(model.params),
+                images_sha256=cache.images_fingerprint(reference), hist_bins=HIST_BINS)
 
 
 def _unit_path(checkpoint_dir: str, layer: str, C: float) -> str:

@@ -13,7 +13,6 @@ Images given and returned are RGB in [0, 255], (H, W, 3); the engine optimises n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from typing import Callable, Sequence
 
@@ -21,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import deep, images, inversion, metrics, preimage
+from jaxinv import cache, datasets, deep, images, inversion, metrics, outputs, preimage
 from jaxinv.nets import cifar10
 from jaxinv.nets import layers as L
 from jaxinv.nets.model import Model
@@ -31,17 +30,12 @@ from jaxinv.preimage import Problem, Representation, Stage, Target
 # Images a network is shown by default
 
 
-def is_cifar_network(model: Model) -> bool:
-    """True for networks of CIFAR-10 images (32x32 input or CIFAR-10's class names)."""
-    return model.input_size == 32 or model.class_names == cifar10.CLASS_NAMES
-
-
 def default_images(model: Model, num_images: int = 1, *, data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
     """The images a visualisation of `model` uses unless told otherwise, at the network's input size,
     RGB [0, 255] float32 (N, S, S, 3), with a name for each: the first CIFAR-10 test images (one per
     class in turn) for CIFAR networks; the built-in sample then the ImageNet samples otherwise."""
     size = model.input_size
-    if is_cifar_network(model):
+    if datasets.is_cifar10_network(model):
         data = cifar10.load(data_dir)
         labels = data["test_labels"]
         # The first test image of class 0, of class 1, ..., of class 9, then the second of each, ...
@@ -181,7 +175,6 @@ AM_BOUND = 160.0
 AM_C_PER_RHO2 = 3.0
 """C = 3 rho^2 for activation maximisation (the paper's C = 1 with Z = M rho^2 gives the blank image,
 as the data term is 1/rho^2 of per-pixel-averaged regularisers; README: "Activation maximisation")."""
-AM_REFERENCE_IMAGENET = 500
 
 
 def activation_max_cells(model: Model, layer: str) -> int:
@@ -266,51 +259,28 @@ def is_class_layer(model: Model, layer: str) -> bool:
     return names.index(layer) >= names.index(class_score_layer(model))
 
 
-def reference_images(model: Model, *, data_dir: str | None = None, num_images: int | None = None) -> tuple[np.ndarray, str]:
-    """The reference set for M: uint8 (N, S, S, 3) at the network's input size, and its description.
-    CIFAR-10's test images for CIFAR networks, else the ImageNet samples (centre crops)."""
-    if is_cifar_network(model):
-        data = cifar10.load(data_dir)["test_images"]
-        data = data[:num_images] if num_images else data
-        return data, f"cifar10 test[:{len(data)}]"
-    directory = os.path.join(data_dir, "imagenet_samples") if data_dir else None
-    paths = images.imagenet_sample_paths(directory, num_images or AM_REFERENCE_IMAGENET)
-    stack = np.stack([images.to_uint8(images.load_image(p, size=model.input_size)) for p in paths])
-    return stack, f"imagenet_samples[:{len(paths)}]"
-
-
-def weights_hash(model: Model) -> str:
-    """SHA-256 (hex, first 16 digits) of the network's parameters, names and shapes included; cached."""
-    if "_weights_hash" not in model.__dict__:
-        digest = hashlib.sha256(model.arch.encode())
-        for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(model.params), key=lambda t: str(t[0])):
-            array = np.ascontiguousarray(np.asarray(leaf, np.float32))
-            digest.update(f"{jax.tree_util.keystr(path)}{array.shape}".encode())
-            digest.update(array.tobytes())
-        model.__dict__["_weights_hash"] = digest.hexdigest()[:16]
-    return model.__dict__["_weights_hash"]
-
-
 def cache_dir() -> str:
-    cache_home = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return os.path.join(cache_home, "jaxinv", "activation_max")
+    """Where activation maxima are cached: <cache root>/activation_max (`jaxinv.cache.cache_root`)."""
+    return os.path.join(cache.cache_root(), "activation_max")
 
 
 def activation_maxima_path(model: Model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
-    """~/.cache/jaxinv/activation_max/<arch>-<weights hash>-<layer>-<image set hash>.npy."""
-    images_hash = hashlib.sha256(np.ascontiguousarray(reference).tobytes()).hexdigest()[:16]
-    return os.path.join(directory or cache_dir(), f"{model.arch}-{weights_hash(model)}-{layer}-{images_hash}.npy")
+    """<cache root>/activation_max/<arch>-<weights fingerprint>-<layer>-<images fingerprint>.npy, the
+    fingerprints (`jaxinv.cache`) cut to 16 hex digits."""
+    weights, image_set = cache.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
+    return os.path.join(directory or cache_dir(), f"{model.arch}-{weights}-{layer}-{image_set}.npy")
 
 
 def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = None, *,
                       directory: str | None = None, batch_size: int = 250,
                       log: Callable[[str], None] = print) -> np.ndarray:
     """M per unit of `layer`: the largest value each channel (fc unit) takes over the reference images
-    (uint8 RGB at the network's input size; default `reference_images`) and, for maps, all positions.
+    (RGB [0, 255] at the network's input size; default `datasets.reference_images`: all of them) and,
+    for maps, all positions.
     Computed once and cached as .npy, keyed by a hash of the weights and of the image set."""
     deep.check_layer(model, layer)
     if reference is None:
-        reference, _ = reference_images(model)
+        reference, _ = datasets.reference_images(model)
     reference = np.asarray(reference)
     if reference.ndim != 4 or reference.shape[1:] != (model.input_size, model.input_size, 3):
         raise ValueError(f"reference images must be (N, {model.input_size}, {model.input_size}, 3) RGB; "
@@ -320,17 +290,14 @@ def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = N
         return np.load(path)
     log(f"  computing the maxima of {layer} over {len(reference)} reference images (cached in {path})")
     representation = deep.representation(model, layer)
-    mean = np.asarray(representation.mean, np.float32)
     maxima = None
     for start in range(0, len(reference), batch_size):
-        codes = inversion.codes_of(representation, reference[start:start + batch_size].astype(np.float32) - mean)
+        codes = inversion.codes_of(representation, representation.to_null_mean(reference[start:start + batch_size]))
         batch_max = codes.reshape(len(codes), -1, codes.shape[-1]).max(axis=(0, 1))
         maxima = batch_max if maxima is None else np.maximum(maxima, batch_max)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npy"
-    np.save(tmp, maxima.astype(np.float32))
-    os.replace(tmp, path)
-    return maxima.astype(np.float32)
+    maxima = maxima.astype(np.float32)
+    outputs.atomic_write(path, lambda tmp: np.save(tmp, maxima), ".npy")
+    return maxima
 
 
 def activation_max_normaliser(model: Model, layer: str, maximum: float) -> float:
@@ -368,7 +335,7 @@ class ActivationMax:
 def class_probabilities(model: Model, rgb_images) -> np.ndarray:
     """Softmax of the class scores of RGB [0, 255] images (N, S, S, 3) at the network's input size."""
     representation = deep.representation(model, class_score_layer(model))
-    scores = inversion.codes_of(representation, np.asarray(rgb_images, np.float32) - np.asarray(representation.mean))
+    scores = inversion.codes_of(representation, representation.to_null_mean(rgb_images))
     return np.asarray(jax.nn.softmax(jnp.asarray(scores), axis=-1))
 
 

@@ -30,12 +30,6 @@ def test_normalised_error_by_hand():
         S.normalised_image_error(images, reconstructions[:2])
 
 
-def test_evenly_spaced_spans_the_classes():
-    np.testing.assert_array_equal(S.evenly_spaced(10000, 4), [0, 2500, 5000, 7500])
-    with pytest.raises(ValueError, match="cannot take"):
-        S.evenly_spaced(10, 11)
-
-
 def test_perturbation_study_with_an_exact_inverter():
     encode, decode = identity_pair()
     images = toy_images()

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxinv import images, nets, preimage, studies
+from jaxinv import datasets, images, nets, preimage, studies
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION
 
@@ -94,18 +94,18 @@ def test_bad_inputs_are_named(model, tmp_path):
             studies.parse_C(bad)
     assert studies.parse_C(["1", "20.0", "300"]) == (1.0, 20.0, 300.0)
     with pytest.raises(ValueError, match="images folder not found"):
-        studies.reference_images(model, 2, images_dir=str(tmp_path / "missing"))
+        datasets.reference_images(model, 2, images_dir=str(tmp_path / "missing"))
     (tmp_path / "one").mkdir()
     with pytest.raises(FileNotFoundError, match="no .jpeg"):
-        studies.reference_images(model, 2, images_dir=str(tmp_path / "one"))
+        datasets.reference_images(model, 2, images_dir=str(tmp_path / "one"))
     with pytest.raises(ValueError, match="num_images must be >= 1"):
-        studies.reference_images(model, 0)
+        datasets.reference_images(model, 0)
     with pytest.raises(ValueError, match=r"must be \(N, 32, 32, 3\)"):
         studies.run_study(model, np.zeros((2, 16, 16, 3)), layers=["conv1"], C=[20])
 
 
 def test_cifar_reference_images_cover_the_classes(model):
-    reference, names = studies.reference_images(model, 10)
+    reference, names = datasets.reference_images(model, 10)
     assert reference.shape == (10, 32, 32, 3) and reference.dtype == np.float32
     assert len({name.split("(")[1] for name in names}) == 10  # one per class, not ten airplanes
 
@@ -113,7 +113,7 @@ def test_cifar_reference_images_cover_the_classes(model):
 def test_imagenet_networks_get_centre_crops_at_their_input_size():
     geometry = nets.Model("caffe-ref", tables.build("caffe-ref"), None, 227, dict(CAFFE_CONVENTION))
     try:
-        reference, names = studies.reference_images(geometry, 2)
+        reference, names = datasets.reference_images(geometry, 2)
     except FileNotFoundError as e:
         pytest.skip(str(e))
     assert reference.shape == (2, 227, 227, 3) and names == [os.path.basename(p) for p in
@@ -125,7 +125,7 @@ def test_imagenet_networks_get_centre_crops_at_their_input_size():
 
 @pytest.fixture(scope="module")
 def reference(model):
-    return studies.reference_images(model, 2)[0]
+    return datasets.reference_images(model, 2)[0]
 
 
 def tiny_study(model, reference, directory, **kwargs):

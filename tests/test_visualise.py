@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from jaxinv import deep, nets, preimage, visualise
+from jaxinv import cache, datasets, deep, nets, preimage, visualise
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 
@@ -67,7 +67,7 @@ def test_maxima_over_a_small_reference_set_are_computed_once_and_cached(cifar_re
     direct = cifar_ref.apply(cifar_ref.params, cifar_ref.preprocess(reference.astype(np.float32)), upto="conv2")["conv2"]
     np.testing.assert_allclose(maxima, np.asarray(direct).max(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
     path = visualise.activation_maxima_path(cifar_ref, "conv2", reference, str(tmp_path))
-    assert os.path.isfile(path) and os.path.basename(path).startswith(f"cifar-ref-{visualise.weights_hash(cifar_ref)}-conv2-")
+    assert os.path.isfile(path) and os.path.basename(path).startswith(f"cifar-ref-{cache.weights_fingerprint(cifar_ref.params)[:16]}-conv2-")
     np.save(path, np.full_like(maxima, 7.0))  # the second call reads the cache
     assert np.all(visualise.activation_maxima(cifar_ref, "conv2", reference, directory=str(tmp_path)) == 7.0)
     assert visualise.activation_maxima_path(cifar_ref, "conv2", reference[:5], str(tmp_path)) != path
@@ -83,7 +83,7 @@ def test_a_unit_never_active_on_the_reference_set_is_refused_by_name(cifar_ref):
 
 
 def test_activation_maximisation_beats_natural_images(cifar_ref, tmp_path):
-    reference = visualise.reference_images(cifar_ref, num_images=200)[0]
+    reference = datasets.reference_images(cifar_ref, 200)[0]
     maxima = visualise.activation_maxima(cifar_ref, "relu2", reference, directory=str(tmp_path), log=lambda s: None)
     # Unit 40 of relu2 is inactive at the random starts: optimised through conv2, it still moves.
     result = visualise.maximise_activation(cifar_ref, "relu2", [3, 40], restarts=2, maxima=maxima,

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinv import hog_templates, nets, visualise
+from jaxinv import datasets, hog_templates, nets, visualise
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 
@@ -76,7 +76,7 @@ def test_hog_template_mode_reads_template_files(tmp_path):
 @pytest.mark.slow
 def test_activation_max_binary_on_a_converted_network(small_caffenet, tmp_path):
     model = nets.load(small_caffenet)
-    reference, _ = visualise.reference_images(model, num_images=12)
+    reference, _ = datasets.reference_images(model, 12)
     maxima = visualise.activation_maxima(model, "fc8", reference, directory=str(tmp_path / "cache"))
     positive, negative = np.flatnonzero(maxima > 0)[:2], int(np.flatnonzero(maxima <= 0)[0])
     args = [f"--net={small_caffenet}", "--layer=fc8", "--restarts=2", "--reference_images=12",

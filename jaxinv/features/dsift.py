@@ -55,7 +55,6 @@ FLOAT32_EPSILON = 2.0 ** -23  # VL_EPSILON_F
 FAST_SQRT_CUTOFF = 1e-8  # VLFeat's fast square root returns 0 below this argument
 ATAN2_C1 = 0.9675  # coefficients of VLFeat's cubic atan2 approximation
 ATAN2_C3 = 0.1821
-GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def check_geometry(bin_size, step) -> None:
@@ -95,7 +94,7 @@ def grey_image(image, bin_size: int):
         return image
     if image.shape[2] == 1:
         return image[..., 0]
-    return image @ jnp.asarray(GREY_WEIGHTS, image.dtype)
+    return image @ jnp.asarray(images.LUMA, image.dtype)
 
 
 def _derivative(image, axis: int):

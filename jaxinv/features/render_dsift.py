@@ -12,6 +12,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from jaxinv import images
 from jaxinv.features.dsift import DESCRIPTOR_SIZE, NUM_ORIENTATIONS, NUM_SPATIAL_BINS
 
 IMAGE_DIMMING = 0.35
@@ -27,9 +28,7 @@ def _background(shape, image):
     """Black canvas, or the image converted to grey and dimmed so the stars stand out."""
     if image is None:
         return np.zeros(shape, np.float32)
-    image = np.asarray(image, np.float32)
-    if image.ndim == 3:
-        image = image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    image = images.to_grey(image)
     if image.shape != tuple(shape):
         raise ValueError(f"image of shape {image.shape} does not match image_shape {tuple(shape)}")
     return IMAGE_DIMMING * image

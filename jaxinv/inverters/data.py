@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxinv import datasets
 from jaxinv import images as image_io
 
 TEST_FILES = 50
@@ -34,10 +35,9 @@ def imagenet_split(images_dir: str | None = None) -> tuple[list[str], list[str]]
     return paths[:-TEST_FILES], paths[-TEST_FILES:]
 
 
-def _evenly_spaced(n: int, limit: int | None) -> np.ndarray:
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.linspace(0, n, limit, endpoint=False).astype(int)
+def _evenly_spaced_up_to(total: int, limit: int | None) -> np.ndarray:
+    """All of range(total), or `limit` evenly spaced indices if fewer (`datasets.evenly_spaced`)."""
+    return datasets.evenly_spaced(total, None if limit is None else min(limit, total))
 
 
 class ImageSource:
@@ -56,11 +56,11 @@ class ImageSource:
             if self.size != CIFAR_SIZE:
                 raise ValueError(f"CIFAR-10 images are {CIFAR_SIZE}x{CIFAR_SIZE}; got size {size}")
             self._cifar = cifar10.load(data_dir)
-            keep = _evenly_spaced(len(self._cifar["train_images"]), max_train_images)
+            keep = _evenly_spaced_up_to(len(self._cifar["train_images"]), max_train_images)
             self._train = self._cifar["train_images"][keep]
         else:
             train_paths, self._test_paths = imagenet_split(images_dir)
-            keep = _evenly_spaced(len(train_paths), max_train_images)
+            keep = _evenly_spaced_up_to(len(train_paths), max_train_images)
             context = round(CONTEXT * self.size)
             self._train = [image_io.load_image(train_paths[i], size=context).astype(np.uint8) for i in keep]
 
@@ -84,7 +84,7 @@ class ImageSource:
     def test_images(self, num_images: int | None = None) -> tuple[np.ndarray, list[str]]:
         """The test split (or `num_images` of it) and a name for each image."""
         if self.dataset == "cifar10":
-            keep = _evenly_spaced(len(self._cifar["test_images"]), num_images)
+            keep = _evenly_spaced_up_to(len(self._cifar["test_images"]), num_images)
             return self._cifar["test_images"][keep].astype(np.float32), [f"cifar10-test-{i:05d}" for i in keep]
         paths = self._test_paths[:num_images] if num_images else self._test_paths
         return (np.stack([image_io.load_image(p, size=self.size) for p in paths]),

@@ -16,14 +16,6 @@ from jaxinv.inverters import metrics
 from jaxinv.inverters import perturbations as P
 
 
-def evenly_spaced(total: int, num: int) -> np.ndarray:
-    """`num` indices spread evenly over range(total) (CIFAR-10's files are sorted by class, so a
-    prefix would hold one class only)."""
-    if not 1 <= num <= total:
-        raise ValueError(f"cannot take {num} of {total} items: need 1 <= num <= {total}")
-    return np.linspace(0, total, num, endpoint=False).astype(int)
-
-
 def normalised_image_error(images, reconstructions) -> float:
     """The paper's reconstruction error (Sect. 5.1): mean_i ||x_i - f(phi_i)|| / N, N the mean
     Euclidean distance between distinct images of the set (`jaxinv.inverters.image_error`, with the

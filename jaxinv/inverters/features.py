@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv import features
+from jaxinv.images import LUMA
 
 HAND_CRAFTED = ("hog", "lbp", "sift")
-LUMA = (0.299, 0.587, 0.114)
 HOG_CELL, LBP_CELL, SIFT_CELL = 8, 16, 4
 
 

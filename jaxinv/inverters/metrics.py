@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxinv import metrics
-from jaxinv.inverters.features import LUMA
+from jaxinv import images, metrics
 
 
-def _as_batch(images, what: str, grey: bool) -> np.ndarray:
-    x = np.asarray(images, np.float64)
+def _as_batch(batch, what: str, grey: bool) -> np.ndarray:
+    x = np.asarray(batch, np.float64)
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
         raise ValueError(f"{what} must be a batch (N, H, W) or (N, H, W, 3); got shape {x.shape}")
     if grey and x.ndim == 4:
-        x = x[..., 0] if x.shape[-1] == 1 else x @ np.asarray(LUMA, np.float64)
+        x = x[..., 0] if x.shape[-1] == 1 else images.to_grey(x, np.float64)
     return x
 
 

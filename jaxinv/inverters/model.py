@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxinv import outputs
+from jaxinv import cache, outputs
 from jaxinv.inverters import architectures
 from jaxinv.inverters.features import FeatureFunction, as_colour_batch, feature_function
 
@@ -29,16 +29,11 @@ PIXEL_MEAN = PIXEL_SCALE = 128.0
 BATCH = 64
 
 
-def cache_root() -> str:
-    cache_home = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return os.path.join(cache_home, "jaxinv", "inverters")
-
-
 def default_dir(representation: str, image_size: int, finetuned: bool = False) -> str:
     """Where train_inverter writes (and compare_inverters looks for) an inverter by default:
-    ~/.cache/jaxinv/inverters/<representation, ':' as '_'>-<size>[-finetuned] ($XDG_CACHE_HOME honoured)."""
+    <cache root>/inverters/<representation, ':' as '_'>-<size>[-finetuned] (`jaxinv.cache.cache_root`)."""
     name = f"{representation.replace(':', '_').replace('/', '_')}-{int(image_size)}"
-    return os.path.join(cache_root(), name + ("-finetuned" if finetuned else ""))
+    return os.path.join(cache.cache_root(), "inverters", name + ("-finetuned" if finetuned else ""))
 
 
 def to_pixels(prediction):

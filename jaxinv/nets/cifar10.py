@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 from PIL import Image
 
-from jaxinv import images
+from jaxinv import cache, images, outputs
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -18,24 +18,22 @@ def tarball_path(data_dir: str | None = None) -> str:
 
 
 def cache_path() -> str:
-    cache_home = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return os.path.join(cache_home, "jaxinv", "cifar10.npz")
+    """The decoded set: <cache root>/cifar10.npz (`jaxinv.cache.cache_root`)."""
+    return os.path.join(cache.cache_root(), "cifar10.npz")
 
 
 def load(data_dir: str | None = None) -> dict:
     """{"train_images", "train_labels", "test_images", "test_labels"}: uint8 (N, 32, 32, 3) RGB
     and int32 labels indexing CLASS_NAMES, in sorted file order."""
-    cache = cache_path()
-    if not os.path.isfile(cache):
+    decoded = cache_path()
+    if not os.path.isfile(decoded):
         source = tarball_path(data_dir)
         if not os.path.isfile(source):
             raise FileNotFoundError(f"CIFAR-10 tarball not found: {source} (set --data_dir or $JAXINV_DATA)")
         arrays = _decode(source)
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        temporary = cache + f".{os.getpid()}.tmp.npz"
-        np.savez(temporary, **arrays)
-        os.replace(temporary, cache)  # atomic: concurrent first uses never see half a file
-    with np.load(cache) as data:
+        # atomic: concurrent first uses never see half a file
+        outputs.atomic_write(decoded, lambda tmp: np.savez(tmp, **arrays), ".npz")
+    with np.load(decoded) as data:
         return {key: data[key] for key in data.files}
 
 
