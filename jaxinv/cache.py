@@ -1,13 +1,12 @@
 """Where jaxinv's caches live and how cached results are keyed: every cache (the decoded CIFAR-10
 set, activation maxima, trained inverters, the HOGgle dictionary) is under `cache_root()`; a cached
-result (activation maxima, a deep study's units) records the `weights_fingerprint` of the network
+result (activation maxima, a deep study's units) records the `outputs.weights_fingerprint` of the network
 and the `images_fingerprint` of the images it was computed from."""
 from __future__ import annotations
 
 import hashlib
 import os
 
-import jax
 import numpy as np
 
 
@@ -18,18 +17,6 @@ def cache_root() -> str:
     if not os.path.isabs(cache_home):
         cache_home = os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache_home, "jaxinv")
-
-
-def weights_fingerprint(params) -> str:
-    """SHA-256 (hex) of a parameter pytree: every leaf, sorted by its path, contributes its path,
-    shape, dtype and bytes, so that renamed, reshaped or changed weights all give another value."""
-    digest = hashlib.sha256()
-    leaves = [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(params)]
-    for name, leaf in sorted(leaves, key=lambda item: item[0]):
-        array = np.ascontiguousarray(np.asarray(leaf))
-        digest.update(f"{name}{array.shape}{array.dtype.str}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def images_fingerprint(images) -> str:

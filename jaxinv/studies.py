@@ -215,7 +215,7 @@ class Study:
 
 def fingerprint(model: Model, reference: np.ndarray, settings: Mapping) -> dict:
     """What determines a unit's results besides (layer, C): weights, images and the settings."""
-    return dict(settings, network=model.arch, weights_sha256=cache.weights_fingerprint(model.params),
+    return dict(settings, network=model.arch, weights_sha256=outputs.weights_fingerprint(model.params),
                 images_sha256=cache.images_fingerprint(reference), hist_bins=HIST_BINS)
 
 

@@ -267,7 +267,7 @@ def cache_dir() -> str:
 def activation_maxima_path(model: Model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
     """<cache root>/activation_max/<arch>-<weights fingerprint>-<layer>-<images fingerprint>.npy, the
     fingerprints (`jaxinv.cache`) cut to 16 hex digits."""
-    weights, image_set = cache.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
+    weights, image_set = outputs.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
     return os.path.join(directory or cache_dir(), f"{model.arch}-{weights}-{layer}-{image_set}.npy")
 
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from jaxinv import cache, hoggle, inverters, visualise
+from jaxinv import cache, hoggle, inverters, outputs, visualise
 from jaxinv.nets import cifar10
 
 
@@ -35,14 +35,14 @@ def test_without_an_absolute_xdg_cache_home_caches_go_to_the_home_folder(monkeyp
 
 def test_weights_fingerprint_sees_values_shapes_and_names():
     params = {"conv1": {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32)}}
-    fingerprint = cache.weights_fingerprint(params)
+    fingerprint = outputs.weights_fingerprint(params)
     assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0  # SHA-256, hex
     reordered = {"conv1": {"b": np.zeros(3, np.float32), "w": np.arange(6, dtype=np.float32).reshape(2, 3)}}
-    assert cache.weights_fingerprint(reordered) == fingerprint
+    assert outputs.weights_fingerprint(reordered) == fingerprint
     changed = {"conv1": {"w": params["conv1"]["w"] + 1e-6, "b": params["conv1"]["b"]}}
     reshaped = {"conv1": {"w": params["conv1"]["w"].reshape(3, 2), "b": params["conv1"]["b"]}}
     renamed = {"conv2": params["conv1"]}
-    assert len({fingerprint} | {cache.weights_fingerprint(p) for p in (changed, reshaped, renamed)}) == 4
+    assert len({fingerprint} | {outputs.weights_fingerprint(p) for p in (changed, reshaped, renamed)}) == 4
 
 
 def test_images_fingerprint_of_one_set_in_uint8_and_float32_agree():
