@@ -67,7 +67,7 @@ register(graph.concat, Rule(output=_concat_output))
 
 
 def _walk(table: Sequence[graph.Layer], input_shape: Sequence[int]):
-    """Yields (layer, input shapes, output shape) in table order."""
+    """Yields (layer, input names, input shapes, output shape) in table order."""
     shapes = {graph.INPUT: tuple(input_shape)}
     for layer, names in zip(table, graph.input_names(table)):
         ins = [shapes[n] for n in names]
@@ -78,12 +78,12 @@ def _walk(table: Sequence[graph.Layer], input_shape: Sequence[int]):
         if min(out) < 1:
             raise ValueError(f"input shape {tuple(input_shape)} is too small: layer {layer.name} would output {out}")
         shapes[layer.name] = out
-        yield layer, ins, out
+        yield layer, names, ins, out
 
 
 def output_shapes(table: Sequence[graph.Layer], input_shape: Sequence[int]) -> dict:
     """{layer: output shape} for an input of `input_shape` ((H, W, C) or (D,))."""
-    return {layer.name: out for layer, _, out in _walk(table, input_shape)}
+    return {layer.name: out for layer, _, _, out in _walk(table, input_shape)}
 
 
 def receptive_fields(table: Sequence[graph.Layer], input_shape: Sequence[int]) -> dict:
@@ -91,7 +91,7 @@ def receptive_fields(table: Sequence[graph.Layer], input_shape: Sequence[int]) -
     the union of their fields: the largest (the maps of a concat or sum are centred alike), at the
     coarsest stride."""
     fields = {graph.INPUT: (1, 1)}
-    for (layer, ins, _), names in zip(_walk(table, input_shape), graph.input_names(table)):
+    for layer, names, ins, _ in _walk(table, input_shape):
         window = rule(layer).window
         if window is None:
             raise ValueError(f"layer {layer.name}: op {layer.op.__name__!r} has no receptive field")
@@ -105,7 +105,7 @@ def receptive_fields(table: Sequence[graph.Layer], input_shape: Sequence[int]) -
 def param_shapes(table: Sequence[graph.Layer], input_shape: Sequence[int]) -> dict:
     """{layer: {"w": shape, "b": shape}} of every layer with parameters, in table order."""
     return {layer.name: rule(layer).params(layer.hyper, *ins)
-            for layer, ins, _ in _walk(table, input_shape) if rule(layer).params is not None}
+            for layer, _, ins, _ in _walk(table, input_shape) if rule(layer).params is not None}
 
 
 @functools.partial(jax.jit, static_argnums=1)
