@@ -136,7 +136,7 @@ def test_jit_vmap_and_tapping(natural_images):
     assert batched.shape == (3,) + expected.shape
     np.testing.assert_allclose(batched[0], expected, atol=1e-6)
     layers = dsift_layers(bin_size=8, step=4)
-    outputs = jax.jit(lambda x: graph.run(layers, x, upto="bins"))(image)
+    outputs = jax.jit(lambda x: graph.run(layers, None, x, upto="bins"))(image)
     assert set(outputs) == {"grey", "gradients", "orientations", "bins"}
     assert outputs["gradients"].shape == image.shape + (2,)
     assert outputs["orientations"].shape == image.shape + (8,)
@@ -146,7 +146,7 @@ def test_jit_vmap_and_tapping(natural_images):
     # Orientation splitting conserves the gradient magnitude.
     magnitude = jnp.linalg.norm(outputs["gradients"], axis=-1)
     np.testing.assert_allclose(outputs["orientations"].sum(-1), magnitude, rtol=1e-5, atol=1e-3)
-    raw = jax.jit(lambda x: graph.run(layers, x)["descriptors"])(image)
+    raw = jax.jit(lambda x: graph.run(layers, None, x)["descriptors"])(image)
     assert raw.shape == expected.shape
 
 

@@ -76,7 +76,7 @@ def test_jit_and_vmap(natural_images):
 def test_layers_can_be_tapped(natural_images):
     image = natural_images[2][:36, :44]  # grey
     layers = hog_layers(8)
-    outputs = jax.jit(lambda x: run(layers, x, upto="cells"))(image)
+    outputs = jax.jit(lambda x: run(layers, None, x, upto="cells"))(image)
     assert set(outputs) == {"gradients", "orientations", "cells"}
     assert outputs["gradients"].shape == (36, 44, 2)
     assert outputs["orientations"].shape == (36, 44, 18)
@@ -89,7 +89,7 @@ def test_layers_can_be_tapped(natural_images):
 
 def _discrete_state(layers, image):
     """Everything piecewise constant in HOG: bin and channel choices and which values are clamped."""
-    outputs = run(layers, image)
+    outputs = run(layers, None, image)
     n = outputs["orientations"].shape[-1] // 2
     normalised = outputs["block_norms"]
     return jnp.concatenate([
@@ -109,7 +109,7 @@ def test_gradient_matches_finite_differences(natural_images, bilinear):
 
         @jax.jit
         def objective(x):
-            return jnp.sum(run(layers, x)["hog"] * weights)
+            return jnp.sum(run(layers, None, x)["hog"] * weights)
 
         discrete_state = jax.jit(lambda x: _discrete_state(layers, x))
         gradient = np.asarray(jax.grad(objective)(image))
@@ -132,7 +132,7 @@ def test_gradient_matches_finite_differences(natural_images, bilinear):
 def test_approximate_hog_orients_like_hog(natural_images):
     image = natural_images[1][:40, :48]
     def orientations(layers):
-        return np.asarray(jax.jit(lambda x: run(layers, x, upto="orientations")["orientations"])(image))
+        return np.asarray(jax.jit(lambda x: run(layers, None, x, upto="orientations")["orientations"])(image))
 
     hard, relu = orientations(hog_layers(8)), orientations(approximate_hog_layers(8))
     moving = hard.sum(-1) > 0

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxinv import inverters
+from jaxinv import graph, inverters
 from jaxinv.outputs import OutputBusyError
 from jaxinv.inverters import layers, training
+from jaxinv.nets import layers as net_layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,20 +35,30 @@ PAPER = {
 }
 
 
+def without_activations(table, shapes):
+    """The shapes the paper lists: its leaky ReLUs are not layers of their own."""
+    return [shapes[layer.name] for layer in table if layer.op is not layers.leaky_relu]
+
+
 @pytest.mark.parametrize("family", list(PAPER))
 def test_rule_reproduces_the_papers_shapes(family):
     feature_shape, size, expected = PAPER[family]
     table = inverters.build(family, feature_shape, size)
-    assert list(inverters.output_shapes(table, feature_shape).values()) == expected
+    assert without_activations(table, inverters.output_shapes(table, feature_shape)) == expected
     # Leaky ReLU after every layer but the last (concat and reshape carry none of their own).
-    assert [layer.leaky for layer in table if layer.op not in ("concat", "reshape")][-1] is False
-    assert all(layer.leaky for layer in table[:-1] if layer.op not in ("concat", "reshape"))
-    kernels = {layer.hyper["kernel"] for layer in table if layer.op == "upconv"}
+    leaky = [i + 1 < len(table) and table[i + 1].op is layers.leaky_relu
+             for i, layer in enumerate(table) if layer.op not in (layers.leaky_relu, graph.concat, layers.reshape)]
+    assert leaky[-1] is False
+    assert all(leaky[:-1])
+    assert sum(layer.op is layers.leaky_relu for layer in table) == len(leaky) - 1
+    kernels = {layer.hyper["kernel"] for layer in table if layer.op is layers.upconv}
     assert kernels == ({5} if family in ("conv", "fc") else {4})
 
 
 def test_rule_at_reduced_sizes():
-    shapes = lambda *args, **kw: list(inverters.output_shapes(inverters.build(*args, **kw), args[1]).values())
+    def shapes(*args, **kw):
+        table = inverters.build(*args, **kw)
+        return without_activations(table, inverters.output_shapes(table, args[1]))
     # HOG of 64x64 crops: stream A halves twice (8 -> 4 -> 2), three up-convolutions to 64.
     assert shapes("hog", (8, 8, 31), 64) == [
         (4, 4, 256), (2, 2, 512), (4, 4, 256), (8, 8, 128), (8, 8, 128), (8, 8, 128), (8, 8, 256), (8, 8, 256),
@@ -110,7 +121,7 @@ def test_small_map_convolution_path_matches_xla(side, stride):
     # Maps of <= 16 output pixels go through im2col; the others through XLA's convolution.
     rng = np.random.default_rng(side)
     x, w = rng.standard_normal((3, side, side, 5), np.float32), rng.standard_normal((5, 5, 5, 7), np.float32)
-    out = jax.jit(lambda x, w: layers._conv2d(x, w, stride, (2, 2)))(x, w)
+    out = jax.jit(lambda x, w: net_layers.conv2d(x, w, stride, (2, 2, 2, 2)))(x, w)
     reference = lax.conv_general_dilated(x, w, (stride, stride), ((2, 2), (2, 2)),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-4)

@@ -80,7 +80,7 @@ def test_uniform_pattern_table_is_libvls(vl):
 def tapped(cell_size, upto="lbp"):
     """The LBP table up to `upto`, compiled once per configuration (eager dispatch is slow)."""
     layers = lbp_layers(cell_size)
-    return jax.jit(lambda image: run(layers, image, upto=upto))
+    return jax.jit(lambda image: run(layers, None, image, upto=upto))
 
 
 def _neighbourhood(code, centre=100.0):

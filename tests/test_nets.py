@@ -91,12 +91,15 @@ def test_maxpool_gradient_matches_autodiff(kernel, stride, pad, ceil_mode, size)
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
-def test_im2col_convolution_matches_xla():
+def test_im2col_convolution_matches_xla(monkeypatch):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 13, 6))
     params = {"w": jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 8)), "b": jnp.arange(8.0)}
     kwargs = dict(out_channels=8, kernel=3, stride=2, pad=(1, 0, 2, 1), groups=2)
-    conv = jax.jit(lambda x, impl: layers.conv(x, params, impl=impl, **kwargs), static_argnums=1)
-    np.testing.assert_allclose(conv(x, "im2col"), conv(x, "xla"), rtol=1e-5, atol=1e-5)
+
+    def conv(max_im2col_pixels):  # conv2d picks im2col for maps of at most this many output pixels
+        monkeypatch.setattr(layers, "IM2COL_MAX_PIXELS", max_im2col_pixels)
+        return jax.jit(lambda x: layers.conv(x, params, **kwargs))(x)
+    np.testing.assert_allclose(conv(10 ** 9), conv(0), rtol=1e-5, atol=1e-5)
 
 
 def test_lrn_matches_direct_formula():

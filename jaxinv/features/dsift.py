@@ -240,7 +240,7 @@ def dsift_layers(bin_size: int = 8, step: int = 8) -> tuple[graph.Layer, ...]:
 
 @functools.partial(jax.jit, static_argnames=("bin_size", "step"))
 def _compiled_dsift(image, bin_size: int, step: int):
-    return graph.run(dsift_layers(bin_size, step), image)["dsift"]
+    return graph.run(dsift_layers(bin_size, step), None, image)["dsift"]
 
 
 def dsift(image, bin_size: int = 8, step: int = 8):

@@ -274,7 +274,7 @@ def hog(image, cell_size: int = 8, *, bilinear: bool = False, texture: bool = Tr
 def _compiled_hog(cell_size: int, bilinear: bool, texture: bool):
     """One compiled graph per configuration (op-by-op dispatch is far slower on CPU)."""
     layers = hog_layers(cell_size, bilinear, texture)
-    return jax.jit(lambda image: run(layers, image)["hog"])
+    return jax.jit(lambda image: run(layers, None, image)["hog"])
 
 
 def approximate_hog(image, cell_size: int = 8, *, texture: bool = True):
@@ -287,4 +287,4 @@ def approximate_hog(image, cell_size: int = 8, *, texture: bool = True):
 @functools.lru_cache(maxsize=None)
 def _compiled_approximate_hog(cell_size: int, texture: bool):
     layers = approximate_hog_layers(cell_size, texture)
-    return jax.jit(lambda image: run(layers, image)["hog"])
+    return jax.jit(lambda image: run(layers, None, image)["hog"])

@@ -130,4 +130,4 @@ def lbp(image, cell_size: int = 16):
 @functools.lru_cache(maxsize=None)
 def _compiled_lbp(cell_size: int):
     layers = lbp_layers(cell_size)
-    return jax.jit(lambda image: run(layers, image)["lbp"])
+    return jax.jit(lambda image: run(layers, None, image)["lbp"])

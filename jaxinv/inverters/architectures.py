@@ -1,8 +1,8 @@
 """Inverter architectures of Dosovitskiy & Brox (CVPR 2016, supplementary tables) as layer tables,
 scaled to any feature and image size by one rule.
 
-A table is a list of `Layer`s: data (name, op, hyper-parameters, input layers, activation) that
-`run` interprets. Five families:
+A table is a list of `graph.Layer`s that `graph.run` interprets, shapes and parameters derived by
+`jaxinv.layer_shapes`. Five families:
 
 - "hog", "lbp" (two streams): stream A downsamples the feature map with stride-2 convolutions
   (kernels 5, 5, 3) and up-convolves back to its size; stream B keeps the resolution (conv 5/1,
@@ -28,42 +28,43 @@ At the paper's sizes this reproduces every listed shape (tests/test_inverters.py
 256, LBP 16x16x58 -> 256, SIFT 64x64x133 -> 256, conv 6x6x256 -> 192 (= 6 * 2^5: the paper's five
 5/2 up-convolutions; its 227-pixel AlexNet input is not a power-of-two multiple of 6) and
 fc 1000 -> 128 (= 4 * 2^5: the listed reshape 4x4x256 and five up-convolutions). Every layer but the
-last is followed by a leaky ReLU of slope 0.2.
+last (and the concatenation and reshape, which compute nothing of their own) is followed by a leaky
+ReLU of slope 0.2, a layer of its own named after it ("a_conv1" -> "a_conv1_leaky").
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
+from jaxinv import graph, layer_shapes
+from jaxinv.graph import Layer
 from jaxinv.inverters import layers as L
+from jaxinv.nets import layers as net_layers
 
 FAMILIES = ("hog", "lbp", "sift", "conv", "fc")
-INPUT = "features"
 STREAM_A_KERNELS = (5, 5, 3)
 SIFT_KERNELS = (5, 3, 3, 3)
 DEPTH_CAP = {"hog": 3, "lbp": 2, "sift": 4}
 MIN_CELLS = 2
+LEAKY = "_leaky"  # suffix of the activation layer following a layer
 
 
-@dataclasses.dataclass(frozen=True)
-class Layer:
-    """One layer: `op` names a function of `layers.OPS`, `hyper` its static hyper-parameters,
-    `inputs` the layers it reads (empty: the previous layer of the table, or the features for the
-    first), `leaky` whether a leaky ReLU follows."""
-    name: str
-    op: str
-    hyper: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    inputs: tuple[str, ...] = ()
-    leaky: bool = True
+def _leaky(layer: Layer) -> list[Layer]:
+    """The layer and the leaky ReLU after it (named layer.name + LEAKY; later layers read that)."""
+    return [layer, Layer(layer.name + LEAKY, L.leaky_relu)]
 
-    def as_dict(self) -> dict:
-        return {"name": self.name, "op": self.op, "hyper": dict(self.hyper), "inputs": list(self.inputs),
-                "leaky": self.leaky}
+
+def _conv(name: str, out_channels: int, kernel: int, stride: int, inputs: tuple[str, ...] = ()) -> list[Layer]:
+    """k x k convolution + leaky ReLU, zero padding (k - 1) // 2 before and the rest after: the
+    output is ceil(H / stride) for odd k (H / stride when stride divides H)."""
+    p = (kernel - 1) // 2
+    return _leaky(Layer(name, net_layers.conv, dict(out_channels=out_channels, kernel=kernel, stride=stride,
+                                                    pad=(p, kernel - 1 - p) * 2, groups=1), inputs))
+
+
+def _upconv(name: str, out_channels: int, kernel: int, leaky: bool = True) -> list[Layer]:
+    layer = Layer(name, L.upconv, dict(out_channels=out_channels, kernel=kernel))
+    return _leaky(layer) if leaky else [layer]
 
 
 def _channels(width: float, base: float) -> int:
@@ -88,20 +89,17 @@ def _halvings(side: int, cap: int) -> int:
     return d
 
 
-def _up_ladder(side: int, image_size: int, width: float, kernel: int, first_input: str | None,
-               prefix: str = "up") -> list[Layer]:
-    """Up-convolutions from a side x side map to the image: 16 * 2^j channels at level j, 3 last."""
+def _up_ladder(side: int, image_size: int, width: float, kernel: int) -> list[Layer]:
+    """Up-convolutions from a side x side map to the image: 16 * 2^j channels at level j, 3 last
+    (no activation after the image)."""
     levels = _level(side, image_size)
     table = []
     for i in range(levels):
         j = levels - i - 1  # level of this layer's output
         last = j == 0
-        out = 3 if last else _channels(width, 16 * 2 ** j)
-        inputs = (first_input,) if i == 0 and first_input else ()
-        table.append(Layer(f"{prefix}{i + 1}", "upconv", dict(out_channels=out, kernel=kernel), inputs, leaky=not last))
+        table += _upconv(f"up{i + 1}", 3 if last else _channels(width, 16 * 2 ** j), kernel, leaky=not last)
     if not table:
-        table.append(Layer("image", "conv", dict(out_channels=3, kernel=3, stride=1),
-                           (first_input,) if first_input else (), leaky=False))
+        table = _conv("image", 3, 3, 1)[:1]
     return table
 
 
@@ -117,20 +115,18 @@ def _two_stream(family, feature_shape, image_size, width) -> list[Layer]:
     table = []
     for i in range(depth):  # stream A, down
         out_side = side // 2 ** (i + 1)
-        table.append(Layer(f"a_conv{i + 1}", "conv",
-                           dict(out_channels=_channels(width, 16 * 2 ** _level(out_side, image_size)),
-                                kernel=STREAM_A_KERNELS[i], stride=2), (INPUT,) if i == 0 else ()))
+        table += _conv(f"a_conv{i + 1}", _channels(width, 16 * 2 ** _level(out_side, image_size)),
+                       STREAM_A_KERNELS[i], 2, (graph.INPUT,) if i == 0 else ())
     for i in range(depth):  # stream A, up
         out_side = side // 2 ** (depth - i - 1)
-        table.append(Layer(f"a_up{i + 1}", "upconv",
-                           dict(out_channels=_channels(width, 16 * 2 ** _level(out_side, image_size)), kernel=4)))
-    stream_a = table[-1].name if depth else INPUT
-    table += [Layer("b_conv1", "conv", dict(out_channels=_channels(width, 128), kernel=5, stride=1), (INPUT,)),
-              Layer("b_conv2", "conv", dict(out_channels=_channels(width, 128), kernel=3, stride=1)),
-              Layer("join", "concat", {}, (stream_a, "b_conv2"), leaky=False),
-              Layer("join_conv1", "conv", dict(out_channels=_channels(width, 256), kernel=3, stride=1)),
-              Layer("join_conv2", "conv", dict(out_channels=_channels(width, 128), kernel=3, stride=1))]
-    return table + _up_ladder(side, image_size, width, 4, None)
+        table += _upconv(f"a_up{i + 1}", _channels(width, 16 * 2 ** _level(out_side, image_size)), 4)
+    stream_a = table[-1].name if depth else graph.INPUT
+    table += (_conv("b_conv1", _channels(width, 128), 5, 1, (graph.INPUT,))
+              + _conv("b_conv2", _channels(width, 128), 3, 1)
+              + [Layer("join", graph.concat, {}, (stream_a, "b_conv2" + LEAKY))]
+              + _conv("join_conv1", _channels(width, 256), 3, 1)
+              + _conv("join_conv2", _channels(width, 128), 3, 1))
+    return table + _up_ladder(side, image_size, width, 4)
 
 
 def _sift(feature_shape, image_size, width) -> list[Layer]:
@@ -139,21 +135,19 @@ def _sift(feature_shape, image_size, width) -> list[Layer]:
     table = []
     for i in range(depth):
         level = _level(side // 2 ** (i + 1), image_size)
-        table.append(Layer(f"conv{i + 1}", "conv", dict(out_channels=_channels(width, 32 * 2 ** level),
-                                                        kernel=SIFT_KERNELS[i], stride=2)))
+        table += _conv(f"conv{i + 1}", _channels(width, 32 * 2 ** level), SIFT_KERNELS[i], 2)
     bottom = side // 2 ** depth
     level = _level(bottom, image_size)
-    table += [Layer(f"conv{depth + 1}", "conv", dict(out_channels=_channels(width, 32 * 2 ** level), kernel=3, stride=1)),
-              Layer(f"conv{depth + 2}", "conv", dict(out_channels=_channels(width, 16 * 2 ** level), kernel=3, stride=1))]
-    return table + _up_ladder(bottom, image_size, width, 4, None)
+    table += (_conv(f"conv{depth + 1}", _channels(width, 32 * 2 ** level), 3, 1)
+              + _conv(f"conv{depth + 2}", _channels(width, 16 * 2 ** level), 3, 1))
+    return table + _up_ladder(bottom, image_size, width, 4)
 
 
 def _cnn_conv(feature_shape, image_size, width) -> list[Layer]:
     side, _ = _spatial(feature_shape, "conv")
     _level(side, image_size)
-    table = [Layer(f"conv{i + 1}", "conv", dict(out_channels=_channels(width, 256), kernel=3, stride=1))
-             for i in range(3)]
-    return table + _up_ladder(side, image_size, width, 5, None)
+    table = [layer for i in range(3) for layer in _conv(f"conv{i + 1}", _channels(width, 256), 3, 1)]
+    return table + _up_ladder(side, image_size, width, 5)
 
 
 FC_RESHAPE = (4, 4, 256)
@@ -164,11 +158,10 @@ def _cnn_fc(feature_shape, image_size, width) -> list[Layer]:
         raise ValueError(f"the 'fc' inverter takes 1-D feature vectors (D,); got shape {tuple(feature_shape)}")
     side, _, depth = FC_RESHAPE
     depth = _channels(width, depth)
-    table = [Layer("fc1", "fc", dict(units=_channels(width, 4096))),
-             Layer("fc2", "fc", dict(units=_channels(width, 4096))),
-             Layer("fc3", "fc", dict(units=side * side * depth)),
-             Layer("reshape", "reshape", dict(shape=(side, side, depth)), leaky=False)]
-    return table + _up_ladder(side, image_size, width, 5, None)
+    units = (_channels(width, 4096), _channels(width, 4096), side * side * depth)
+    table = [layer for i, n in enumerate(units) for layer in _leaky(Layer(f"fc{i + 1}", L.fc, dict(units=n)))]
+    table.append(Layer("reshape", L.reshape, dict(shape=(side, side, depth))))
+    return table + _up_ladder(side, image_size, width, 5)
 
 
 _BUILDERS = {"hog": lambda f, o, w: _two_stream("hog", f, o, w),
@@ -188,100 +181,25 @@ def build(family: str, feature_shape: Sequence[int], image_size: int, width: flo
     return _BUILDERS[family](tuple(int(s) for s in feature_shape), int(image_size), float(width))
 
 
-def _input_names(table: Sequence[Layer], index: int) -> tuple[str, ...]:
-    layer = table[index]
-    if layer.inputs:
-        return layer.inputs
-    return (INPUT,) if index == 0 else (table[index - 1].name,)
-
-
-def _layer_shape(layer: Layer, shapes: list[tuple]) -> tuple:
-    h = layer.hyper
-    if layer.op == "concat":
-        spatial = {s[:-1] for s in shapes}
-        if len(spatial) != 1:
-            raise ValueError(f"layer {layer.name}: cannot concatenate maps of shapes {shapes}")
-        return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
-    (shape,) = shapes
-    if layer.op == "conv":
-        if len(shape) != 3:
-            raise ValueError(f"layer {layer.name}: conv needs an (H, W, C) input, got {shape}")
-        p = (h["kernel"] - 1) // 2
-        side = lambda n: (n + 2 * p - h["kernel"]) // h["stride"] + 1
-        return side(shape[0]), side(shape[1]), h["out_channels"]
-    if layer.op == "upconv":
-        return 2 * shape[0], 2 * shape[1], h["out_channels"]
-    if layer.op == "fc":
-        return (h["units"],)
-    if layer.op == "reshape":
-        if math.prod(shape) != math.prod(h["shape"]):
-            raise ValueError(f"layer {layer.name}: cannot reshape {shape} to {tuple(h['shape'])}")
-        return tuple(h["shape"])
-    raise ValueError(f"layer {layer.name}: unknown op {layer.op!r}")
-
-
 def output_shapes(table: Sequence[Layer], feature_shape: Sequence[int]) -> dict:
     """{layer: output shape without the batch axis} for features of `feature_shape`."""
-    shapes = {INPUT: tuple(feature_shape)}
-    for i, layer in enumerate(table):
-        shapes[layer.name] = _layer_shape(layer, [shapes[n] for n in _input_names(table, i)])
-    del shapes[INPUT]
-    return shapes
+    return layer_shapes.output_shapes(table, feature_shape)
 
 
 def param_shapes(table: Sequence[Layer], feature_shape: Sequence[int]) -> dict:
     """{layer: {"w": shape, "b": shape}} of the convolutions, up-convolutions and fc layers."""
-    shapes = {INPUT: tuple(feature_shape)}
-    out = {}
-    for i, layer in enumerate(table):
-        (first, *_) = [shapes[n] for n in _input_names(table, i)]
-        shapes[layer.name] = _layer_shape(layer, [shapes[n] for n in _input_names(table, i)])
-        if layer.op in ("conv", "upconv"):
-            k = layer.hyper["kernel"]
-            out[layer.name] = {"w": (k, k, first[-1], layer.hyper["out_channels"]), "b": (layer.hyper["out_channels"],)}
-        elif layer.op == "fc":
-            out[layer.name] = {"w": (math.prod(first), layer.hyper["units"]), "b": (layer.hyper["units"],)}
-    return out
+    return layer_shapes.param_shapes(table, feature_shape)
 
 
 def init_params(table: Sequence[Layer], key, feature_shape: Sequence[int]) -> dict:
-    """He-normal weights for leaky ReLUs (gain sqrt(2 / (1 + 0.2^2))), zero biases. The fan-in of an
-    up-convolution counts the non-zero inputs only (a quarter of k^2 C_in after unpooling).
-
-    Drawn with numpy from a generator seeded by the JAX `key` (deterministic; eager jax.random
-    calls would compile once per parameter shape, ~1 s each on this CPU)."""
-    shapes = param_shapes(table, feature_shape)
-    ops = {layer.name: layer.op for layer in table}
-    key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    rng = np.random.default_rng(np.asarray(key_data, np.uint32))
-    params = {}
-    gain = 2.0 / (1.0 + L.LEAKY_SLOPE ** 2)
-    for name, shape in shapes.items():
-        fan_in = math.prod(shape["w"][:-1]) / (4 if ops[name] == "upconv" else 1)
-        w = rng.standard_normal(shape["w"], np.float32) * np.float32(math.sqrt(gain / fan_in))
-        params[name] = {"w": jnp.asarray(w), "b": jnp.zeros(shape["b"], jnp.float32)}
-    return params
-
-
-def run(table: Sequence[Layer], params: Mapping, features) -> dict:
-    """{layer: output} of the table on a batch of features (N, ...)."""
-    outputs = {INPUT: features}
-    for i, layer in enumerate(table):
-        xs = [outputs[n] for n in _input_names(table, i)]
-        op = L.OPS[layer.op]
-        if layer.op in L.PARAMETRIC:
-            y = op(*xs, params[layer.name], **layer.hyper)
-        else:
-            y = op(*xs, **layer.hyper)
-        outputs[layer.name] = L.leaky_relu(y) if layer.leaky else y
-    del outputs[INPUT]
-    return outputs
+    """He-normal weights for leaky ReLUs (gain sqrt(2 / (1 + 0.2^2))), zero biases; the fan-in of an
+    up-convolution counts the non-zero inputs only (a quarter of k^2 C_in after unpooling)."""
+    return layer_shapes.init_params(table, key, feature_shape, gain=2.0 / (1.0 + L.LEAKY_SLOPE ** 2))
 
 
 def apply(table: Sequence[Layer], params: Mapping, features):
     """The table's last output: (N, O, O, 3) for a batch of features (N, ...)."""
-    return run(table, params, features)[table[-1].name]
+    return graph.run(table, params, features)[table[-1].name]
 
 
-def num_params(params) -> int:
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+num_params = layer_shapes.num_params

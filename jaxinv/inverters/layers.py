@@ -1,7 +1,9 @@
-"""Operators of the inverter networks: pure functions of an NHWC batch (and parameters).
+"""Operators of the inverter networks that the deep networks lack: pure functions of an NHWC batch
+(and parameters). Convolutions are `jaxinv.nets.layers.conv`; concatenation is `jaxinv.graph.concat`.
 
-Parameter layouts follow `jaxinv.nets.layers`: conv filters (kh, kw, in_channels, out_channels),
-fully connected weights (in_features, units), biases (out_channels,).
+Parameter layouts follow `jaxinv.nets.layers`: up-convolution filters (kh, kw, in_channels,
+out_channels), biases (out_channels,); but fully connected weights are (in_features, units) (the
+layout trained inverters were saved with), not (h, w, in_channels, units).
 
 The up-convolution of Dosovitskiy & Brox is 2x "unpooling" (each value goes to the top-left of a
 2x2 block of zeros, `unpool`) followed by a stride-1 convolution with k x k filters, padded
@@ -16,47 +18,18 @@ for unpool + convolution and 10 s for XLA's lhs-dilated convolution.
 """
 from __future__ import annotations
 
-import jax
+import math
+
 import jax.numpy as jnp
-from jax import lax
+
+from jaxinv.layer_shapes import POINTWISE, Rule, register
+from jaxinv.nets.layers import conv2d, fc_window
 
 LEAKY_SLOPE = 0.2
 
 
 def leaky_relu(x, slope: float = LEAKY_SLOPE):
     return jnp.where(x >= 0, x, slope * x)
-
-
-IM2COL_MAX_PIXELS = 16
-
-
-def _conv2d(x, w, stride: int, pad: tuple[int, int]):
-    """Zero-padded convolution (pad = (before, after) on both spatial axes).
-
-    Maps of at most IM2COL_MAX_PIXELS output pixels run as im2col (shifted slices + one matmul):
-    XLA CPU's convolution backward is pathological for small maps with many channels (training
-    step of a 4x4x256 -> 2x2x512 conv 5/2 at batch 64: 4.7 s native, 0.15 s im2col; of the
-    2x2x512 -> 4x4x256 up-convolution: 12 s against 0.25 s), while it is faster on larger maps.
-    """
-    n, h, wd, _ = x.shape
-    kh, kw, cin, cout = w.shape
-    ho, wo = (h + sum(pad) - kh) // stride + 1, (wd + sum(pad) - kw) // stride + 1
-    if ho * wo > IM2COL_MAX_PIXELS:
-        return lax.conv_general_dilated(x, w, (stride, stride), (pad, pad),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    x = jnp.pad(x, ((0, 0), pad, pad, (0, 0)))
-    patches = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
-               for i in range(kh) for j in range(kw)]
-    columns = jnp.concatenate(patches, axis=-1)  # channel order (i, j, c) matches w.reshape
-    return (columns.reshape(n * ho * wo, kh * kw * cin) @ w.reshape(kh * kw * cin, cout)).reshape(n, ho, wo, cout)
-
-
-def conv(x, params, *, out_channels: int, kernel: int, stride: int = 1):
-    """k x k convolution, zero padding (k - 1) // 2 on every side: the output is ceil(H / stride)
-    for odd k (H / stride when stride divides H)."""
-    del out_channels  # recorded for shape inference; the filters carry it.
-    pad = (kernel - 1) // 2
-    return _conv2d(x, params["w"], stride, (pad, kernel - 1 - pad)) + params["b"]
 
 
 def unpool(x):
@@ -69,8 +42,8 @@ def unpool(x):
 def upconv_reference(x, params, *, out_channels: int, kernel: int):
     """The definition: `unpool` then a k x k convolution padded (k // 2, k - 1 - k // 2)."""
     del out_channels
-    before = kernel // 2
-    return _conv2d(unpool(x), params["w"], 1, (before, kernel - 1 - before)) + params["b"]
+    before, after = kernel // 2, kernel - 1 - kernel // 2
+    return conv2d(unpool(x), params["w"], 1, (before, after, before, after)) + params["b"]
 
 
 def _phase_taps(kernel: int, parity: int) -> list[int | None]:
@@ -107,7 +80,7 @@ def upconv(x, params, *, out_channels: int, kernel: int):
     channel pair instead of 4 k^2 (64 for k = 4, 100 for k = 5)."""
     n, h, w, cin = x.shape
     filters = phase_filters(params["w"]).reshape(3, 3, cin, 4 * out_channels)
-    y = _conv2d(x, filters, 1, (1, 1)).reshape(n, h, w, 2, 2, out_channels)
+    y = conv2d(x, filters, 1, (1, 1, 1, 1)).reshape(n, h, w, 2, 2, out_channels)
     y = y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, out_channels)
     return y + params["b"]
 
@@ -123,10 +96,24 @@ def reshape(x, *, shape):
     return x.reshape((x.shape[0],) + tuple(shape))
 
 
-def concat(*xs):
-    """Concatenation on the channel axis."""
-    return jnp.concatenate(xs, axis=-1)
+# Geometry (see jaxinv.layer_shapes). Up-sampling and reshaping have no receptive field rule.
+
+def _upconv_output(hyper, shape):
+    if len(shape) != 3:
+        raise ValueError(f"upconv needs an (H, W, C) input, got {tuple(shape)}")
+    return 2 * shape[0], 2 * shape[1], hyper["out_channels"]
 
 
-OPS = {"conv": conv, "upconv": upconv, "fc": fc, "reshape": reshape, "concat": concat}
-PARAMETRIC = ("conv", "upconv", "fc")
+def _reshape_output(hyper, shape):
+    if math.prod(shape) != math.prod(hyper["shape"]):
+        raise ValueError(f"cannot reshape {tuple(shape)} to {tuple(hyper['shape'])}")
+    return tuple(hyper["shape"])
+
+
+register(upconv, Rule(output=_upconv_output, window=None, fan_in_fraction=0.25,
+                      params=lambda hyper, shape: {"w": (hyper["kernel"],) * 2 + (shape[-1], hyper["out_channels"]),
+                                                   "b": (hyper["out_channels"],)}))
+register(fc, Rule(output=lambda hyper, shape: (hyper["units"],), window=fc_window,
+                  params=lambda hyper, shape: {"w": (math.prod(shape), hyper["units"]), "b": (hyper["units"],)}))
+register(reshape, Rule(output=_reshape_output, window=None))
+register(leaky_relu, POINTWISE)

@@ -8,7 +8,7 @@ from jaxinv import graph
 
 def apply(table, params, x, upto=None) -> dict:
     """{layer: output} of the table on a batch x (N, H, W, C), stopping after `upto`."""
-    return graph.run(table, x, params, upto)
+    return graph.run(table, params, x, upto)
 
 
 __all__ = ["Model", "apply", "architectures", "build", "init_params", "load", "output_shapes",

@@ -14,37 +14,52 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxinv.layer_shapes import POINTWISE, Rule, register
 
-def conv(x, params, *, out_channels, kernel, stride=1, pad=(0, 0, 0, 0), groups=1, impl="xla"):
+
+def conv(x, params, *, out_channels, kernel, stride=1, pad=(0, 0, 0, 0), groups=1):
     """Convolution (cross-correlation, as Caffe/PyTorch/MatConvNet) with zero padding.
 
     `pad` is (top, bottom, left, right). Groups run as separate convolutions concatenated on
-    the channel axis: XLA's CPU backend is ~3x slower on `feature_group_count`. `impl` picks
-    XLA's native convolution or "im2col" (shifted slices + one matmul), whose backward pass is
-    several times faster for small CIFAR-size layers.
+    the channel axis: XLA's CPU backend is ~3x slower on `feature_group_count`.
     """
-    del out_channels  # recorded for shape inference; the filters carry it.
+    del out_channels, kernel  # recorded for shape inference; the filters carry them.
     w, b = params["w"], params["b"]
-    x = jnp.pad(x, ((0, 0), (pad[0], pad[1]), (pad[2], pad[3]), (0, 0)))
-    single = _conv_im2col if impl == "im2col" else _conv_xla
     if groups == 1:
-        y = single(x, w, stride)
+        y = conv2d(x, w, stride, pad)
     else:
         xs = jnp.split(x, groups, axis=-1)
         ws = jnp.split(w, groups, axis=-1)
-        y = jnp.concatenate([single(xg, wg, stride) for xg, wg in zip(xs, ws)], axis=-1)
+        y = jnp.concatenate([conv2d(xg, wg, stride, pad) for xg, wg in zip(xs, ws)], axis=-1)
     return y + b
 
 
-def _conv_xla(x, w, stride):
-    return lax.conv_general_dilated(x, w, (stride, stride), "VALID",
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+IM2COL_MAX_PIXELS = 16
 
 
-def _conv_im2col(x, w, stride):
+def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
+    """Zero-padded convolution of x (N, H, W, Cin) with w (kh, kw, Cin, Cout), `pad` (top, bottom,
+    left, right): the one place choosing how convolutions of the networks and inverters run.
+
+    Maps of at most IM2COL_MAX_PIXELS output pixels run as im2col (shifted slices + one matmul):
+    XLA CPU's convolution backward is pathological for small maps with many channels (training
+    step of a 4x4x256 -> 2x2x512 conv 5/2 at batch 64: 4.7 s native, 0.15 s im2col; of the
+    2x2x512 -> 4x4x256 up-convolution: 12 s against 0.25 s), while it is faster on larger maps
+    (cifar-ref's training step, all maps >= 7x7: 0.95 s XLA against 1.2 s im2col per batch of 128).
+    """
+    _, h, wd, _ = x.shape
+    kh, kw = w.shape[:2]
+    ho, wo = (h + pad[0] + pad[1] - kh) // stride + 1, (wd + pad[2] + pad[3] - kw) // stride + 1
+    if ho * wo > IM2COL_MAX_PIXELS:
+        return lax.conv_general_dilated(x, w, (stride, stride), ((pad[0], pad[1]), (pad[2], pad[3])),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = jnp.pad(x, ((0, 0), (pad[0], pad[1]), (pad[2], pad[3]), (0, 0)))
+    return _conv_im2col(x, w, stride, ho, wo)
+
+
+def _conv_im2col(x, w, stride, ho, wo):
     kh, kw, cin, cout = w.shape
-    n, h, wd, _ = x.shape
-    ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    n = x.shape[0]
     patches = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
                for i in range(kh) for j in range(kw)]
     columns = jnp.concatenate(patches, axis=-1)  # channel order (i, j, c) matches w.reshape
@@ -156,3 +171,54 @@ def softmax(x):
 
 
 PARAMETRIC_OPS = (conv, fc)
+
+
+# Geometry of the operators (jaxinv.layer_shapes derives a table's shapes and fields from these).
+
+def _map(shape, op):
+    if len(shape) != 3:
+        raise ValueError(f"{op} needs an (H, W, C) input, got {tuple(shape)}")
+    return shape
+
+
+def _conv_output(hyper, shape):
+    h, w, _ = _map(shape, "conv")
+    k, s, p = hyper["kernel"], hyper["stride"], hyper["pad"]
+    return (h + p[0] + p[1] - k) // s + 1, (w + p[2] + p[3] - k) // s + 1, hyper["out_channels"]
+
+
+def _conv_params(hyper, shape):
+    k, out = hyper["kernel"], hyper["out_channels"]
+    return {"w": (k, k, shape[-1] // hyper["groups"], out), "b": (out,)}
+
+
+def _maxpool_output(hyper, shape):
+    h, w, c = _map(shape, "maxpool")
+    k, s, p, ceil = hyper["kernel"], hyper["stride"], hyper["pad"], hyper["ceil_mode"]
+    return pool_output_length(h, k, s, p[0], p[1], ceil), pool_output_length(w, k, s, p[2], p[3], ceil), c
+
+
+def _adaptive_window(hyper, shape):
+    # Bins of an adaptive pool are uneven unless o divides h; report the widest bin.
+    h, o = shape[0], hyper["output_size"]
+    return math.ceil(h / o), max(h // o, 1)
+
+
+def _fc_params(hyper, shape):
+    spatial = tuple(shape) if len(shape) == 3 else (1, 1) + tuple(shape)
+    return {"w": spatial + (hyper["units"],), "b": (hyper["units"],)}
+
+
+def fc_window(hyper, shape):
+    """fc's kernel is its whole input: the receptive field grows to everything it sees."""
+    return (shape[0] if len(shape) == 3 else 1), 1
+
+
+_sliding = lambda hyper, shape: (hyper["kernel"], hyper["stride"])
+register(conv, Rule(output=_conv_output, params=_conv_params, window=_sliding))
+register(maxpool, Rule(output=_maxpool_output, window=_sliding))
+register(adaptive_avgpool, Rule(output=lambda hyper, shape: (hyper["output_size"],) * 2 + (_map(shape, "pool")[-1],),
+                                window=_adaptive_window))
+register(fc, Rule(output=lambda hyper, shape: (hyper["units"],), params=_fc_params, window=fc_window))
+for _op in (relu, lrn, softmax):
+    register(_op, POINTWISE)

@@ -41,7 +41,7 @@ class Model:
 
     def apply(self, params, x, upto: str | None = None) -> dict:
         """{layer: output} for a batch (N, H, W, C) already in the network's input space."""
-        return graph.run(self.table, x, params, upto)
+        return graph.run(self.table, params, x, upto)
 
     @property
     def layer_names(self) -> list[str]:

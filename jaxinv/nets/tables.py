@@ -2,26 +2,23 @@
 
 A table is a list of `graph.Layer`s named as in the papers (conv1, relu1, pool1, norm1, ...,
 fc6, relu6, fc7, relu7, fc8, prob). Shapes of parameters and outputs, receptive fields and
-strides are all computed from the table and an input size, never written down separately.
+strides are all computed from the table and an input size (by `jaxinv.layer_shapes`), never
+written down separately.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
-
+from jaxinv import layer_shapes
 from jaxinv.graph import Layer
 from jaxinv.nets import layers as L
 
 CAFFE_LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
 
 
-def _conv(name, out_channels, kernel, stride=1, pad=0, groups=1, impl="xla"):
+def _conv(name, out_channels, kernel, stride=1, pad=0, groups=1):
     return Layer(name, L.conv, dict(out_channels=out_channels, kernel=kernel, stride=stride,
-                                    pad=(pad,) * 4 if isinstance(pad, int) else tuple(pad),
-                                    groups=groups, impl=impl))
+                                    pad=(pad,) * 4 if isinstance(pad, int) else tuple(pad), groups=groups))
 
 
 def _relu(name):
@@ -99,8 +96,7 @@ def _torchvision_vgg16() -> list[Layer]:
 
 def _cifar_ref() -> list[Layer]:
     """AlexNet-style CIFAR-10 net (1.09M parameters): three conv/relu/pool stages with LRN after
-    the first two, then fc6-fc8. (XLA's convolutions measured faster than im2col for its
-    training step here: 0.95 vs 1.2 s per batch of 128 on the shared 2-core CPU.)"""
+    the first two, then fc6-fc8."""
     return ([_conv("conv1", 64, 5, pad=2), _relu("relu1"), _maxpool("pool1", 3, 2), _norm("norm1"),
              _conv("conv2", 128, 3, pad=1), _relu("relu2"), _maxpool("pool2", 3, 2), _norm("norm2"),
              _conv("conv3", 128, 3, pad=1), _relu("relu3"), _maxpool("pool3", 3, 2)]
@@ -132,70 +128,25 @@ def build(arch: str) -> list[Layer]:
     return _BUILDERS[arch]()
 
 
-def _geometry(layer: Layer, shape):
-    """(kernel, stride, output shape) of one layer on an input of shape (h, w, c) or (units,)."""
-    hyper = layer.hyper
-    if layer.op is L.conv:
-        h, w, _ = shape
-        k, s, p = hyper["kernel"], hyper["stride"], hyper["pad"]
-        return k, s, ((h + p[0] + p[1] - k) // s + 1, (w + p[2] + p[3] - k) // s + 1, hyper["out_channels"])
-    if layer.op is L.maxpool:
-        h, w, c = shape
-        k, s, p, ceil = hyper["kernel"], hyper["stride"], hyper["pad"], hyper["ceil_mode"]
-        return k, s, (L.pool_output_length(h, k, s, p[0], p[1], ceil),
-                      L.pool_output_length(w, k, s, p[2], p[3], ceil), c)
-    if layer.op is L.adaptive_avgpool:
-        h, w, c = shape
-        o = hyper["output_size"]
-        # Bins of an adaptive pool are uneven unless o divides h; report the widest bin.
-        return math.ceil(h / o), max(h // o, 1), (o, o, c)
-    if layer.op is L.fc:
-        # fc's kernel is its whole input: the receptive field grows to everything it sees.
-        return (shape[0] if len(shape) == 3 else 1), 1, (hyper["units"],)
-    return 1, 1, tuple(shape)
+def _square(input_size: int, in_channels: int) -> tuple[int, int, int]:
+    return input_size, input_size, in_channels
 
 
 def output_shapes(table: Sequence[Layer], input_size: int, in_channels: int = 3) -> dict:
     """{layer: output shape without the batch axis} for a square input."""
-    shape, shapes = (input_size, input_size, in_channels), {}
-    for layer in table:
-        _, _, shape = _geometry(layer, shape)
-        if min(shape) < 1:
-            raise ValueError(f"input size {input_size} is too small: layer {layer.name} would output {shape}")
-        shapes[layer.name] = shape
-    return shapes
+    return layer_shapes.output_shapes(table, _square(input_size, in_channels))
 
 
 def receptive_fields(table: Sequence[Layer], input_size: int) -> dict:
     """{layer: (receptive field size, stride)} in input pixels, derived from the table."""
-    shape, rf, stride, fields = (input_size, input_size, 3), 1, 1, {}
-    for layer in table:
-        kernel, layer_stride, out_shape = _geometry(layer, shape)
-        rf, stride = rf + (kernel - 1) * stride, stride * layer_stride
-        fields[layer.name], shape = (rf, stride), out_shape
-    return fields
+    return layer_shapes.receptive_fields(table, _square(input_size, 3))
 
 
 def param_shapes(table: Sequence[Layer], input_size: int, in_channels: int = 3) -> dict:
     """{layer: {"w": shape, "b": shape}} of every parametric layer for a square input."""
-    shape, shapes = (input_size, input_size, in_channels), {}
-    for layer in table:
-        if layer.op is L.conv:
-            k, groups, out = layer.hyper["kernel"], layer.hyper["groups"], layer.hyper["out_channels"]
-            shapes[layer.name] = {"w": (k, k, shape[-1] // groups, out), "b": (out,)}
-        elif layer.op is L.fc:
-            spatial = shape if len(shape) == 3 else (1, 1) + tuple(shape)
-            shapes[layer.name] = {"w": tuple(spatial) + (layer.hyper["units"],), "b": (layer.hyper["units"],)}
-        _, _, shape = _geometry(layer, shape)
-    return shapes
+    return layer_shapes.param_shapes(table, _square(input_size, in_channels))
 
 
 def init_params(table: Sequence[Layer], key, input_size: int, in_channels: int = 3) -> dict:
     """He-normal weights and zero biases (used to train from scratch and for tests)."""
-    params = {}
-    shapes = param_shapes(table, input_size, in_channels)
-    for key_i, (name, shape) in zip(jax.random.split(key, len(shapes)), shapes.items()):
-        fan_in = math.prod(shape["w"][:-1])
-        params[name] = {"w": jax.random.normal(key_i, shape["w"], jnp.float32) * math.sqrt(2.0 / fan_in),
-                        "b": jnp.zeros(shape["b"], jnp.float32)}
-    return params
+    return layer_shapes.init_params(table, key, _square(input_size, in_channels))
