@@ -34,7 +34,6 @@ import numpy as np
 
 from jaxinv import graph
 from jaxinv.nets import layers as L
-from jaxinv.nets import apply as nets_apply
 from jaxinv.nets import convention, tables
 from jaxinv.nets.model import Model
 from jaxinv.preimage import Problem
@@ -153,7 +152,7 @@ class NetworkCode:
         x = convention.to_network(rgb[None], self.channel_order, self.pixel_range, self.mean, self.std)
         names = [layer.name for layer in self.table]
         deepest = max((self.layer,) + self.gram_layers, key=names.index)
-        out = nets_apply(self.table, params, x, upto=deepest)
+        out = graph.run(self.table, params, x, upto=deepest)
         if not self.gram_layers:
             return out[self.layer][0]
         code = {"features": {name: out[name][0] for name in self.gram_layers}}
