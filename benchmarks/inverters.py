@@ -17,6 +17,7 @@ from absl import app, flags
 
 from benchmarks.timing import median_seconds
 from jaxinv import images, inverters
+from jaxinv.inverters import features as inverter_features
 from jaxinv.inverters import training
 
 FLAGS = flags.FLAGS
@@ -28,10 +29,11 @@ flags.DEFINE_integer("repeats", 10, "timed calls (median reported)")
 
 def random_inverter(representation: str) -> inverters.Inverter:
     settings = training.default_settings(representation)
-    feature = inverters.feature_function(representation)
-    shape = feature.shape(settings["image_size"])
-    table = inverters.build(feature.family, shape, settings["image_size"], settings["width"])
-    return inverters.Inverter(representation, settings["image_size"], feature.family, shape, settings["width"],
+    feature = inverter_features.representation(representation, settings["image_size"])
+    shape = inverter_features.feature_shape(feature, settings["image_size"])
+    family = inverter_features.family(feature, settings["image_size"])
+    table = inverters.build(family, shape, settings["image_size"], settings["width"])
+    return inverters.Inverter(representation, settings["image_size"], family, shape, settings["width"],
                               {"decoder": inverters.init_params(table, jax.random.PRNGKey(0), shape)}, 1.0)
 
 

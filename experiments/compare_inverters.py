@@ -87,7 +87,7 @@ def load_hoggle_dictionary() -> hoggle.PairedDictionary:
 
 
 def hoggle_inversions(dictionary, grey: np.ndarray) -> np.ndarray:
-    codes = inverter_features.feature_function("hog")(grey)
+    codes = inverter_features.compute(inverter_features.representation("hog"), grey)
     return hoggle.invert_hogs(dictionary, codes, grey.shape[1:])  # one lasso solve for all images
 
 

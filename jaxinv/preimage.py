@@ -70,6 +70,12 @@ def default_stages(iterations: int = 300, refine_iterations: int = 50) -> tuple[
     return stages + ((Stage(refine_iterations, 0.1, False),) if refine_iterations else ())
 
 
+def check_traceable(representation: Representation) -> None:
+    if not representation.traceable:
+        raise ValueError(f"representation {representation.name!r} is computed on the host and has no gradient: "
+                         "it cannot be inverted by optimisation (train a learned inverter: jaxinv.inverters)")
+
+
 def make_target(representation: Representation, problem: Problem, image=None, *, phi0=None, mask=None,
                 z=None, weights=None) -> Target:
     """The checked Target of `problem.loss` (`jaxinv.objectives.losses`), from an image in [0, 255]
@@ -208,6 +214,7 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
     Algorithm 1 (then `eta0` and the stages' step scales are unused; jitter still follows the stages).
     Returns the final images and the per-iteration energy terms.
     """
+    check_traceable(representation)
     if loop not in ("python", "scan"):
         raise ValueError(f"unknown loop {loop!r}; use 'python' or 'scan'")
     if restarts < 1:

@@ -1,4 +1,5 @@
 """Learned inverters: the architecture rule, the up-convolution, training, checkpoints, the image error."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from jax import lax
 
 from jaxinv import graph, inverters
 from jaxinv.outputs import OutputBusyError
+from jaxinv.inverters import features as inverter_features
 from jaxinv.inverters import layers, training
 from jaxinv.nets import layers as net_layers
 
@@ -155,22 +157,25 @@ def test_flat_baselines_by_hand():
 
 def test_unknown_representations_are_named():
     with pytest.raises(ValueError, match="unknown representation 'hug'"):
-        inverters.feature_function("hug")
+        inverter_features.representation("hug")
     with pytest.raises(ValueError, match="unknown layer 'conv9'"):
-        inverters.feature_function("cifar-ref:conv9")
+        inverter_features.representation("cifar-ref:conv9")
     with pytest.raises(FileNotFoundError, match="no-such-net"):
-        inverters.feature_function("no-such-net:conv1")
+        inverter_features.representation("no-such-net:conv1")
 
 
 def test_network_features_shapes_and_families():
-    pool2 = inverters.feature_function("cifar-ref:pool2")
-    fc8 = inverters.feature_function("cifar-ref:fc8")
-    assert (pool2.family, pool2.shape(32)) == ("conv", (8, 8, 128))
-    assert (fc8.family, fc8.shape(32)) == ("fc", (10,))
+    pool2 = inverter_features.representation("cifar-ref:pool2")
+    fc8 = inverter_features.representation("cifar-ref:fc8")
+    shape, family = inverter_features.feature_shape, inverter_features.family
+    assert (family(pool2, 32), shape(pool2, 32)) == ("conv", (8, 8, 128))
+    assert (family(fc8, 32), shape(fc8, 32)) == ("fc", (10,))
     with pytest.raises(ValueError, match="takes 32x32 images"):
-        fc8.shape(64)
-    hog = inverters.feature_function("hog")
-    assert (hog.family, hog.grey, hog.shape(64)) == ("hog", True, (8, 8, 31))
+        shape(fc8, 64)
+    with pytest.raises(ValueError, match="needs 32x32 inputs"):
+        inverter_features.representation("cifar-ref:fc8", 64)
+    hog = inverter_features.representation("hog")
+    assert (family(hog, 64), hog.channels == 1, shape(hog, 64)) == ("hog", True, (8, 8, 31))
 
 
 TINY = dict(representation="hog", image_size=16, width=0.25, batch_size=4, max_train_images=3)
@@ -178,9 +183,10 @@ TINY = dict(representation="hog", image_size=16, width=0.25, batch_size=4, max_t
 
 def test_training_steps_reduce_the_loss():
     # 30 Adam steps at lr 1e-3 on one fixed batch of 4 images: the image-space error must halve.
-    feature = inverters.feature_function("hog")
-    table = inverters.build("hog", feature.shape(16), 16, 0.25)
-    trainable = {"decoder": inverters.init_params(table, jax.random.PRNGKey(0), feature.shape(16))}
+    feature = inverter_features.representation("hog")
+    shape = inverter_features.feature_shape(feature, 16)
+    table = inverters.build("hog", shape, 16, 0.25)
+    trainable = {"decoder": inverters.init_params(table, jax.random.PRNGKey(0), shape)}
     opt_state = training.make_optimizer().init(trainable)
     images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
     step = training.cached_train_step(table, feature)  # the step test_interrupted_training uses
@@ -278,28 +284,29 @@ def test_finetuning_the_encoder_changes_it_and_inversion_uses_it(tmp_path):
     config = inverters.TrainConfig("cifar-ref:pool1", 32, width=0.125, steps=2, batch_size=4, max_train_images=8,
                                    finetune_encoder=True)
     inverter = inverters.train(config, str(tmp_path), log=lambda s: None, eval_images=4)
-    original = inverters.feature_function("cifar-ref:pool1").params
+    original = inverter_features.representation("cifar-ref:pool1").params
     assert inverter.metadata["held_out"]["test_split"] == "cifar10"
     assert not np.array_equal(inverter.params["encoder"]["conv1"]["w"], original["conv1"]["w"])
     loaded = inverters.load(str(tmp_path))
     assert loaded.metadata["encoder_finetuned"] is True
     images, _ = training.data.ImageSource("cifar10", 32, max_train_images=1).test_images(2)
-    fixed = inverters.feature_function("cifar-ref:pool1")(images)
+    fixed = inverter_features.compute(inverter_features.representation("cifar-ref:pool1"), images)
     assert np.abs(loaded.features(images) - fixed).max() > 0
 
 
 @pytest.mark.slow
 def test_host_features_train_from_a_cached_pool(tmp_path, monkeypatch):
     # A host (numpy) version of HOG stands in for LBP/SIFT: features come from the fixed pool.
-    hog = inverters.feature_function("hog")
-    host = inverters.FeatureFunction("hog", "hog", grey=True, traceable=False, fn=lambda _, x: np.asarray(hog(x)))
-    monkeypatch.setattr(training, "feature_function", lambda name: host)
+    hog = inverter_features.representation("hog")
+    host = dataclasses.replace(hog, apply=lambda _, x: np.asarray(hog.apply(None, x)), traceable=False)
+    monkeypatch.setattr(training.features, "representation", lambda name, size: host)
     config = inverters.TrainConfig(steps=4, pool_size=12, **TINY)
     quiet = dict(log=lambda s: None, checkpoint_every=2, eval_images=2)
     assert inverters.train(config, str(tmp_path / "parts"), stop_after=2, **quiet) is None
     with np.load(tmp_path / "parts" / "pool.npz") as pool:
         assert pool["images"].shape == (12, 16, 16, 3) and pool["features"].shape == (12, 2, 2, 31)
-        np.testing.assert_allclose(pool["features"], hog(pool["images"].astype(np.float32)), rtol=1e-6)
+        np.testing.assert_allclose(pool["features"], inverter_features.compute(hog, pool["images"].astype(np.float32)),
+                                   rtol=1e-6)
     resumed = inverters.train(config, str(tmp_path / "parts"), **quiet)
     whole = inverters.train(config, str(tmp_path / "whole"), **quiet)
     for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):

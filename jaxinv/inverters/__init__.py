@@ -6,16 +6,13 @@ of an image back to the image, minimising sum_i ||x_i - f(Phi(x_i); W)||^2 over 
     reconstructions = inverter(features)               # from features of the representation
 
 Modules: `architectures` (the paper's networks as layer tables, scaled by a rule), `layers`
-(up-convolution), `features` (the representations), `data` (ImageNet / CIFAR-10 splits and crops),
+(up-convolution), `features` (the registry's representations on colour batches), `data` (ImageNet / CIFAR-10 splits and crops),
 `training` (resumable orbax training loop), `model` (Inverter, save, load), `metrics` (image error).
 """
 from jaxinv.inverters.architectures import FAMILIES, build, init_params, output_shapes, param_shapes
-from jaxinv.inverters.features import FeatureFunction, feature_function
 from jaxinv.inverters.metrics import flat_baseline_errors, image_error, image_errors
 from jaxinv.inverters.model import Inverter, default_dir, load, save
 from jaxinv.inverters.training import TrainConfig, evaluate, train
 
-__all__ = ["FAMILIES", "FeatureFunction", "Inverter", "TrainConfig", "build", "default_dir", "evaluate",
-           "flat_baseline_errors",
-           "feature_function", "image_error", "image_errors", "init_params", "load", "output_shapes",
-           "param_shapes", "save", "train"]
+__all__ = ["FAMILIES", "Inverter", "TrainConfig", "build", "default_dir", "evaluate", "flat_baseline_errors",
+           "image_error", "image_errors", "init_params", "load", "output_shapes", "param_shapes", "save", "train"]

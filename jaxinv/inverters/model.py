@@ -21,7 +21,8 @@ import orbax.checkpoint as ocp
 
 from jaxinv import cache, outputs
 from jaxinv.inverters import architectures
-from jaxinv.inverters.features import FeatureFunction, as_colour_batch, feature_function
+from jaxinv.inverters import features as inverter_features
+from jaxinv.representation import Representation
 
 METADATA_FILE = "metadata.json"
 PARAMS_DIR = "params"
@@ -67,8 +68,8 @@ class Inverter:
         return architectures.build(self.family, self.feature_shape, self.image_size, self.width)
 
     @functools.cached_property
-    def feature(self) -> FeatureFunction:
-        return feature_function(self.representation)
+    def feature(self) -> Representation:
+        return inverter_features.representation(self.representation, self.image_size)
 
     @property
     def _decode(self):
@@ -91,12 +92,13 @@ class Inverter:
 
     def features(self, images) -> np.ndarray:
         """Phi of a batch (N, S, S, 3) (or grey (N, S, S)) in [0, 255], with the fine-tuned encoder if any."""
-        x = as_colour_batch(images, what=f"images for the {self.representation!r} inverter")
+        x = inverter_features.as_colour_batch(images, what=f"images for the {self.representation!r} inverter")
         if x.shape[1:3] != (self.image_size, self.image_size):
             raise ValueError(f"the {self.representation!r} inverter takes {self.image_size}x{self.image_size} images; "
                              f"got shape {x.shape}")
         encoder = self.params.get("encoder")
-        return np.concatenate([self.feature(x[i:i + BATCH], encoder) for i in range(0, len(x), BATCH)])
+        return np.concatenate([inverter_features.compute(self.feature, x[i:i + BATCH], encoder)
+                               for i in range(0, len(x), BATCH)])
 
     def invert_images(self, images) -> np.ndarray:
         """f(Phi(x)) for a batch of images in [0, 255]: (N, S, S, 3) reconstructions in [0, 255]."""

@@ -37,7 +37,7 @@ import orbax.checkpoint as ocp
 from jaxinv import outputs
 from jaxinv.inverters import architectures, data
 from jaxinv.inverters import metrics as inverter_metrics
-from jaxinv.inverters.features import feature_function
+from jaxinv.inverters import features
 from jaxinv.inverters.model import Inverter, save, to_target
 
 CONFIG_FILE = "config.json"
@@ -126,9 +126,9 @@ def make_train_step(table, feature, finetune_encoder: bool = False):
     def loss_fn(trainable, encoder_params, scale, images, phi):
         if phi is None:
             if finetune_encoder:
-                phi = feature.fn(trainable["encoder"], images)
+                phi = features.batched(feature)(trainable["encoder"], images)
             else:
-                phi = jax.lax.stop_gradient(feature.fn(encoder_params, images))
+                phi = jax.lax.stop_gradient(features.batched(feature)(encoder_params, images))
         prediction = architectures.apply(table, trainable["decoder"], phi * scale)
         return jnp.mean((prediction - to_target(images)) ** 2)
 
@@ -162,7 +162,7 @@ def _numpy_rng(key) -> np.random.Generator:
 def calibrate_feature_scale(feature, source: data.ImageSource, seed: int, encoder_params=None) -> float:
     """1 / RMS of the features of CALIBRATION_IMAGES training crops (drawn with `seed`)."""
     crops = source.sample(np.random.default_rng([seed, 7]), CALIBRATION_IMAGES)
-    phi = np.concatenate([feature(crops[i:i + 64], encoder_params) for i in range(0, len(crops), 64)])
+    phi = np.concatenate([features.compute(feature, crops[i:i + 64], encoder_params) for i in range(0, len(crops), 64)])
     rms = float(np.sqrt(np.mean(np.square(phi, dtype=np.float64))))
     if not np.isfinite(rms) or rms <= 0:
         raise ValueError(f"features of {feature.name!r} on training crops are all zero or non-finite: cannot scale them")
@@ -179,7 +179,7 @@ def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> dict | 
             return {"images": cached["images"], "features": cached["features"]}
     start = time.perf_counter()
     crops = source.sample(np.random.default_rng([config.seed, 11]), config.pool_size)
-    phi = np.concatenate([feature(crops[i:i + 64]) for i in range(0, len(crops), 64)])
+    phi = np.concatenate([features.compute(feature, crops[i:i + 64]) for i in range(0, len(crops), 64)])
     pool = {"images": crops.astype(np.uint8), "features": phi.astype(np.float32)}
     outputs.atomic_write(path, lambda tmp: np.savez(tmp, **pool), ".npz")
     log(f"pool of {config.pool_size} crops and their features: {time.perf_counter() - start:.1f} s -> {path}")
@@ -240,7 +240,7 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
     """Trains (or resumes) the inverter of `config` in `output_dir`, then evaluates it on the test split
     (`eval_images` of it; None: the default number, 0: no evaluation) and saves it there (`model.load(output_dir)`). `stop_after` ends the run
     after that many steps with a checkpoint and returns None (an interruption, for tests)."""
-    feature = feature_function(config.representation)
+    feature = features.representation(config.representation, config.image_size)
     if config.finetune_encoder and feature.params is None:
         raise ValueError(f"representation {config.representation!r} has no encoder weights to fine-tune")
     output_dir = os.path.abspath(output_dir)
@@ -256,13 +256,16 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
     _check_config(output_dir, config)
     source = data.ImageSource(config.dataset_name, config.image_size, images_dir=images_dir, data_dir=data_dir,
                               max_train_images=config.max_train_images)
-    feature_shape = feature.shape(config.image_size)
-    table = architectures.build(feature.family, feature_shape, config.image_size, config.width)
+    feature_shape = features.feature_shape(feature, config.image_size)
+    family = features.family(feature, config.image_size)
+    table = architectures.build(family, feature_shape, config.image_size, config.width)
+    # Fresh and restored arrays alike uncommitted: otherwise the step would compile a second time.
+    encoder = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), feature.params)
     optimizer, schedule = make_optimizer(), learning_rate_schedule(config)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
     trainable = {"decoder": architectures.init_params(table, init_key, feature_shape)}
     if config.finetune_encoder:
-        trainable["encoder"] = feature.params
+        trainable["encoder"] = encoder
     state = {"params": trainable, "opt_state": optimizer.init(trainable), "step": jnp.zeros((), jnp.int32),
              "rng": data_key, "feature_scale": jnp.zeros((), jnp.float32), "seconds": jnp.zeros((), jnp.float32)}
     manager = ocp.CheckpointManager(os.path.join(output_dir, CHECKPOINTS_DIR),
@@ -274,18 +277,18 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
         state = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), state)
         log(f"resuming at step {int(state['step'])} from {manager.directory}")
     else:
-        scale = calibrate_feature_scale(feature, source, config.seed, feature.params)
+        scale = calibrate_feature_scale(feature, source, config.seed, encoder)
         state["feature_scale"] = jnp.asarray(scale, jnp.float32)
     pool = None if feature.traceable else _pool(config, feature, source, output_dir, log)
     step_fn = cached_train_step(table, feature, config.finetune_encoder)
     first = int(state["step"])
-    log(f"{config.representation} inverter ({feature.family} family, features {feature_shape}, "
+    log(f"{config.representation} inverter ({family} family, features {feature_shape}, "
         f"{architectures.num_params(state['params']['decoder']):,} decoder parameters) on {source.dataset} "
         f"{config.image_size}x{config.image_size}, batch {config.batch_size}, steps {first}/{config.steps}")
 
     params, opt_state, key = state["params"], state["opt_state"], state["rng"]
     scale, seconds_before, run_start = state["feature_scale"], float(state["seconds"]), time.perf_counter()
-    encoder_params = None if config.finetune_encoder else feature.params
+    encoder_params = None if config.finetune_encoder else encoder
     window, window_start, last = [], time.perf_counter(), first
     for t in range(first, config.steps):
         key, sub = jax.random.split(key)
@@ -295,7 +298,7 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
             images, phi = pool["images"][which].astype(np.float32), pool["features"][which]
         else:
             images = source.sample(rng, config.batch_size)
-            phi = None if feature.traceable else feature(images)
+            phi = None if feature.traceable else features.compute(feature, images)
         lr = np.float32(schedule(t))
         params, opt_state, loss = step_fn(params, opt_state, lr, encoder_params, scale, images, phi)
         window.append(loss)
@@ -318,7 +321,7 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
             log(f"stopped after step {done} (checkpoint in {manager.directory})")
             return None
 
-    inverter = Inverter(representation=config.representation, image_size=config.image_size, family=feature.family,
+    inverter = Inverter(representation=config.representation, image_size=config.image_size, family=family,
                         feature_shape=feature_shape, width=config.width, params=params,
                         feature_scale=float(scale), metadata={})
     seconds = seconds_before + time.perf_counter() - run_start
