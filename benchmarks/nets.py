@@ -37,7 +37,7 @@ def engine_seconds(representation, problem, target, batch: int, iterations: int)
         return preimage.solve(representation, problem, target, image_shape=(SIZE, SIZE), key=jax.random.key(0),
                               restarts=batch, stages=(preimage.Stage(n, 1.0, False),), loop="python",
                               progress_every=10 ** 9)
-    run(2)  # compiles
+    run(iterations)  # compiles (the stages are part of the compiled step)
     return run(iterations).seconds / iterations
 
 
