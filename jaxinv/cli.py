@@ -9,12 +9,16 @@ from jaxinv.outputs import OutputBusyError
 
 
 def run(main) -> None:
-    """Runs `main` under absl; a ValueError/FileNotFoundError (bad input) or an OutputBusyError ends it with its
-    message, exit code 2."""
+    """Runs `main` under absl; bad input (ValueError, FileNotFoundError), an optimisation that diverged
+    (FloatingPointError) or a busy output folder (OutputBusyError) ends it with one line and exit
+    code 2; Ctrl-C with one line and exit code 130."""
     def guarded(argv):
         try:
             return main(argv)
-        except (ValueError, FileNotFoundError, OutputBusyError) as e:
+        except (ValueError, FileNotFoundError, FloatingPointError, OutputBusyError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
     app.run(guarded)

@@ -23,6 +23,20 @@ from jaxinv.objectives.losses import Target
 from jaxinv.representation import Representation
 
 
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value, *, optional: bool = False, infinite: bool = False) -> None:
+    """Raises ValueError unless `value` is a positive real number (finite unless `infinite`; None if `optional`)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if np.isnan(value) or (np.isinf(value) and not infinite) or not value > 0:
+        raise ValueError(f"{name} must be a positive{'' if infinite else ' finite'} number, got {value}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """Parameters of IJCV Eq. 1; defaults are Sect. 3.3's (C = 1, alpha = 6, beta = 2, B = 80,
@@ -42,10 +56,11 @@ class Problem:
     def __post_init__(self):
         losses.get(self.loss)  # raises, listing the registered losses
         for name in ("C", "alpha", "beta", "bound"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.jitter < 1:
-            raise ValueError(f"jitter T must be >= 1 (1 = none), got {self.jitter}")
+            _check_number(name, getattr(self, name))
+        _check_number("bound_plus", self.bound_plus, optional=True, infinite=True)  # inf: no projection (CVPR 2015)
+        _check_number("tv_scale", self.tv_scale, optional=True)
+        if not _is_integer(self.jitter) or self.jitter < 1:
+            raise ValueError(f"jitter T must be an integer >= 1 (1 = none), got {self.jitter!r}")
 
     @property
     def B_plus(self) -> float:
@@ -62,6 +77,11 @@ class Stage:
     iterations: int
     step_scale: float = 1.0
     jitter: bool = True
+
+    def __post_init__(self):
+        if not _is_integer(self.iterations) or self.iterations < 0:
+            raise ValueError(f"a stage's iterations must be an integer >= 0, got {self.iterations!r}")
+        _check_number("step_scale", self.step_scale)
 
 
 def default_stages(iterations: int = 300, refine_iterations: int = 50) -> tuple[Stage, ...]:
@@ -214,66 +234,101 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
     Algorithm 1 (then `eta0` and the stages' step scales are unused; jitter still follows the stages).
     Returns the final images and the per-iteration energy terms.
     """
-    check_traceable(representation)
-    if loop not in ("python", "scan"):
-        raise ValueError(f"unknown loop {loop!r}; use 'python' or 'scan'")
-    if restarts < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
-    stages = tuple(stages)
-    if not stages or any(s.iterations < 0 for s in stages):
-        raise ValueError("stages must be a non-empty list of Stage with iterations >= 0")
-    if batched_target:
-        sizes = {leaf.shape[0] for leaf in jax.tree_util.tree_leaves(target) if jnp.ndim(leaf)}
-        if sizes != {restarts}:
-            raise ValueError(f"batched_target needs a leading axis of size {restarts} on every target array; "
-                             f"found sizes {sorted(sizes)}")
-    height, width = int(image_shape[0]) + problem.jitter - 1, int(image_shape[1]) + problem.jitter - 1
-    shape = (restarts, height, width, representation.channels)
-    init_key, run_key = jax.random.split(key)
-    if x_init is None:
-        x = random_init(init_key, shape, problem.bound)
-    else:
-        x = jnp.array(x_init, jnp.float32, copy=True)  # the step donates its input buffers
-        if x.shape != shape:
-            raise ValueError(f"x_init must have shape {shape} (restarts, H + T - 1, W + T - 1, channels); "
-                             f"got {tuple(x.shape)}")
-        if not np.all(np.isfinite(np.asarray(x))):
-            raise ValueError("x_init contains non-finite values")
+    stages = _check_run(representation, target, restarts, stages, loop, progress_every, batched_target)
+    height, width = _seen_shape(image_shape, representation)
+    height, width = height + problem.jitter - 1, width + problem.jitter - 1
+    x = _initial_images(key, x_init, (restarts, height, width, representation.channels), problem.bound)
     eta0 = default_eta0(problem, (height, width)) if eta0 is None else float(eta0)
     init, step, scan = _compiled_steps(representation, problem, stages, eta0, (height, width), batched_target,
                                         solver)
-    carry = (x, init(x), jax.random.split(run_key, restarts))
+    carry = (x, init(x), jax.random.split(jax.random.split(key)[1], restarts))
     params = place_weights(representation.params, shard)
     if shard:
         carry = _shard_restarts(carry, restarts)
         if batched_target:
             target = _shard_restarts(target, restarts)
+    run = functools.partial(step if loop == "python" else scan, target=target, params=params)
+    start = time.perf_counter()
+    carry, history = _run_stages(run, carry, stages, problem.jitter, loop, progress, progress_every, start)
+    stacked = {name: np.concatenate([np.asarray(h[name]) for h in history]) for name in TERMS}
+    return PreimageResult(np.asarray(carry[0]), stacked, time.perf_counter() - start)
 
-    history, start, done = [], time.perf_counter(), 0
-    total = sum(s.iterations for s in stages)
+
+TERMS = ("energy", "loss", "range", "tv")
+
+
+def _check_run(representation, target, restarts, stages, loop, progress_every, batched_target) -> tuple[Stage, ...]:
+    check_traceable(representation)
+    if not isinstance(target, Target):
+        raise ValueError(f"target must be a jaxinv.preimage.Target (see make_target); got {type(target).__name__}")
+    if loop not in ("python", "scan"):
+        raise ValueError(f"unknown loop {loop!r}; use 'python' or 'scan'")
+    if not _is_integer(restarts) or restarts < 1:
+        raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
+    if not _is_integer(progress_every) or progress_every < 1:
+        raise ValueError(f"progress_every must be an integer >= 1, got {progress_every!r}")
+    stages = tuple(stages)
+    if not stages or not all(isinstance(s, Stage) for s in stages):
+        raise ValueError("stages must be a non-empty list of Stage")
+    if sum(s.iterations for s in stages) == 0:
+        raise ValueError("the stages have no iterations: nothing would be optimised (the result would be the start)")
+    if batched_target:
+        sizes = {leaf.shape[0] for leaf in jax.tree_util.tree_leaves(target) if jnp.ndim(leaf)}
+        if sizes != {restarts}:
+            raise ValueError(f"batched_target needs a leading axis of size {restarts} on every target array; "
+                             f"found sizes {sorted(sizes)}")
+    return stages
+
+
+def _seen_shape(image_shape, representation: Representation) -> tuple[int, int]:
+    if len(image_shape) < 2 or not all(_is_integer(n) and n >= representation.min_size for n in image_shape[:2]):
+        raise ValueError(f"image_shape must be (H, W) with H, W >= {representation.min_size} for representation "
+                         f"{representation.name!r}; got {tuple(image_shape)}")
+    return int(image_shape[0]), int(image_shape[1])
+
+
+def _initial_images(key, x_init, shape, bound: float):
+    """Random starts (the authors' init) or a copy of x_init, checked: the step donates its input buffers."""
+    if x_init is None:
+        return random_init(jax.random.split(key)[0], shape, bound)
+    x = jnp.array(x_init, jnp.float32, copy=True)
+    if x.shape != shape:
+        raise ValueError(f"x_init must have shape {shape} (restarts, H + T - 1, W + T - 1, channels); "
+                         f"got {tuple(x.shape)}")
+    if not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError("x_init contains non-finite values")
+    return x
+
+
+def _run_stages(run, carry, stages, jitter, loop, progress, progress_every, start):
+    """Runs every stage: the jitted step once per iteration ('python') or scans of `progress_every`
+    iterations ('scan'); checks the energy terms for non-finite values at every report."""
+    history, done, total = [], 0, sum(s.iterations for s in stages)
     for stage in stages:
-        shift = problem.jitter if stage.jitter else 1
-        if loop == "python":
-            for _ in range(stage.iterations):
-                carry, terms = step(carry, jnp.int32(shift), target, params)
-                history.append(jax.tree_util.tree_map(lambda a: a[None], terms))
-                done += 1
-                if progress and (done % progress_every == 0 or done == total):
-                    progress(done, jax.tree_util.tree_map(np.asarray, terms), time.perf_counter() - start)
-        else:  # lax.scan over chunks of `progress_every` iterations: progress without a per-step dispatch
-            for begin in range(0, stage.iterations, progress_every):
-                length = min(progress_every, stage.iterations - begin)
-                carry, terms = scan(carry, jnp.full((length,), shift, jnp.int32), target, params)
-                history.append(terms)
-                done += length
+        shift = jitter if stage.jitter else 1
+        begin = 0
+        while begin < stage.iterations:
+            length = 1 if loop == "python" else min(progress_every, stage.iterations - begin)
+            if loop == "python":
+                carry, terms = run(carry, jnp.int32(shift))
+                terms = jax.tree_util.tree_map(lambda a: a[None], terms)
+            else:
+                carry, terms = run(carry, jnp.full((length,), shift, jnp.int32))
+            history.append(terms)
+            begin, done = begin + length, done + length
+            if loop == "scan" or done % progress_every == 0 or done == total:
+                last = jax.tree_util.tree_map(lambda a: np.asarray(a[-1]), terms)
+                _check_finite(last, done)
                 if progress:
-                    progress(done, jax.tree_util.tree_map(lambda a: np.asarray(a[-1]), terms),
-                             time.perf_counter() - start)
-    images = np.asarray(carry[0])
-    seconds = time.perf_counter() - start
-    stacked = {name: np.concatenate([np.asarray(h[name]) for h in history]) if history
-               else np.zeros((0, restarts), np.float32) for name in ("energy", "loss", "range", "tv")}
-    return PreimageResult(images, stacked, seconds)
+                    progress(done, last, time.perf_counter() - start)
+    return carry, history
+
+
+def _check_finite(terms: dict, done: int) -> None:
+    bad = [name for name in TERMS if not np.all(np.isfinite(terms[name]))]
+    if bad:
+        raise FloatingPointError(f"the objective became non-finite by iteration {done} (terms: {', '.join(bad)}); "
+                                 "check C, the bounds and the step sizes")
 
 
 def print_progress(done: int, terms: dict, elapsed: float) -> None:
