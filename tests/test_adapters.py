@@ -142,7 +142,7 @@ def test_layers_list_the_taps_with_their_shapes(kind):
         assert shapes[tap] == EXPECTED_SHAPES[layer], (tap, shapes)
     if kind != "function":
         assert shapes["output"] == (5,)
-    assert model.representation(TAPS[kind]["conv1"]).layers == tuple(shapes)
+    assert model.representation(TAPS[kind]["conv1"], stride=1).layers == tuple(shapes)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -179,6 +179,23 @@ def test_measured_receptive_field_and_stride_equal_the_analytic_ones(kind):
     assert not fc.spatial and fc.stride is None and fc.receptive_field == (SIZE, SIZE)
     # A dense tap takes the stride of the coarsest map (the pool's), like the tables' fully connected layers.
     assert model.representation(TAPS[kind]["fc"]).stride == 4
+
+
+def fully_convolutional(params, x):
+    a = _conv(x, params["w1"], 1)
+    return {"conv1": a, "conv2": _conv(jax.nn.relu(a), params["w2"], 2)}
+
+
+def test_geometry_on_other_and_non_square_sizes():
+    model = adapters.from_function(fully_convolutional, function_params(), input_size=SIZE)
+    assert model.layers((24, 40)) == {"conv1": (24, 40, 4), "conv2": (12, 20, 6)}
+    measured = model.geometry("conv2", input_size=(24, 40))
+    assert measured.receptive_field == (5, 5) and measured.stride == (2, 2) and measured.input_size == (24, 40)
+    rep = model.representation("conv2", input_size=(24, 40))
+    assert rep.input_size == (24, 40) and rep.min_size == 24 and rep.stride == 2
+    # A field reaching the border is flagged as clipped (a lower bound).
+    tiny = geometry.measure(model.representation("conv2", input_size=4, stride=1))
+    assert tiny.clipped
 
 
 def test_measured_geometry_matches_the_layer_tables_of_a_shipped_network():
@@ -277,4 +294,7 @@ def test_readme_example_runs():
     assert len(code.strip().splitlines()) <= 15
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["rep"].stride == 2
+    import jaxinv
+    assert jaxinv.adapters is adapters
     assert namespace["result"].history["loss"][-1, 0] < namespace["result"].history["loss"][0, 0]

@@ -99,24 +99,22 @@ class TapCode:
     batched: bool = True
     layout: str = "HWC"
 
-    def all_taps(self, params, image) -> dict:
+    def _model_input(self, image):
         x = conv.to_network(image, self.channel_order, self.pixel_range, np.asarray(self.mean, np.float32),
                             np.asarray(self.std, np.float32))
-        if self.layout == "CHW":
-            x = jnp.moveaxis(x, -1, 0)
-        out = dict(self.taps(params, x[None] if self.batched else x))
-        return {name: self._unbatch(value) for name, value in out.items()}
+        x = jnp.moveaxis(x, -1, 0) if self.layout == "CHW" else x
+        return x[None] if self.batched else x
 
     def _unbatch(self, value):
         value = value[0] if self.batched else value
         return jnp.moveaxis(value, 0, -1) if self.layout == "CHW" and value.ndim == 3 else value
 
+    def all_taps(self, params, image) -> dict:
+        """Every tap of one image (H, W, channels) in [0, 255]."""
+        return {name: self._unbatch(value) for name, value in self.taps(params, self._model_input(image)).items()}
+
     def __call__(self, params, image):
-        x = conv.to_network(image, self.channel_order, self.pixel_range, np.asarray(self.mean, np.float32),
-                            np.asarray(self.std, np.float32))
-        if self.layout == "CHW":
-            x = jnp.moveaxis(x, -1, 0)
-        return self._unbatch(self.taps(params, x[None] if self.batched else x)[self.tap])
+        return self._unbatch(self.taps(params, self._model_input(image))[self.tap])
 
 
 def _size(input_size) -> tuple[int, int]:
@@ -162,7 +160,8 @@ class TappedModel:
 
     def layers(self, input_size=None) -> dict[str, tuple[int, ...]]:
         """{tap: output shape} (no batch axis; feature maps (h, w, c)) for images of `input_size`,
-        computed with jax.eval_shape (nothing runs)."""
+        computed with jax.eval_shape (nothing runs). The whole model is traced, so a model with
+        dense layers lists (and runs) at its own input size only."""
         size = self.input_size if input_size is None else _size(input_size)
         if size not in self._shapes:
             image = jax.ShapeDtypeStruct(size + (self.channels,), jnp.float32)

@@ -15,10 +15,8 @@ from jaxinv.adapters.core import TappedModel, flatten_taps
 
 def _plain(state):
     """nnx.State of Intermediate variables -> nested dicts of their values."""
-    out = {}
-    for key, value in state.items():
-        out[key] = _plain(value) if hasattr(value, "items") else value.get_value()
-    return out
+    return {key: value.get_value() if isinstance(value, nnx.Variable) else _plain(value)
+            for key, value in state.items()}
 
 
 @dataclasses.dataclass(frozen=True)
