@@ -15,7 +15,11 @@ import time
 import jax
 from absl import app, flags
 
-from jaxinv import compilation, deep, hog_templates, images, inversion, nets, preimage
+from jaxinv import nets
+from jaxinv.engine import compilation, preimage
+from jaxinv.io import images
+from jaxinv.methods import hog_templates, inversion, layer_rules
+from jaxinv.nets import taps
 
 flags.DEFINE_integer("iterations", 20, "solver iterations per run (the first stage; 5 more refine)")
 FLAGS = flags.FLAGS
@@ -40,8 +44,8 @@ def main(argv):
         "HOG template 48x48, 4 restarts": [
             lambda t=t: hog_templates.visualise_template(t, restarts=4, stages=stages) for t in templates],
         "cifar-ref conv3 inversion, 1 image": [
-            lambda m=m: inversion.invert_images(deep.representation(m, "conv3"), [image], stages=stages,
-                                                problem=deep.inversion_problem(m, "conv3")) for m in networks],
+            lambda m=m: inversion.invert_images(taps.representation(m, "conv3"), [image], stages=stages,
+                                                problem=layer_rules.inversion_problem(m, "conv3")) for m in networks],
     }
     print(f"{'case':<36} {'weights':>8} {'compiles':>8} {'compile s':>9} {'wall s':>7}")
     for name, runs in cases.items():

@@ -10,7 +10,10 @@ import time
 import jax
 from absl import app, flags
 
-from jaxinv import images, inversion, preimage, representations
+from jaxinv import representations
+from jaxinv.engine import preimage
+from jaxinv.io import images
+from jaxinv.methods import inversion
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("representation", "hog", "representation to invert")

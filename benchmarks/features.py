@@ -10,7 +10,8 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.timing import median_seconds
-from jaxinv import features, images, vlfeat
+from jaxinv import features, vlfeat
+from jaxinv.io import images
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("size", 512, "square image size")

@@ -16,7 +16,8 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.timing import median_seconds
-from jaxinv import images, inverters
+from jaxinv import inverters
+from jaxinv.io import images
 from jaxinv.inverters import features as inverter_features
 from jaxinv.inverters import training
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.nets [--iterations=10]
 
-The JAX side is the engine's compiled step itself (`jaxinv.preimage.solve`, Python loop over its
+The JAX side is the engine's compiled step itself (`jaxinv.engine.preimage.solve`, Python loop over its
 jitted step, no jitter): value_and_grad of IJCV Eq. 1 with the normalised L2 loss at the layer
 (Eq. 2) plus the regularisers R_alpha and R_TV, then the solver update (Algorithm 1 with the Eq. 6
 projection). The PyTorch side computes the loss and the same update but not the two regularisers,
@@ -20,7 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from jaxinv import deep, images, nets, preimage
+from jaxinv import nets
+from jaxinv.engine import preimage
+from jaxinv.io import images
+from jaxinv.nets import taps
 from jaxinv.nets import layers as L
 
 flags.DEFINE_integer("iterations", 10, "timed steps per configuration")
@@ -88,7 +91,7 @@ def torch_step(modules, layer, target, x0):
         dims = tuple(range(1, code.ndim))
         losses = ((code - target) ** 2).sum(dim=dims) / (target ** 2).sum()
         losses.sum().backward()
-        with torch.no_grad():  # IJCV Algorithm 1, as jaxinv.solver computes it
+        with torch.no_grad():  # IJCV Algorithm 1, as jaxinv.engine.solver computes it
             sum_of_squares.mul_(RHO).add_(x.grad ** 2)
             momentum.mul_(RHO).sub_(x.grad / (1 / ETA0 + sum_of_squares.sqrt()))
             x.add_(momentum)
@@ -125,7 +128,7 @@ def main(argv):
           f"({torch.get_num_threads()} threads)")
     print(f"{'layer':>6} {'batch':>5} {'jax ms':>9} {'torch ms':>9} {'jax/torch':>9} {'jax ms/image':>12}")
     for layer in LAYERS:
-        representation = deep.representation(model, layer)
+        representation = taps.representation(model, layer)
         problem = preimage.Problem(C=1.0, bound_plus=BOUND_PLUS, jitter=1)
         target = preimage.make_target(representation, problem, sample)
         reference = model.preprocess(sample)

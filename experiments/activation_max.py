@@ -15,7 +15,11 @@ import os
 
 from absl import flags, logging
 
-from jaxinv import cli, datasets, deep, images, nets, outputs, preimage, report, visualise
+from jaxinv import nets
+from jaxinv.engine import preimage
+from jaxinv.io import cli, datasets, images, outputs, report
+from jaxinv.methods import visualise
+from jaxinv.nets import taps
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("net", "cifar-ref", "network: a shipped name (cifar-ref) or a converted network directory")
@@ -41,7 +45,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     model = nets.load(FLAGS.net)
     layer = FLAGS.layer
-    deep.check_layer(model, layer)
+    taps.check_layer(model, layer)
     class_layer = visualise.is_class_layer(model, layer)
     if FLAGS.units:
         units = [int(u) for u in FLAGS.units]

@@ -9,10 +9,10 @@ first --num_images of them) at the inverter's size (shorter side resized, centre
 (luma) image:
 
 - learned: the trained inverter (--inverter_dir, default `jaxinv.inverters.default_dir`);
-- optimisation: `jaxinv.inversion.invert_images(representations.get('hog'), grey,
+- optimisation: `jaxinv.methods.inversion.invert_images(representations.get('hog'), grey,
   problem=shallow_problem(--C), stages=default_stages(--iterations, --refine_iterations))`,
   batches cached in DIR/cache (a rerun resumes);
-- hoggle: `jaxinv.hoggle.invert_hogs` with the paired dictionary --hoggle_dictionary
+- hoggle: `jaxinv.inverters.hoggle.invert_hogs` with the paired dictionary --hoggle_dictionary
   (--skip_hoggle leaves it out);
 - baselines that use no feature (`jaxinv.inverters.flat_baseline_errors`): the mean test image, and
   each image's own mean grey level (an oracle: LBP and SIFT do not encode brightness).
@@ -34,7 +34,11 @@ import time
 import numpy as np
 from absl import flags, logging
 
-from jaxinv import cli, hoggle, images, metrics, outputs, preimage, shallow
+from jaxinv.engine import preimage
+from jaxinv.inverters import hoggle
+from jaxinv.io import cli, images, outputs
+from jaxinv.methods import metrics
+from jaxinv.studies import shallow
 from jaxinv import inverters
 from jaxinv.inverters import data, features as inverter_features
 

@@ -8,7 +8,7 @@ layer's code of N reference images from K random restarts each (one vmapped run 
 problems per (layer, C), sharded over devices when several), with the per-layer jitter rule and
 300 + 50 iterations. Reference images: the CIFAR-10 test set for a CIFAR-10 network (N evenly
 spaced), else the first N of ../shared/data/imagenet_samples, resized and centre-cropped to the
-network's input size (or --images_dir). See jaxinv/studies.py for the exact statistics.
+network's input size (or --images_dir). See jaxinv/deep_networks.py for the exact statistics.
 
 Writes OUTPUT_DIR/results.json ({"layers", "C", "error", "error_ci95", "restart_std",
 "class_consistency", "hist_intersection"}, each {layer: {C: value}}, plus "best_C", "rule_C",
@@ -28,14 +28,17 @@ import time
 import jax
 from absl import flags, logging
 
-from jaxinv import cli, datasets, nets, preimage, studies
+from jaxinv import nets
+from jaxinv.engine import preimage
+from jaxinv.io import cli, datasets
+from jaxinv.studies import deep_networks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("net", "cifar-ref", "network directory or the name of a shipped network")
 flags.DEFINE_integer("num_images", 8, "reference images N (the paper: 24 for consistency, 100 for the error)")
 flags.DEFINE_integer("restarts", 4, "random restarts K per image (the paper: 24)")
 flags.DEFINE_list("layers", None, "layers to study (default: every named layer)")
-flags.DEFINE_list("C", [str(studies.c_number(c)) for c in studies.DEFAULT_C], "loss weights C")
+flags.DEFINE_list("C", [str(deep_networks.c_number(c)) for c in deep_networks.DEFAULT_C], "loss weights C")
 flags.DEFINE_integer("iterations", 300, "iterations of the first (jittered) stage")
 flags.DEFINE_integer("refine_iterations", 50, "iterations of the second stage at a tenth of the rate")
 flags.DEFINE_integer("seed", 0, "seed; each (layer, C) unit derives its own from it")
@@ -54,8 +57,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
     began = time.perf_counter()
     model = nets.load(FLAGS.net)
-    layers = studies.check_layers(model, FLAGS.layers)
-    C = studies.parse_C(FLAGS.C)
+    layers = deep_networks.check_layers(model, FLAGS.layers)
+    C = deep_networks.parse_C(FLAGS.C)
     if FLAGS.iterations < 0 or FLAGS.refine_iterations < 0:
         raise ValueError("iterations must be >= 0")
     reference, names = datasets.reference_images(model, FLAGS.num_images, images_dir=FLAGS.images_dir,
@@ -64,7 +67,7 @@ def main(argv):
     print(f"{model.arch}: {len(reference)} images x {FLAGS.restarts} restarts, {len(layers)} layers x "
           f"{len(C)} C = {len(layers) * len(C)} units, {FLAGS.iterations}+{FLAGS.refine_iterations} iterations, "
           f"{jax.device_count()} device(s)", flush=True)
-    study = studies.run_study(
+    study = deep_networks.run_study(
         model, reference, reference_names=names, layers=layers, C=C, restarts=FLAGS.restarts, stages=stages,
         seed=FLAGS.seed, jitter=FLAGS.jitter, images_per_call=FLAGS.images_per_call or None,
         invariance_images=FLAGS.invariance_images, checkpoint_dir=os.path.join(FLAGS.output_dir, "checkpoints"),
@@ -73,7 +76,7 @@ def main(argv):
         print(f"incomplete: {len(study.units)} of {len(layers) * len(C)} units done; rerun the same command to resume")
         return
     command = "python -m experiments.deep_studies " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    written = studies.write_outputs(study, FLAGS.output_dir, figure_images=FLAGS.figure_images,
+    written = deep_networks.write_outputs(study, FLAGS.output_dir, figure_images=FLAGS.figure_images,
                                     parameters=dict(command=command, net=FLAGS.net))
     results = written["summary"]
     print("at the best C per layer (lowest error):")

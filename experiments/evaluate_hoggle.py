@@ -6,7 +6,7 @@
 For every test image x_i (the last --num_test sorted files of --images_dir: the split that
 `experiments.train_hoggle` holds out by default) the HOG is inverted with the dictionary and the
 error is ||x_i - x*_i|| / N with N the mean Euclidean distance between distinct test images
-(Dosovitskiy & Brox, CVPR 2016, Sect. 4.2; `jaxinv.metrics.cvpr_errors` with the identity as
+(Dosovitskiy & Brox, CVPR 2016, Sect. 4.2; `jaxinv.methods.metrics.cvpr_errors` with the identity as
 representation), averaged over images, for each --pixel_mappings. Also the flat-grey baseline
 (every pixel at the dictionary's training mean). Writes OUTPUT_DIR/results.json and figure.png
 (rows: original, training mapping, stretch mapping).
@@ -19,13 +19,15 @@ import time
 import numpy as np
 from absl import flags
 
-from jaxinv import cli, hoggle, images, metrics, outputs
+from jaxinv.inverters import hoggle
+from jaxinv.io import cli, images, outputs
+from jaxinv.methods import metrics
 
 flags.DEFINE_string("dictionary", None, "paired dictionary (default: ~/.cache/jaxinv/hoggle/dictionary.npz)")
 flags.DEFINE_string("images_dir", None, "folder of images (default: ../shared/data/imagenet_samples)")
 flags.DEFINE_integer("num_test", 50, "the last N sorted files are the test images")
 flags.DEFINE_integer("size", 64, "test images are grey size x size centre crops")
-flags.DEFINE_list("pixel_mappings", list(hoggle.PIXEL_MAPPINGS), "how patches become grey levels (see jaxinv.hoggle)")
+flags.DEFINE_list("pixel_mappings", list(hoggle.PIXEL_MAPPINGS), "how patches become grey levels (see jaxinv.inverters.hoggle)")
 flags.DEFINE_integer("figure_images", 8, "columns of the figure")
 flags.DEFINE_string("output_dir", "outputs/hoggle", "where to write results.json and figure.png")
 FLAGS = flags.FLAGS

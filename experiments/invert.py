@@ -12,7 +12,10 @@ import os
 
 from absl import flags
 
-from jaxinv import cli, images, inversion, metrics, outputs, preimage, representations
+from jaxinv import representations
+from jaxinv.engine import preimage
+from jaxinv.io import cli, images, outputs
+from jaxinv.methods import inversion, metrics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("representation", "hog", f"one of {', '.join(representations.names())}")

@@ -19,9 +19,10 @@ import jax
 import numpy as np
 from absl import flags, logging
 
-from jaxinv import cli, datasets, images, inverters, outputs, report
-from jaxinv.inverters import feature_studies as S
-from jaxinv.inverters import perturbations as P
+from jaxinv import inverters
+from jaxinv.io import cli, datasets, images, outputs, report
+from jaxinv.studies import inverter_features as S
+from jaxinv.studies import perturbations as P
 from jaxinv.nets import cifar10
 
 FLAGS = flags.FLAGS

@@ -10,7 +10,8 @@ import os
 import numpy as np
 from absl import flags
 
-from jaxinv import cli, features, images
+from jaxinv import features
+from jaxinv.io import cli, images
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("image", None, "image file (default: the built-in sample)")

@@ -14,7 +14,10 @@ import os
 
 from absl import flags
 
-from jaxinv import cli, images, outputs, preimage, representations, shallow
+from jaxinv import representations
+from jaxinv.engine import preimage
+from jaxinv.io import cli, images, outputs
+from jaxinv.studies import shallow
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images_dir", None, "folder of images (default: ../shared/data/imagenet_samples)")

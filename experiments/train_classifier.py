@@ -22,7 +22,8 @@ import optax
 import orbax.checkpoint as ocp
 from absl import flags
 
-from jaxinv import cli, datasets, nets
+from jaxinv import nets
+from jaxinv.io import cli, datasets
 from jaxinv.nets import cifar10
 from jaxinv.nets.tables import INPUT_SIZES
 

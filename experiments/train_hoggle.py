@@ -7,7 +7,7 @@ Training images are the sorted files of --images_dir minus the last --exclude_la
 default: the test split that the learned inverters and `experiments.evaluate_hoggle` use, so
 evaluation images never enter the dictionary). Each is read grey as an --image_size square centre
 crop; windows of 5x5 HOG cells and their 40x40 pixel patches are drawn from them
-(`jaxinv.hoggle.sample_training_pairs`) and sparse-coded with scikit-learn (`pip install
+(`jaxinv.inverters.hoggle.sample_training_pairs`) and sparse-coded with scikit-learn (`pip install
 'jaxinv[hoggle]'`). The dictionary is written atomically to --output (default
 ~/.cache/jaxinv/hoggle/dictionary.npz, outside the repository).
 """
@@ -19,7 +19,8 @@ import time
 
 from absl import flags
 
-from jaxinv import cli, hoggle, images
+from jaxinv.inverters import hoggle
+from jaxinv.io import cli, images
 
 flags.DEFINE_string("images_dir", None, "folder of images (default: ../shared/data/imagenet_samples)")
 flags.DEFINE_integer("num_images", None, "use only the first N training images (after the hold-out)")

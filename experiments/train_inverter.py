@@ -20,7 +20,8 @@ import sys
 import jax
 from absl import flags, logging
 
-from jaxinv import cli, inverters
+from jaxinv import inverters
+from jaxinv.io import cli
 from jaxinv.inverters import training
 
 flags.DEFINE_string("representation", "hog", "hog, lbp, sift or NET:LAYER (e.g. cifar-ref:pool2)")

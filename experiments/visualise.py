@@ -21,8 +21,11 @@ import os
 import numpy as np
 from absl import flags, logging
 
-from jaxinv import (cli, deep, features, hog_templates, images, nets, outputs, preimage, report, texture,
-                    visualise)
+from jaxinv import features, nets
+from jaxinv.engine import preimage
+from jaxinv.io import cli, images, outputs, report
+from jaxinv.methods import hog_templates, layer_rules, texture, visualise, windows
+from jaxinv.nets import taps
 from jaxinv.nets import layers as L
 
 MODES = ["layers", "restarts", "window", "channels", "caricature", "texture", "style", "hog_template"]
@@ -63,7 +66,7 @@ def main(argv):
     else:
         model = nets.load(FLAGS.net)
         for layer in FLAGS.layers or []:
-            deep.check_layer(model, layer)
+            taps.check_layer(model, layer)
         figure, parameters, results = MODE_FUNCTIONS[FLAGS.mode](model, stages)
         parameters = dict({"net": FLAGS.net, "arch": model.arch}, **parameters)
     parameters.update(mode=FLAGS.mode, iterations=FLAGS.iterations, refine_iterations=FLAGS.refine_iterations,
@@ -105,8 +108,8 @@ def layers_mode(model, stages):
     figure = images.labelled_grid(rows, column_labels=["original"] + layers, row_labels=[f"image {i}" for i in range(len(rgb))],
                                   scale=scale_for(model.input_size))
     return figure, {"layers": layers, "images": names}, {"errors": {l: results[l].errors.tolist() for l in layers},
-                                                          "C": {l: deep.layer_C(model, l) if FLAGS.C is None else FLAGS.C for l in layers},
-                                                          "jitter": {l: deep.layer_jitter(model, l) for l in layers}}
+                                                          "C": {l: layer_rules.layer_C(model, l) if FLAGS.C is None else FLAGS.C for l in layers},
+                                                          "jitter": {l: layer_rules.layer_jitter(model, l) for l in layers}}
 
 
 def restarts_mode(model, stages):
@@ -125,9 +128,9 @@ def restarts_mode(model, stages):
 
 
 def default_window_layers(model, size):
-    trunk = deep.spatial_trunk(model)
+    trunk = taps.spatial_trunk(model)
     conv_or_pool = [l.name for l in model.table if l.name in trunk and l.op in (L.conv, L.maxpool)]
-    return [l for l in conv_or_pool if deep.layer_output_shape(model, l)[0] > size]
+    return [l for l in conv_or_pool if taps.layer_output_shape(model, l)[0] > size]
 
 
 def window_mode(model, stages):
@@ -150,7 +153,7 @@ def window_mode(model, stages):
     rows = [[rgb[0]] + columns[r] for r in range(k)]
     figure = images.labelled_grid(rows, column_labels=["original"] + layers, row_labels=[f"restart {r}" for r in range(k)],
                                   scale=scale_for(model.input_size))
-    windows = {l: deep.central_window(deep.layer_output_shape(model, l), size) for l in layers}
+    windows = {l: windows.central_window(taps.layer_output_shape(model, l), size) for l in layers}
     return figure, {"layers": layers, "image": names[0], "window": size, "restarts": k}, {
         "windows": windows, "receptive_field_boxes": boxes, "errors": errors}
 
@@ -159,7 +162,7 @@ def default_channel_layers(model):
     names = model.layer_names
     if "norm2" in names:
         return [n for n in names[:names.index("norm2") + 1]]
-    return deep.spatial_trunk(model)[:8]
+    return taps.spatial_trunk(model)[:8]
 
 
 def channels_mode(model, stages):
@@ -169,7 +172,7 @@ def channels_mode(model, stages):
     k = restarts(1)
     per_layer, sources, groups_json, errors = {}, {}, {}, {}
     for layer in layers:
-        groups = deep.channel_groups(model, layer)
+        groups = windows.channel_groups(model, layer)
         sources[layer] = "grouped convolution" if len(groups) > 1 else f"{FLAGS.channel_parts} equal blocks (no groups)"
         if len(groups) == 1:
             groups = visualise.equal_channel_split(model, layer, FLAGS.channel_parts)
@@ -306,7 +309,7 @@ MODE_FUNCTIONS = {"layers": layers_mode, "restarts": restarts_mode, "window": wi
                   "caricature": caricature_mode, "texture": texture_mode, "style": style_mode}
 
 NOTES = {
-    "layers": "Inversion from each layer (IJCV Eq. 2) with the per-layer C and jitter rules of jaxinv.deep.",
+    "layers": "Inversion from each layer (IJCV Eq. 2) with the per-layer C and jitter rules of jaxinv.nets.taps.",
     "restarts": "Reconstructions from K random restarts of the same code: what varies is what the layer discards.",
     "window": "Inversion of the central window's cells only (IJCV Eq. 3); the box is the pixels that can influence them.",
     "channels": "Inversion of one group of channels at a time (IJCV Eq. 3 with a channel mask).",

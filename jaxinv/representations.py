@@ -8,7 +8,7 @@
   host (`traceable` False: no gradient, inverted by learned inverters only);
 - "NET:LAYER", e.g. "cifar-ref:pool2": layer LAYER of the network `jaxinv.nets.load(NET)` (a shipped
   name or a network directory) on RGB images;
-- "NET:L1,L2,...": the Gram code of several layers (texture synthesis, `jaxinv.texture`).
+- "NET:L1,L2,...": the Gram code of several layers (texture synthesis, `jaxinv.methods.texture`).
 
 Grey representations take (H, W, 1) images with mean 128; networks (H, W, 3) with their RGB mean.
 """
@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from jaxinv.representation import Representation
+from jaxinv.engine.representation import Representation
 
 DIFFERENTIABLE = ("hog", "hogb", "dsift")
 HOST = ("lbp", "sift")
@@ -80,16 +80,17 @@ def _load(net: str):
 
 
 def _network(name: str, input_size: int | None) -> Representation:
-    from jaxinv import deep, texture
+    from jaxinv.methods import texture
+    from jaxinv.nets import taps
 
     net, _, layers = name.partition(":")
     if not net or not layers:
         raise ValueError(f"a network representation is 'NET:LAYER' (e.g. 'cifar-ref:pool2'); got {name!r}")
     model = _load(net)
-    taps = layers.split(",")
-    if len(taps) == 1:
-        return dataclasses.replace(deep.representation(model, taps[0], input_size), name=name)
-    return dataclasses.replace(texture.gram_representation(model, taps, input_size=input_size), name=name)
+    chosen = layers.split(",")
+    if len(chosen) == 1:
+        return dataclasses.replace(taps.representation(model, chosen[0], input_size), name=name)
+    return dataclasses.replace(texture.gram_representation(model, chosen, input_size=input_size), name=name)
 
 
 def render(name: str, code, *, image_shape=None, cell_size: int = 8) -> np.ndarray:

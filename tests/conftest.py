@@ -1,6 +1,7 @@
 import pytest
 
-from jaxinv import images, vlfeat
+from jaxinv import vlfeat
+from jaxinv.io import images
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,11 @@ import pytest
 from flax import linen as nn
 from flax import nnx
 
-from jaxinv import adapters, compilation, deep, images, inversion, nets, preimage
+from jaxinv import adapters, nets
+from jaxinv.engine import compilation, preimage
+from jaxinv.io import images
+from jaxinv.methods import inversion
+from jaxinv.nets import taps
 from jaxinv.adapters import geometry
 
 SIZE = 32
@@ -201,7 +205,7 @@ def test_geometry_on_other_and_non_square_sizes():
 def test_measured_geometry_matches_the_layer_tables_of_a_shipped_network():
     model = nets.load("cifar-ref")
     for layer in ("relu1", "pool2", "conv3", "pool3"):
-        measured = geometry.measure(deep.representation(model, layer, input_size=64))
+        measured = geometry.measure(taps.representation(model, layer, input_size=64))
         assert not measured.clipped
         field, stride = model.receptive_fields[layer]
         assert measured.receptive_field == (field, field) and measured.stride == (stride, stride), layer

@@ -1,10 +1,13 @@
-"""Where the caches live and how cached results are keyed (jaxinv.cache)."""
+"""Where the caches live and how cached results are keyed (jaxinv.io.cache)."""
 import os
 
 import numpy as np
 import pytest
 
-from jaxinv import cache, hoggle, inverters, outputs, visualise
+from jaxinv import inverters
+from jaxinv.inverters import hoggle
+from jaxinv.io import cache, outputs
+from jaxinv.methods import visualise
 from jaxinv.nets import cifar10
 
 

@@ -4,7 +4,11 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxinv import compilation, deep, hog_templates, images, inversion, nets, preimage
+from jaxinv import nets
+from jaxinv.engine import compilation, preimage
+from jaxinv.io import images
+from jaxinv.methods import hog_templates, inversion, layer_rules
+from jaxinv.nets import taps
 
 STAGES = preimage.default_stages(5, 2)
 
@@ -28,10 +32,10 @@ def test_a_second_network_of_one_architecture_compiles_nothing():
     image = images.load_sample_image(size=32)
     results = []
     for model in (shipped, other):
-        representation = deep.representation(model, "conv3")
+        representation = taps.representation(model, "conv3")
         with compilation.counting() as record:
             results.append(inversion.invert_images(representation, [image], stages=STAGES,
-                                                   problem=deep.inversion_problem(model, "conv3")))
+                                                   problem=layer_rules.inversion_problem(model, "conv3")))
         results[-1] = (record, results[-1])
     (cold, first), (warm, second) = results
     assert cold.count > 0 and warm.count == 0

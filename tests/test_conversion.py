@@ -26,7 +26,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from jaxinv import images, nets  # noqa: E402
+from jaxinv import nets  # noqa: E402
+from jaxinv.io import images
 from weights_conversion import convert  # noqa: E402
 
 TOLERANCE = 1e-4

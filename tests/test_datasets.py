@@ -1,8 +1,8 @@
-"""Which images of a dataset are used (jaxinv.datasets)."""
+"""Which images of a dataset are used (jaxinv.io.datasets)."""
 import numpy as np
 import pytest
 
-from jaxinv import datasets
+from jaxinv.io import datasets
 from jaxinv.nets import cifar10, tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinv import graph, images
+from jaxinv.engine import graph
+from jaxinv.io import images
 from jaxinv.features import dsift, dsift_layers, render_dsift
 from jaxinv.vlfeat.dsift import vlfeat_dsift
 

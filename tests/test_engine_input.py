@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinv import preimage
-from jaxinv.preimage import Problem, Stage
-from jaxinv.representation import Representation
+from jaxinv.engine import preimage
+from jaxinv.engine.preimage import Problem, Stage
+from jaxinv.engine.representation import Representation
 
 POOL = Representation("pool4", lambda _, x: jax.lax.reduce_window(x, 0.0, jax.lax.add, (4, 4, 1), (4, 4, 1), "VALID"),
                       channels=1, mean=(128.0,))
@@ -56,7 +56,7 @@ def solve(**overrides):
     (dict(progress_every=-1), "progress_every must be an integer >= 1"),
     (dict(image_shape=(0, 0)), r"image_shape must be \(H, W\) with H, W >= 1"),
     (dict(image_shape=(16,)), r"image_shape must be \(H, W\)"),
-    (dict(target=np.ones((4, 4, 1))), "target must be a jaxinv.preimage.Target"),
+    (dict(target=np.ones((4, 4, 1))), "target must be a jaxinv.engine.preimage.Target"),
 ])
 def test_run_arguments_are_checked(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -3,8 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinv.inverters import feature_studies as S
-from jaxinv.inverters import perturbations as P
+from jaxinv.studies import inverter_features as S
+from jaxinv.studies import perturbations as P
 
 
 def identity_pair(shape=(4, 4, 3)):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxinv import graph, layer_shapes
-from jaxinv.graph import INPUT, Layer
+from jaxinv.engine import graph, layer_shapes
+from jaxinv.engine.graph import INPUT, Layer
 from jaxinv.nets import layers as L
 
 

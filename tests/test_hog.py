@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxinv.features import approximate_hog, approximate_hog_layers, hog, hog_layers, hog_shape, render_hog
-from jaxinv.graph import run
+from jaxinv.engine.graph import run
 
 TOLERANCE = 1e-5
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from scipy import io, ndimage
 
-from jaxinv import hog_templates, preimage
+from jaxinv.engine import preimage
+from jaxinv.methods import hog_templates
 from jaxinv.nets import cifar10
 
 QUICK = preimage.default_stages(120, 20)

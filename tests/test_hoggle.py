@@ -6,7 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from jaxinv import features, hoggle, images
+from jaxinv import features
+from jaxinv.inverters import hoggle
+from jaxinv.io import images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,7 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from jaxinv import images, inversion, preimage, representations, shallow
+from jaxinv import representations
+from jaxinv.engine import preimage
+from jaxinv.io import images
+from jaxinv.methods import inversion
+from jaxinv.studies import shallow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = preimage.default_stages(60, 10)

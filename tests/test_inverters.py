@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxinv import graph, inverters
-from jaxinv.outputs import OutputBusyError
+from jaxinv import inverters
+from jaxinv.engine import graph
+from jaxinv.io.outputs import OutputBusyError
 from jaxinv.inverters import features as inverter_features
 from jaxinv.inverters import layers, training
 from jaxinv.nets import layers as net_layers

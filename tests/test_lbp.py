@@ -8,8 +8,8 @@ import pytest
 
 from jaxinv.features import lbp, lbp_layers
 from jaxinv.features.lbp import NEIGHBOURS, uniform_pattern_table
-from jaxinv.graph import run
-from jaxinv.images import to_grey
+from jaxinv.engine.graph import run
+from jaxinv.io.images import to_grey
 
 TOLERANCE = 1e-6
 

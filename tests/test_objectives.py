@@ -96,9 +96,9 @@ def test_gram_matrix_and_texture_loss_by_hand():
 
 
 def test_cvpr2015_preset_energy_equals_the_papers_formula():
-    from jaxinv.inversion import Cvpr2015
-    from jaxinv import preimage
-    from jaxinv.representation import Representation
+    from jaxinv.methods.inversion import Cvpr2015
+    from jaxinv.engine import preimage
+    from jaxinv.engine.representation import Representation
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(scale=40, size=(12, 10, 1)), jnp.float32)
@@ -119,9 +119,9 @@ def test_a_new_loss_is_one_function_and_its_registration():
     """An L1 inversion loss registered from outside reaches the engine without touching it."""
     import jax
 
-    from jaxinv import preimage
+    from jaxinv.engine import preimage
     from jaxinv.objectives import losses
-    from jaxinv.representation import Representation
+    from jaxinv.engine.representation import Representation
 
     def check(target):
         if target.phi0 is None:

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinv.inverters import perturbations as P
+from jaxinv.studies import perturbations as P
 
 
 def relu_features(seed=0, shape=(6, 4, 4, 8), density=0.4):

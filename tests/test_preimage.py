@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinv import images, preimage
-from jaxinv.preimage import Problem, Stage
-from jaxinv.representation import Representation
+from jaxinv.engine import preimage
+from jaxinv.io import images
+from jaxinv.engine.preimage import Problem, Stage
+from jaxinv.engine.representation import Representation
 
 
 def pool4(x):
@@ -142,7 +143,8 @@ def test_unknown_representation_lists_valid_names():
 SHARDED_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from tests.test_preimage import POOL, SHORT
-    from jaxinv import images, preimage
+    from jaxinv.engine import preimage
+    from jaxinv.io import images
     assert len(jax.devices()) == 2, jax.devices()
     image = images.load_sample_image(grey=True, size=32)
     problem = preimage.Problem(C=100, jitter=2)

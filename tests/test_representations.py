@@ -3,7 +3,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinv import deep, images, nets, preimage, representations, texture
+from jaxinv import nets, representations
+from jaxinv.engine import preimage
+from jaxinv.io import images
+from jaxinv.methods import texture
+from jaxinv.nets import taps
 
 
 def test_every_name_resolves_with_its_input_convention():
@@ -20,8 +24,8 @@ def test_every_name_resolves_with_its_input_convention():
 def test_network_layers_and_multi_layer_taps():
     model = nets.load("cifar-ref")
     rep = representations.get("cifar-ref:pool2")
-    assert rep.name == "cifar-ref:pool2" and rep == deep.representation(model, "pool2")
-    assert rep.layers == tuple(model.layer_names) and rep.stride == deep.layer_stride(model, "pool2")
+    assert rep.name == "cifar-ref:pool2" and rep == taps.representation(model, "pool2")
+    assert rep.layers == tuple(model.layer_names) and rep.stride == taps.layer_stride(model, "pool2")
     gram = representations.get("cifar-ref:relu1,relu2")
     assert gram == texture.gram_representation(model, ["relu1", "relu2"])
     code = gram(gram.to_null_mean(images.load_sample_image(size=32)))

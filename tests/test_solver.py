@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxinv import solver
+from jaxinv.engine import solver
 from jaxinv.objectives import project_bounded_range
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from jaxinv import vlfeat
 from jaxinv.features import sift_grid, sparse_sift
-from jaxinv.images import to_grey
+from jaxinv.io.images import to_grey
 
 
 def keypoints(*rows, descriptor_size=128):

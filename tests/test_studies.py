@@ -7,7 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from jaxinv import datasets, images, nets, preimage, studies
+from jaxinv import nets
+from jaxinv.engine import preimage
+from jaxinv.io import datasets, images
+from jaxinv.studies import deep_networks
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION
 
@@ -19,60 +22,60 @@ REQUIRED = ("layers", "C", "error", "error_ci95", "restart_std", "class_consiste
 # ---------------------------------------------------------------- statistics on hand-built inputs
 
 def test_histogram_intersection_of_hand_built_histograms():
-    assert studies.histogram_intersection([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
-    assert studies.histogram_intersection([1, 2, 3], [3, 6, 9]) == pytest.approx(1.0)  # normalised first
-    assert studies.histogram_intersection([1, 0, 0], [0, 0, 5]) == 0.0
-    assert studies.histogram_intersection([1, 1, 0, 0], [0, 1, 1, 0]) == pytest.approx(0.5)
-    assert studies.histogram_intersection([3, 1], [1, 3]) == pytest.approx(0.25 + 0.25)
+    assert deep_networks.histogram_intersection([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert deep_networks.histogram_intersection([1, 2, 3], [3, 6, 9]) == pytest.approx(1.0)  # normalised first
+    assert deep_networks.histogram_intersection([1, 0, 0], [0, 0, 5]) == 0.0
+    assert deep_networks.histogram_intersection([1, 1, 0, 0], [0, 1, 1, 0]) == pytest.approx(0.5)
+    assert deep_networks.histogram_intersection([3, 1], [1, 3]) == pytest.approx(0.25 + 0.25)
     with pytest.raises(ValueError, match="one length"):
-        studies.histogram_intersection([1, 2], [1, 2, 3])
+        deep_networks.histogram_intersection([1, 2], [1, 2, 3])
     with pytest.raises(ValueError, match="positive total"):
-        studies.histogram_intersection([0, 0], [1, 2])
+        deep_networks.histogram_intersection([0, 0], [1, 2])
     with pytest.raises(ValueError, match="non-negative"):
-        studies.histogram_intersection([-1, 2], [1, 2])
+        deep_networks.histogram_intersection([-1, 2], [1, 2])
 
 
 def test_gradient_histogram_bins_hand_built_images():
     flat = np.full((2, 5, 6), 77.0)
-    counts = studies.gradient_magnitude_histogram(flat)
-    assert counts.shape == (studies.HIST_BINS,) and counts[0] == 2 * 4 * 5 and counts.sum() == 2 * 4 * 5
+    counts = deep_networks.gradient_magnitude_histogram(flat)
+    assert counts.shape == (deep_networks.HIST_BINS,) and counts[0] == 2 * 4 * 5 and counts.sum() == 2 * 4 * 5
     ramp = np.tile(np.arange(6) * 10.0, (5, 1))[None]  # dx = 10, dy = 0 -> bin [8, 12)
-    counts = studies.gradient_magnitude_histogram(ramp)
+    counts = deep_networks.gradient_magnitude_histogram(ramp)
     assert counts[2] == 4 * 5 and counts.sum() == 4 * 5
     diagonal = (np.arange(5)[:, None] * 3.0 + np.arange(6)[None, :] * 4.0)[None]  # |(4, 3)| = 5 -> bin [4, 8)
-    assert studies.gradient_magnitude_histogram(diagonal)[1] == 20
+    assert deep_networks.gradient_magnitude_histogram(diagonal)[1] == 20
     checker = ((np.indices((4, 4)).sum(0) % 2) * 255.0)[None]  # |(255, 255)| > 256 -> the last bin
-    assert studies.gradient_magnitude_histogram(checker)[-1] == 9
+    assert deep_networks.gradient_magnitude_histogram(checker)[-1] == 9
     grey_rgb = np.repeat(ramp[..., None], 3, axis=-1)  # luma of equal channels is the grey level
-    np.testing.assert_array_equal(studies.gradient_magnitude_histogram(grey_rgb),
-                                  studies.gradient_magnitude_histogram(ramp))
-    beyond = studies.gradient_magnitude_histogram(ramp * 100)  # clipped to [0, 255] before differencing
+    np.testing.assert_array_equal(deep_networks.gradient_magnitude_histogram(grey_rgb),
+                                  deep_networks.gradient_magnitude_histogram(ramp))
+    beyond = deep_networks.gradient_magnitude_histogram(ramp * 100)  # clipped to [0, 255] before differencing
     assert beyond.sum() == 20 and beyond[-1] == 4 and beyond[0] == 16
     with pytest.raises(ValueError, match="at least 2x2"):
-        studies.gradient_magnitude_histogram(np.zeros((1, 1, 5)))
+        deep_networks.gradient_magnitude_histogram(np.zeros((1, 1, 5)))
 
 
 def test_unit_statistics_on_synthetic_arrays():
     errors = np.array([[0.1, 0.3], [0.2, 0.2], [0.3, 0.1]])
     predictions = np.array([[1, 2], [3, 3], [0, 5]])
-    stats = studies.unit_statistics(errors, predictions, np.array([1, 3, 5]), [1, 1, 0], [1, 0, 1])
+    stats = deep_networks.unit_statistics(errors, predictions, np.array([1, 3, 5]), [1, 1, 0], [1, 0, 1])
     assert stats["error"] == pytest.approx(0.2)
     assert stats["error_ci95"] == pytest.approx(0.0)  # every image's restart mean is 0.2
     assert stats["restart_std"] == pytest.approx(2 * np.std([0.1, 0.3], ddof=1) / 3)
     assert stats["class_consistency"] == pytest.approx(4 / 6)
     assert stats["hist_intersection"] == pytest.approx(0.5)
-    spread = studies.unit_statistics([[0.1], [0.3]], [[0], [0]], [0, 0], [1], [1])
+    spread = deep_networks.unit_statistics([[0.1], [0.3]], [[0], [0]], [0, 0], [1], [1])
     assert np.isnan(spread["restart_std"]) and spread["class_consistency"] == 1.0
     assert spread["error_ci95"] == pytest.approx(1.959964 * np.std([0.1, 0.3], ddof=1) / np.sqrt(2))
     with pytest.raises(ValueError, match="one reference prediction per image"):
-        studies.unit_statistics(errors, predictions, [1, 3], [1], [1])
+        deep_networks.unit_statistics(errors, predictions, [1, 3], [1], [1])
     with pytest.raises(ValueError, match="images, restarts"):
-        studies.unit_statistics(errors, predictions[:, :1], [1, 3, 5], [1], [1])
+        deep_networks.unit_statistics(errors, predictions[:, :1], [1, 3, 5], [1], [1])
 
 
 def test_seeds_depend_on_the_unit_only():
-    assert studies.unit_seed(0, "conv1", 20.0) == studies.unit_seed(0, "conv1", 20)
-    seeds = {studies.unit_seed(s, layer, c) for s in (0, 1) for layer in ("conv1", "conv2") for c in (1, 20)}
+    assert deep_networks.unit_seed(0, "conv1", 20.0) == deep_networks.unit_seed(0, "conv1", 20)
+    seeds = {deep_networks.unit_seed(s, layer, c) for s in (0, 1) for layer in ("conv1", "conv2") for c in (1, 20)}
     assert len(seeds) == 8
 
 
@@ -85,14 +88,14 @@ def model():
 
 def test_bad_inputs_are_named(model, tmp_path):
     with pytest.raises(ValueError, match="unknown layer 'conv9'.*conv1"):
-        studies.check_layers(model, ["conv1", "conv9"])
-    assert studies.check_layers(model, ["fc8", "conv1"]) == ("conv1", "fc8")  # table order
-    assert len(studies.check_layers(model, None)) == 17
+        deep_networks.check_layers(model, ["conv1", "conv9"])
+    assert deep_networks.check_layers(model, ["fc8", "conv1"]) == ("conv1", "fc8")  # table order
+    assert len(deep_networks.check_layers(model, None)) == 17
     for bad, message in ((["20", "x"], "must be numbers"), ([], "at least one"), (["0", "20"], "positive"),
                          (["20", "20"], "repeat"), (["inf"], "finite")):
         with pytest.raises(ValueError, match=message):
-            studies.parse_C(bad)
-    assert studies.parse_C(["1", "20.0", "300"]) == (1.0, 20.0, 300.0)
+            deep_networks.parse_C(bad)
+    assert deep_networks.parse_C(["1", "20.0", "300"]) == (1.0, 20.0, 300.0)
     with pytest.raises(ValueError, match="images folder not found"):
         datasets.reference_images(model, 2, images_dir=str(tmp_path / "missing"))
     (tmp_path / "one").mkdir()
@@ -101,7 +104,7 @@ def test_bad_inputs_are_named(model, tmp_path):
     with pytest.raises(ValueError, match="num_images must be >= 1"):
         datasets.reference_images(model, 0)
     with pytest.raises(ValueError, match=r"must be \(N, 32, 32, 3\)"):
-        studies.run_study(model, np.zeros((2, 16, 16, 3)), layers=["conv1"], C=[20])
+        deep_networks.run_study(model, np.zeros((2, 16, 16, 3)), layers=["conv1"], C=[20])
 
 
 def test_cifar_reference_images_cover_the_classes(model):
@@ -131,7 +134,7 @@ def reference(model):
 def tiny_study(model, reference, directory, **kwargs):
     kwargs = dict(dict(layers=["conv1", "pool1"], C=[20, 300], restarts=2, stages=TINY, seed=3,
                        checkpoint_dir=str(directory), log=lambda line: None), **kwargs)
-    return studies.run_study(model, reference, **kwargs)
+    return deep_networks.run_study(model, reference, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +145,7 @@ def uninterrupted(model, reference, tmp_path_factory):
 def assert_same_units(a, b):
     assert set(a.units) == set(b.units)
     for key in a.units:
-        for name in studies.UNIT_KEYS:
+        for name in deep_networks.UNIT_KEYS:
             if name != "seconds":
                 np.testing.assert_array_equal(a.units[key][name], b.units[key][name], err_msg=f"{key} {name}")
 
@@ -178,7 +181,7 @@ def test_resume_after_interrupt_equals_uninterrupted(model, reference, uninterru
     resumed = tiny_study(model, reference, tmp_path, log=lines.append)
     assert sum("loaded from" in line for line in lines) == 2 and resumed.complete
     assert_same_units(resumed, uninterrupted)
-    assert studies.summarise(resumed)["error"] == studies.summarise(uninterrupted)["error"]
+    assert deep_networks.summarise(resumed)["error"] == deep_networks.summarise(uninterrupted)["error"]
 
 
 def test_units_do_not_depend_on_which_others_run(model, reference, uninterrupted, tmp_path):
@@ -195,7 +198,7 @@ def test_checkpoints_of_another_study_are_refused(model, reference, tmp_path):
 
 def test_a_damaged_unit_checkpoint_is_recomputed(model, reference, uninterrupted, tmp_path):
     tiny_study(model, reference, tmp_path, layers=["conv1"], C=[20], max_units=0)
-    path = studies._unit_path(str(tmp_path), "conv1", 20.0)
+    path = deep_networks._unit_path(str(tmp_path), "conv1", 20.0)
     os.makedirs(path)  # a directory with no checkpoint in it
     lines = []
     again = tiny_study(model, reference, tmp_path, layers=["conv1"], C=[20], log=lines.append)
@@ -204,7 +207,7 @@ def test_a_damaged_unit_checkpoint_is_recomputed(model, reference, uninterrupted
 
 
 def test_results_json_schema_and_figures(uninterrupted, tmp_path):
-    written = studies.write_outputs(uninterrupted, str(tmp_path), parameters={"command": "test"})
+    written = deep_networks.write_outputs(uninterrupted, str(tmp_path), parameters={"command": "test"})
     results = json.loads((tmp_path / "results.json").read_text())
     assert list(results)[:len(REQUIRED)] == list(REQUIRED)
     assert results["layers"] == ["conv1", "pool1"] and results["C"] == [20, 300]
@@ -230,7 +233,7 @@ def test_results_json_schema_and_figures(uninterrupted, tmp_path):
 def test_summarise_refuses_an_incomplete_study(model, reference, tmp_path):
     partial = tiny_study(model, reference, tmp_path, max_units=0)
     with pytest.raises(ValueError, match="incomplete"):
-        studies.summarise(partial)
+        deep_networks.summarise(partial)
 
 
 # ---------------------------------------------------------------- the binary

@@ -4,9 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinv import images, nets, objectives, preimage, texture
-from jaxinv.preimage import Problem, Stage
-from jaxinv.representation import Representation
+from jaxinv import nets, objectives
+from jaxinv.engine import preimage
+from jaxinv.io import images
+from jaxinv.methods import texture
+from jaxinv.engine.preimage import Problem, Stage
+from jaxinv.engine.representation import Representation
 
 
 def features(_, x):

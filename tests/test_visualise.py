@@ -5,7 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from jaxinv import datasets, deep, nets, outputs, preimage, visualise
+from jaxinv import nets
+from jaxinv.engine import preimage
+from jaxinv.io import datasets, outputs
+from jaxinv.methods import visualise
+from jaxinv.nets import taps
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 
@@ -36,9 +40,9 @@ def test_activation_max_size_rule(arch, layer, cells, size):
     model = geometry_only(arch)
     assert visualise.activation_max_cells(model, layer) == cells
     assert visualise.activation_max_input_size(model, layer) == size
-    if layer in deep.spatial_trunk(model):
-        assert deep.layer_output_shape(model, layer, size)[0] == cells
-        assert deep.layer_output_shape(model, layer, size - 1)[0] < cells  # the smallest such size
+    if layer in taps.spatial_trunk(model):
+        assert taps.layer_output_shape(model, layer, size)[0] == cells
+        assert taps.layer_output_shape(model, layer, size - 1)[0] < cells  # the smallest such size
 
 
 def test_one_hot_code_at_the_centre_and_normaliser():

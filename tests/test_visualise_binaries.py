@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinv import datasets, hog_templates, nets, visualise
+from jaxinv import nets
+from jaxinv.io import datasets
+from jaxinv.methods import hog_templates, visualise
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from jaxinv import cli, nets
+from jaxinv import nets
+from jaxinv.io import cli
 from jaxinv.nets import tables
 from jaxinv.nets import model as model_lib
 

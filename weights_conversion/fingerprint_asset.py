@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from jaxinv import outputs
+from jaxinv.io import outputs
 from jaxinv.nets import model
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.nets import convention as conv
-from jaxinv.representation import Representation
+from jaxinv.engine.representation import Representation
 
 # torchvision's convention (RGB in [0, 1], ImageNet mean and std): the default for wrapped models.
 IMAGENET = dict(channel_order="RGB", pixel_range=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -8,10 +8,10 @@ the union over several random probe images and over every channel of the unit (r
 weights: no cancellation but by coincidence). Units whose support touches the image border are
 clipped there (`Geometry.clipped`); measure at a larger input size when the model allows it.
 
-`problem_for` mirrors `jaxinv.deep.inversion_problem` on the measured geometry: jitter
+`problem_for` mirrors `jaxinv.methods.layer_rules.inversion_problem` on the measured geometry: jitter
 T = max(round(stride / 4), 1); C = 1 for codes with no spatial map (the layers past the
-convolutional trunk), else by receptive field relative to the input size (`deep.C_RF_THRESHOLDS`,
-`deep.C_VALUES`: 300 up to 0.45, 100 up to 0.60, 20 beyond). Unlike the table rule, a spatial map
+convolutional trunk), else by receptive field relative to the input size (`layer_rules.C_RF_THRESHOLDS`,
+`layer_rules.C_VALUES`: 300 up to 0.45, 100 up to 0.60, 20 beyond). Unlike the table rule, a spatial map
 past the last convolution (a final pooling layer) is ruled by its receptive field, not given C = 1.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import deep
-from jaxinv.preimage import Problem, place_weights
-from jaxinv.representation import Representation
+from jaxinv.methods import layer_rules
+from jaxinv.engine.preimage import Problem, place_weights
+from jaxinv.engine.representation import Representation
 
 PROBE_STD = 50.0  # grey levels: probes span the engine's bounded range (B = 80)
 
@@ -137,17 +137,17 @@ def stride_of(representation: Representation, input_size=None, **kwargs) -> int 
 
 
 def measured_C(geometry: Geometry) -> float:
-    """The loss weight C of IJCV Sect. 5.2 (`deep.layer_C`'s thresholds) on a measured geometry."""
+    """The loss weight C of IJCV Sect. 5.2 (`layer_rules.layer_C`'s thresholds) on a measured geometry."""
     if not geometry.spatial:
-        return deep.C_VALUES[3]
-    for threshold, value in zip(deep.C_RF_THRESHOLDS, deep.C_VALUES):
+        return layer_rules.C_VALUES[3]
+    for threshold, value in zip(layer_rules.C_RF_THRESHOLDS, layer_rules.C_VALUES):
         if geometry.relative_field <= threshold:
             return value
-    return deep.C_VALUES[2]
+    return layer_rules.C_VALUES[2]
 
 
 def jitter_for(stride: int) -> int:
-    """Jitter amount T = max(round(stride / 4), 1) (IJCV Sect. 5.2, as `deep.layer_jitter`)."""
+    """Jitter amount T = max(round(stride / 4), 1) (IJCV Sect. 5.2, as `layer_rules.layer_jitter`)."""
     return max(int(round(stride / 4)), 1)
 
 
@@ -155,7 +155,7 @@ def problem_for(representation: Representation, *, C: float | None = None, jitte
                 loss: str = "inversion", input_size=None, geometry: Geometry | None = None) -> Problem:
     """IJCV Eq. 1 for inverting any representation without a layer table: the Sect. 3.3 defaults
     with C and jitter by the per-layer rules on the measured geometry (`C` overrides the rule;
-    `jitter=False` sets T = 1). Mirrors `jaxinv.deep.inversion_problem`. The jitter uses the
+    `jitter=False` sets T = 1). Mirrors `jaxinv.methods.layer_rules.inversion_problem`. The jitter uses the
     measured stride, or the representation's own for codes with no spatial map."""
     geometry = measure(representation, input_size) if geometry is None else geometry
     stride = max(geometry.stride) if geometry.stride is not None else representation.stride

@@ -3,7 +3,7 @@
 Units and conventions:
   * input: an (H, W) grey or (H, W, 3) RGB image, float, pixel values in [0, 255]; colour is
     converted to grey with ITU-R 601 luma (0.299 R + 0.587 G + 0.114 B, as
-    `jaxinv.images.to_grey` and PIL's convert('L') without rounding). An (H, W, 1) image is grey.
+    `jaxinv.io.images.to_grey` and PIL's convert('L') without rounding). An (H, W, 1) image is grey.
   * coordinates: x is the column index, y the row index (pointing down), both in pixels; angles
     are measured from +x towards +y, as VLFeat does on a C-order (row-major) image.
   * `bin_size` is the spacing of the 4x4 spatial bin centres and `step` the spacing of the
@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxinv import graph, images
+from jaxinv.engine import graph
+from jaxinv.io import images
 
 NUM_ORIENTATIONS = 8
 NUM_SPATIAL_BINS = 4

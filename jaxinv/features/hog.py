@@ -24,7 +24,7 @@ The graph reproduces `vl_hog_put_image` + `vl_hog_extract` step by step:
 Bin assignments are piecewise constant (no gradient flows through them); gradients flow
 through the gradient norms, HOGb's interpolation weights, pooling and normalisation.
 `hog` matches VLFeat to ~1e-7 in float32 (tests allow 1e-5) and is jit-compiled per
-configuration; `hog_layers` gives the table for tapping stages with `jaxinv.graph.run`.
+configuration; `hog_layers` gives the table for tapping stages with `jaxinv.engine.graph.run`.
 
 `approximate_hog` swaps the orientation stage for the ReLU filter bank of the papers'
 approximate HOG, max(0, <g, u_k> - cos(2 pi / 2n) ||g||): a smooth stand-in for inversion
@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv.graph import Layer, run
-from jaxinv.images import validate_image
+from jaxinv.engine.graph import Layer, run
+from jaxinv.io.images import validate_image
 
 CLAMP = 0.2
 NORM_FLOOR = 1e-4

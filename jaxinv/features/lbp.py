@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.features.hog import _pool_leading_axis, check_cell_size
-from jaxinv.graph import Layer, run
-from jaxinv.images import validate_image
+from jaxinv.engine.graph import Layer, run
+from jaxinv.io.images import validate_image
 
 NUM_PATTERNS = 58
 CONSTANT_PATTERN = 56  # all-zero and all-one codes

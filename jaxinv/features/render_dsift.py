@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from jaxinv import images
+from jaxinv.io import images
 from jaxinv.features.dsift import DESCRIPTOR_SIZE, NUM_ORIENTATIONS, NUM_SPATIAL_BINS
 
 IMAGE_DIMMING = 0.35

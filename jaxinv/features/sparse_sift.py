@@ -31,7 +31,7 @@ import numbers
 
 import numpy as np
 
-from jaxinv import images
+from jaxinv.io import images
 
 FRAME_CHANNELS = 5  # x mod s, y mod s, sin angle, cos angle, log scale
 
@@ -91,7 +91,7 @@ def sift_grid(frames, descriptors, image_shape, cell: int = 4, seed: int = 0) ->
 def sparse_sift(image, cell: int = 4, seed: int = 0) -> np.ndarray:
     """VLFeat SIFT keypoints of an (H, W), (H, W, 1) or RGB image in [0, 255] on the sparse grid.
 
-    Colour is converted to grey with ITU-R 601 luma (`jaxinv.images.to_grey`). Returns
+    Colour is converted to grey with ITU-R 601 luma (`jaxinv.io.images.to_grey`). Returns
     (H // cell, W // cell, 133) float32; raises VLFeatUnavailable when libvl is missing.
     """
     from jaxinv.vlfeat.sift import vlfeat_sift

@@ -2,7 +2,7 @@
 scaled to any feature and image size by one rule.
 
 A table is a list of `graph.Layer`s that `graph.run` interprets, shapes and parameters derived by
-`jaxinv.layer_shapes`. Five families:
+`jaxinv.engine.layer_shapes`. Five families:
 
 - "hog", "lbp" (two streams): stream A downsamples the feature map with stride-2 convolutions
   (kernels 5, 5, 3) and up-convolves back to its size; stream B keeps the resolution (conv 5/1,
@@ -36,8 +36,8 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from jaxinv import graph, layer_shapes
-from jaxinv.graph import Layer
+from jaxinv.engine import graph, layer_shapes
+from jaxinv.engine.graph import Layer
 from jaxinv.inverters import layers as L
 from jaxinv.nets import layers as net_layers
 

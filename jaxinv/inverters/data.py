@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxinv import datasets
-from jaxinv import images as image_io
+from jaxinv.io import datasets
+from jaxinv.io import images as image_io
 
 TEST_FILES = 50
 CONTEXT = 1.125

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv import representations
-from jaxinv.images import LUMA
-from jaxinv.representation import Representation
+from jaxinv.io.images import LUMA
+from jaxinv.engine.representation import Representation
 
 HAND_CRAFTED = ("hog", "lbp", "sift")
 

@@ -1,5 +1,5 @@
 """Operators of the inverter networks that the deep networks lack: pure functions of an NHWC batch
-(and parameters). Convolutions are `jaxinv.nets.layers.conv`; concatenation is `jaxinv.graph.concat`.
+(and parameters). Convolutions are `jaxinv.nets.layers.conv`; concatenation is `jaxinv.engine.graph.concat`.
 
 Parameter layouts follow `jaxinv.nets.layers`: up-convolution filters (kh, kw, in_channels,
 out_channels), biases (out_channels,); but fully connected weights are (in_features, units) (the
@@ -22,7 +22,7 @@ import math
 
 import jax.numpy as jnp
 
-from jaxinv.layer_shapes import POINTWISE, Rule, register
+from jaxinv.engine.layer_shapes import POINTWISE, Rule, register
 from jaxinv.nets.layers import conv2d, fc_window
 
 LEAKY_SLOPE = 0.2
@@ -96,7 +96,7 @@ def reshape(x, *, shape):
     return x.reshape((x.shape[0],) + tuple(shape))
 
 
-# Geometry (see jaxinv.layer_shapes). Up-sampling and reshaping have no receptive field rule.
+# Geometry (see jaxinv.engine.layer_shapes). Up-sampling and reshaping have no receptive field rule.
 
 def _upconv_output(hyper, shape):
     if len(shape) != 3:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxinv import images, metrics
+from jaxinv.io import images
+from jaxinv.methods import metrics
 
 
 def _as_batch(batch, what: str, grey: bool) -> np.ndarray:

@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxinv import cache, outputs
+from jaxinv.io import cache, outputs
 from jaxinv.inverters import architectures
 from jaxinv.inverters import features as inverter_features
-from jaxinv.representation import Representation
+from jaxinv.engine.representation import Representation
 
 METADATA_FILE = "metadata.json"
 PARAMS_DIR = "params"
@@ -32,7 +32,7 @@ BATCH = 64
 
 def default_dir(representation: str, image_size: int, finetuned: bool = False) -> str:
     """Where train_inverter writes (and compare_inverters looks for) an inverter by default:
-    <cache root>/inverters/<representation, ':' as '_'>-<size>[-finetuned] (`jaxinv.cache.cache_root`)."""
+    <cache root>/inverters/<representation, ':' as '_'>-<size>[-finetuned] (`jaxinv.io.cache.cache_root`)."""
     name = f"{representation.replace(':', '_').replace('/', '_')}-{int(image_size)}"
     return os.path.join(cache.cache_root(), "inverters", name + ("-finetuned" if finetuned else ""))
 

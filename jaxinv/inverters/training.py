@@ -34,7 +34,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from jaxinv import outputs
+from jaxinv.io import outputs
 from jaxinv.inverters import architectures, data
 from jaxinv.inverters import metrics as inverter_metrics
 from jaxinv.inverters import features

@@ -3,7 +3,7 @@ and the small CIFAR-10 reference network that ships trained with jaxinv."""
 from jaxinv.nets.tables import (architectures, build, init_params, output_shapes, param_shapes,
                                        receptive_fields)
 from jaxinv.nets.model import Model, load, save
-from jaxinv import graph
+from jaxinv.engine import graph
 
 
 def apply(table, params, x, upto=None) -> dict:

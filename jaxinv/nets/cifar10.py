@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 from PIL import Image
 
-from jaxinv import cache, images, outputs
+from jaxinv.io import cache, images, outputs
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -18,7 +18,7 @@ def tarball_path(data_dir: str | None = None) -> str:
 
 
 def cache_path() -> str:
-    """The decoded set: <cache root>/cifar10.npz (`jaxinv.cache.cache_root`)."""
+    """The decoded set: <cache root>/cifar10.npz (`jaxinv.io.cache.cache_root`)."""
     return os.path.join(cache.cache_root(), "cifar10.npz")
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxinv.layer_shapes import POINTWISE, Rule, register
+from jaxinv.engine.layer_shapes import POINTWISE, Rule, register
 
 
 def conv(x, params, *, out_channels, kernel, stride=1, pad=(0, 0, 0, 0), groups=1):
@@ -173,7 +173,7 @@ def softmax(x):
 PARAMETRIC_OPS = (conv, fc)
 
 
-# Geometry of the operators (jaxinv.layer_shapes derives a table's shapes and fields from these).
+# Geometry of the operators (jaxinv.engine.layer_shapes derives a table's shapes and fields from these).
 
 def _map(shape, op):
     if len(shape) != 3:

@@ -14,8 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxinv import graph, outputs
-from jaxinv.graph import Layer
+from jaxinv.engine import graph
+from jaxinv.io import outputs
+from jaxinv.engine.graph import Layer
 from jaxinv.nets import convention, tables
 
 METADATA_FILE = "metadata.json"

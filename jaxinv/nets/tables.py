@@ -2,15 +2,15 @@
 
 A table is a list of `graph.Layer`s named as in the papers (conv1, relu1, pool1, norm1, ...,
 fc6, relu6, fc7, relu7, fc8, prob). Shapes of parameters and outputs, receptive fields and
-strides are all computed from the table and an input size (by `jaxinv.layer_shapes`), never
+strides are all computed from the table and an input size (by `jaxinv.engine.layer_shapes`), never
 written down separately.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from jaxinv import layer_shapes
-from jaxinv.graph import Layer
+from jaxinv.engine import layer_shapes
+from jaxinv.engine.graph import Layer
 from jaxinv.nets import layers as L
 
 CAFFE_LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)

@@ -123,7 +123,7 @@ def _check_gram(target: Target, style: bool) -> Target:
     if not isinstance(phi0, dict) or "grams" not in phi0 or (style and "content" not in phi0):
         content = ", 'content': code" if style else ""
         raise ValueError(f"loss {name!r} needs phi0 = {{'grams': {{layer: Gram matrix}}{content}}} "
-                         "(see jaxinv.texture)")
+                         "(see jaxinv.methods.texture)")
     grams = {layer: jnp.asarray(g, jnp.float32) for layer, g in phi0["grams"].items()}
     if not grams:
         raise ValueError(f"loss {name!r} needs at least one Gram layer")

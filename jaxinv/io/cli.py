@@ -5,7 +5,7 @@ import sys
 
 from absl import app
 
-from jaxinv.outputs import OutputBusyError
+from jaxinv.io.outputs import OutputBusyError
 
 
 def run(main) -> None:

@@ -20,9 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import features, images, preimage, representations
-from jaxinv.preimage import Problem, Stage
-from jaxinv.representation import Representation
+from jaxinv import features, representations
+from jaxinv.engine import preimage
+from jaxinv.io import images
+from jaxinv.engine.preimage import Problem, Stage
+from jaxinv.engine.representation import Representation
 
 HOG_DIMS = 31
 DPM_DIMS = 32  # DPM v5 appends a truncation feature, unused here

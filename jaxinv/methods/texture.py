@@ -21,12 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import deep, images, preimage
+from jaxinv.engine import preimage
+from jaxinv.io import images
+from jaxinv.methods import layer_rules
+from jaxinv.nets import taps
 from jaxinv.nets import layers as L
 from jaxinv.nets.model import Model
 from jaxinv.objectives import gram_matrix
-from jaxinv.preimage import Problem, Stage, Target
-from jaxinv.representation import Representation
+from jaxinv.engine.preimage import Problem, Stage, Target
+from jaxinv.engine.representation import Representation
 
 TEXTURE_C = 100.0
 """C of the texture and style problems (README: "Texture synthesis and style transfer")."""
@@ -34,16 +37,16 @@ TEXTURE_C = 100.0
 
 def default_texture_layers(model: Model) -> list[str]:
     """The ReLU layers of the spatial trunk (relu1, relu2, relu3 on cifar-ref)."""
-    trunk = set(deep.spatial_trunk(model))
+    trunk = set(taps.spatial_trunk(model))
     return [layer.name for layer in model.table if layer.op is L.relu and layer.name in trunk]
 
 
 def check_texture_layers(model: Model, layers: Sequence[str]) -> None:
     if not layers:
         raise ValueError("no texture layers given")
-    trunk = deep.spatial_trunk(model)
+    trunk = taps.spatial_trunk(model)
     for layer in layers:
-        deep.check_layer(model, layer)
+        taps.check_layer(model, layer)
         if layer not in trunk:
             raise ValueError(f"texture layer {layer!r} has no spatial map; use layers of the trunk: {', '.join(trunk)}")
 
@@ -56,9 +59,9 @@ def gram_representation(model: Model, layers: Sequence[str], content_layer: str 
     check_texture_layers(model, layers)
     size = model.input_size if input_size is None else int(input_size)
     for layer in layers + ((content_layer,) if content_layer else ()):
-        deep.check_input_size(model, layer, size)
+        taps.check_input_size(model, layer, size)
     name = f"{model.arch}:gram({','.join(layers)})" + (f"+{content_layer}" if content_layer else "")
-    return deep.network_representation(model, content_layer or layers[-1], size, name, gram_layers=layers,
+    return taps.network_representation(model, content_layer or layers[-1], size, name, gram_layers=layers,
                                        content=content_layer is not None)
 
 
@@ -104,7 +107,7 @@ class Synthesis:
 
 
 def _problem(model: Model, layer: str, loss: str, C: float, jitter: bool) -> Problem:
-    return Problem(loss=loss, C=float(C), jitter=deep.layer_jitter(model, layer) if jitter else 1)
+    return Problem(loss=loss, C=float(C), jitter=layer_rules.layer_jitter(model, layer) if jitter else 1)
 
 
 def _finish(representation, problem, target, result, lambdas_total) -> Synthesis:

@@ -6,7 +6,7 @@ vmapped `inversion.invert_images` computation (batched targets; the engine shard
 problems over the devices when several are present and N * K is a multiple of their number;
 `images_per_call` splits a unit into several such computations to bound memory), with the layer's
 jitter rule
-(`deep.layer_jitter`) and the authors' stages. Each unit measures:
+(`layer_rules.layer_jitter`) and the authors' stages. Each unit measures:
 
 - error: IJCV Eq. 3, ||Phi(x*) - Phi(x0)||^2 / ||Phi(x0)||^2 (`metrics.normalised_error`), for
   every image and restart; reported as the mean over all N * K values with the 95% CI of the
@@ -46,9 +46,12 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxinv import cache, deep, images, inversion, metrics, outputs, preimage, report
+from jaxinv.engine import preimage
+from jaxinv.io import cache, images, outputs, report
+from jaxinv.methods import inversion, layer_rules, metrics
+from jaxinv.nets import taps
 from jaxinv.nets.model import Model
-from jaxinv.preimage import Stage
+from jaxinv.engine.preimage import Stage
 
 DEFAULT_C = (1.0, 20.0, 100.0, 300.0)
 HIST_BINS = 64
@@ -131,7 +134,7 @@ def check_layers(model: Model, layers: Sequence[str] | None) -> tuple[str, ...]:
     if not layers:
         raise ValueError("give at least one layer")
     for layer in layers:
-        deep.check_layer(model, layer)
+        taps.check_layer(model, layer)
     if len(set(layers)) != len(layers):
         raise ValueError(f"layers repeat: {list(layers)}")
     return tuple(sorted(layers, key=model.layer_names.index))
@@ -139,7 +142,7 @@ def check_layers(model: Model, layers: Sequence[str] | None) -> tuple[str, ...]:
 
 def class_predictions(model: Model, null_mean) -> np.ndarray:
     """argmax over the network's last layer (class scores or probabilities) of null-mean images (B, H, W, 3)."""
-    rep = deep.representation(model, model.layer_names[-1])
+    rep = taps.representation(model, model.layer_names[-1])
     codes = inversion.codes_of(rep, null_mean)
     return codes.reshape(len(codes), -1).argmax(axis=1).astype(np.int32)
 
@@ -170,8 +173,8 @@ def invert_unit(model: Model, layer: str, C: float, reference: np.ndarray, *, re
     reconstructions, first_restart (N, H, W, 3) uint8, restarts (M, K, H, W, 3) uint8 of the first
     M = `invariance_images` images, seconds.
     """
-    rep = deep.representation(model, layer)
-    problem = deep.inversion_problem(model, layer, C=C, jitter=jitter)
+    rep = taps.representation(model, layer)
+    problem = layer_rules.inversion_problem(model, layer, C=C, jitter=jitter)
     step = len(reference) if not images_per_call else int(images_per_call)
     errors, predictions, displays = [], [], []
     hist = np.zeros(HIST_BINS, np.int64)
@@ -206,7 +209,7 @@ class Study:
     reference_hist: np.ndarray  # (HIST_BINS,)
     units: dict
     settings: dict
-    rule_C: dict  # layer -> deep.layer_C
+    rule_C: dict  # layer -> layer_rules.layer_C
 
     @property
     def complete(self) -> bool:
@@ -298,10 +301,10 @@ def run_study(model: Model, reference: np.ndarray, *, reference_names: Sequence[
                     invariance_images=min(invariance_images, len(reference)))
     if checkpoint_dir:
         _open_checkpoints(checkpoint_dir, fingerprint(model, reference, settings))
-    null_mean = np.stack([np.asarray(deep.representation(model, layers[0]).to_null_mean(im)) for im in reference])
+    null_mean = np.stack([np.asarray(taps.representation(model, layers[0]).to_null_mean(im)) for im in reference])
     study = Study(model.arch, layers, C, reference, list(reference_names or range(len(reference))),
                   class_predictions(model, null_mean), gradient_magnitude_histogram(reference), {}, settings,
-                  {layer: deep.layer_C(model, layer) for layer in layers})
+                  {layer: layer_rules.layer_C(model, layer) for layer in layers})
     work = [(layer, c) for layer in layers for c in C]
     computed, seconds = 0, []
     for index, (layer, c) in enumerate(work, 1):
@@ -341,7 +344,7 @@ def _finite(value):
 def summarise(study: Study) -> dict:
     """results.json: {"layers", "C", "error", "error_ci95", "restart_std", "class_consistency",
     "hist_intersection"} ({layer: {C key: value}}, NaN written as null), then "best_C" (the studied C
-    of lowest mean error per layer), "rule_C" (deep.layer_C), "at_best_C" (the four numbers there),
+    of lowest mean error per layer), "rule_C" (layer_rules.layer_C), "at_best_C" (the four numbers there),
     "seconds" per unit (compilation included), "seconds_per_problem" (that over N * K) and "parameters"."""
     if not study.complete:
         raise ValueError("the study is incomplete: run it to the end before summarising")

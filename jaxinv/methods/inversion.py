@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxinv import metrics, preimage
-from jaxinv import solver as solvers
-from jaxinv.preimage import Problem, Stage
-from jaxinv.representation import Representation
+from jaxinv.engine import preimage
+from jaxinv.methods import metrics
+from jaxinv.engine import solver as solvers
+from jaxinv.engine.preimage import Problem, Stage
+from jaxinv.engine.representation import Representation
 
 
 def shallow_problem(C: float = 100.0) -> Problem:

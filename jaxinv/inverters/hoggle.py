@@ -63,7 +63,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import cache, features, images, outputs
+from jaxinv import features
+from jaxinv.io import cache, images, outputs
 from jaxinv.features.hog import check_cell_size, validate_hog_input
 
 HOG_DIMS = 31
@@ -75,7 +76,7 @@ PAPER_ERROR = 0.61  # Dosovitskiy & Brox, CVPR 2016, Table 2, HOGgles (256x256 i
 
 def default_dictionary_path() -> str:
     """Where the trained dictionary lives by default: <cache root>/hoggle/dictionary.npz
-    (`jaxinv.cache.cache_root`: ~/.cache/jaxinv unless $XDG_CACHE_HOME says otherwise)."""
+    (`jaxinv.io.cache.cache_root`: ~/.cache/jaxinv unless $XDG_CACHE_HOME says otherwise)."""
     return os.path.join(cache.cache_root(), "hoggle", "dictionary.npz")
 
 
@@ -247,7 +248,7 @@ def sample_training_pairs(image_paths: Sequence[str], num_patches: int | None, *
     """`num_patches` random distinct windows of the images (None: all of them, shuffled) and the HOG of their cells.
 
     Each image is read grey and centre-cropped to image_size x image_size
-    (`jaxinv.images.load_image(path, grey=True, size=image_size)`, the preprocessing of the
+    (`jaxinv.io.images.load_image(path, grey=True, size=image_size)`, the preprocessing of the
     evaluation images); the HOG of every whole image is computed batched (`batched_hog`), and a
     window is `window_cells` x `window_cells` cells at any cell offset together with the pixel
     block they tile (see the module docstring), restricted to blocks inside the image. Windows

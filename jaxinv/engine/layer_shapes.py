@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import graph
+from jaxinv.engine import graph
 
 
 def _pointwise_window(hyper, *shapes):

@@ -17,10 +17,10 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxinv import solver as solvers
+from jaxinv.engine import solver as solvers
 from jaxinv.objectives import losses, regularisers
 from jaxinv.objectives.losses import Target
-from jaxinv.representation import Representation
+from jaxinv.engine.representation import Representation
 
 
 def _is_integer(value) -> bool:
@@ -100,7 +100,7 @@ def make_target(representation: Representation, problem: Problem, image=None, *,
                 z=None, weights=None) -> Target:
     """The checked Target of `problem.loss` (`jaxinv.objectives.losses`), from an image in [0, 255]
     or a code phi0 (the Gram losses need phi0 = {"grams": ..., "content": ...} and `weights`, see
-    jaxinv.texture)."""
+    jaxinv.methods.texture)."""
     if phi0 is None:
         if image is None:
             raise ValueError("give the reference image or the target code phi0")
@@ -260,7 +260,7 @@ TERMS = ("energy", "loss", "range", "tv")
 def _check_run(representation, target, restarts, stages, loop, progress_every, batched_target) -> tuple[Stage, ...]:
     check_traceable(representation)
     if not isinstance(target, Target):
-        raise ValueError(f"target must be a jaxinv.preimage.Target (see make_target); got {type(target).__name__}")
+        raise ValueError(f"target must be a jaxinv.engine.preimage.Target (see make_target); got {type(target).__name__}")
     if loop not in ("python", "scan"):
         raise ValueError(f"unknown loop {loop!r}; use 'python' or 'scan'")
     if not _is_integer(restarts) or restarts < 1:

@@ -7,7 +7,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jaxinv import images, inversion, metrics, outputs, representations
+from jaxinv import representations
+from jaxinv.io import images, outputs
+from jaxinv.methods import inversion, metrics
 
 PAPER_IJCV_TABLE2 = {"hog": 0.366, "hogb": 0.116, "dsift": 0.094}
 PAPER_CVPR_TABLE1 = {"hog": 0.281, "hogb": 0.107, "dsift": 0.109}

@@ -8,7 +8,7 @@
 - caricatures (Sect. 7): Phi0 = max(0, Phi(x0)), Z = ||Phi0||^2, starting from x0.
 
 Images given and returned are RGB in [0, 255], (H, W, 3); the engine optimises null-mean images
-(the image minus the network's RGB mean, `deep.rgb_mean`), which the results also carry.
+(the image minus the network's RGB mean, `taps.rgb_mean`), which the results also carry.
 """
 from __future__ import annotations
 
@@ -20,11 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv import cache, datasets, deep, images, inversion, metrics, outputs, preimage
+from jaxinv.engine import preimage
+from jaxinv.io import cache, datasets, images, outputs
+from jaxinv.methods import inversion, layer_rules, metrics, windows
+from jaxinv.nets import taps
 from jaxinv.nets import cifar10
 from jaxinv.nets import layers as L
 from jaxinv.nets.model import Model
-from jaxinv.preimage import Problem, Representation, Stage, Target
+from jaxinv.engine.preimage import Problem, Representation, Stage, Target
 
 # ---------------------------------------------------------------------------------------------
 # Images a network is shown by default
@@ -89,15 +92,15 @@ def invert_layers(model: Model, rgb_images, layers: Sequence[str], *, restarts: 
                   stages: Sequence[Stage] = preimage.default_stages(), C: float | None = None, jitter: bool = True,
                   progress: Callable | None = None, log: Callable[[str], None] = print) -> dict:
     """Inverts each layer's code of every image (RGB [0, 255], (N, S, S, 3) at the network's input size)
-    from `restarts` random starts, with `deep.inversion_problem`'s C and jitter (`C` overrides).
+    from `restarts` random starts, with `layer_rules.inversion_problem`'s C and jitter (`C` overrides).
 
     Returns {layer: inversion.Inversion} (images (N, K, S, S, 3) in [0, 255], errors (N, K) of Eq. 3)."""
     for layer in layers:
-        deep.check_layer(model, layer)
+        taps.check_layer(model, layer)
     results = {}
     for layer in layers:
-        representation = deep.representation(model, layer)
-        problem = deep.inversion_problem(model, layer, C=C, jitter=jitter)
+        representation = taps.representation(model, layer)
+        problem = layer_rules.inversion_problem(model, layer, C=C, jitter=jitter)
         results[layer] = inversion.invert_images(representation, list(rgb_images), problem=problem,
                                                  restarts=restarts, seed=seed, stages=stages, progress=progress)
         log(f"  {layer}: C={problem.C:g} T={problem.jitter} error {results[layer].errors.mean():.3f} "
@@ -125,8 +128,8 @@ def invert_components(model: Model, rgb_image, layer: str, masks: Sequence[np.nd
                       jitter: bool = True, progress: Callable | None = None) -> ComponentInversion:
     """Inverts the components of `layer`'s code of one image (RGB [0, 255] at the network's input size)
     selected by each mask with the masked loss (IJCV Eq. 3), all masks and restarts in one run."""
-    representation = deep.representation(model, layer)
-    problem = dataclasses.replace(deep.inversion_problem(model, layer, C=C, jitter=jitter), loss="masked_inversion")
+    representation = taps.representation(model, layer)
+    problem = dataclasses.replace(layer_rules.inversion_problem(model, layer, C=C, jitter=jitter), loss="masked_inversion")
     phi0 = representation(representation.to_null_mean(rgb_image))
     targets = [preimage.make_target(representation, problem, phi0=phi0, mask=mask) for mask in masks]
     size = model.input_size
@@ -144,23 +147,23 @@ def invert_components(model: Model, rgb_image, layer: str, masks: Sequence[np.nd
 def invert_window(model: Model, rgb_image, layer: str, *, size: int = 5, **kwargs) -> tuple[ComponentInversion, tuple]:
     """Inverts the central size x size window of `layer`'s map (all channels) (IJCV Fig. 13).
     Returns the inversion and the window's receptive field box (top, left, bottom, right) in pixels."""
-    mask = deep.window_mask(model, layer, size)
-    window = deep.central_window(mask.shape, size)
-    return invert_components(model, rgb_image, layer, [mask], **kwargs), deep.receptive_field_box(model, layer, window)
+    mask = windows.window_mask(model, layer, size)
+    window = windows.central_window(mask.shape, size)
+    return invert_components(model, rgb_image, layer, [mask], **kwargs), windows.receptive_field_box(model, layer, window)
 
 
 def invert_channel_groups(model: Model, rgb_image, layer: str, groups: Sequence[Sequence[int]] | None = None,
                           **kwargs) -> tuple[ComponentInversion, list[np.ndarray]]:
-    """Inverts each group of channels of `layer` (default `deep.channel_groups`: the filter groups of
+    """Inverts each group of channels of `layer` (default `windows.channel_groups`: the filter groups of
     grouped convolutions, IJCV Fig. 14). Returns the inversion (one mask per group) and the groups."""
-    groups = [np.asarray(g) for g in (deep.channel_groups(model, layer) if groups is None else groups)]
-    masks = [deep.channel_mask(model, layer, g) for g in groups]
+    groups = [np.asarray(g) for g in (windows.channel_groups(model, layer) if groups is None else groups)]
+    masks = [windows.channel_mask(model, layer, g) for g in groups]
     return invert_components(model, rgb_image, layer, masks, **kwargs), groups
 
 
 def equal_channel_split(model: Model, layer: str, parts: int) -> list[np.ndarray]:
     """The channels of `layer` in `parts` contiguous blocks of (nearly) equal size."""
-    channels = deep.layer_output_shape(model, layer)[-1]
+    channels = taps.layer_output_shape(model, layer)[-1]
     if not 1 <= parts <= channels:
         raise ValueError(f"cannot split the {channels} channels of layer {layer!r} into {parts} parts")
     return [np.arange(g * channels // parts, (g + 1) * channels // parts) for g in range(parts)]
@@ -188,14 +191,14 @@ def activation_max_input_size(model: Model, layer: str) -> int:
     """Image side S for maximising a component of `layer`: the smallest S whose output map has at least
     `activation_max_cells` cells a side (the image then spans about 1.1 receptive fields); the network's
     input size for layers from the first fully connected (or adaptive pooling) layer on."""
-    deep.check_layer(model, layer)
-    if layer not in deep.spatial_trunk(model):
+    taps.check_layer(model, layer)
+    if layer not in taps.spatial_trunk(model):
         return model.input_size
     cells = activation_max_cells(model, layer)
     rf, stride = model.receptive_fields[layer]
     for size in range(1, rf + (cells + 1) * stride + 1):
         try:
-            if deep.layer_output_shape(model, layer, size)[0] >= cells:
+            if taps.layer_output_shape(model, layer, size)[0] >= cells:
                 return size
         except ValueError:  # too small for some layer on the way
             continue
@@ -209,7 +212,7 @@ def unit_position(map_shape: Sequence[int]) -> tuple[int, int]:
 
 def num_units(model: Model, layer: str) -> int:
     """Channels of a feature map layer, units of a fully connected one."""
-    return deep.layer_output_shape(model, layer)[-1]
+    return taps.layer_output_shape(model, layer)[-1]
 
 
 def check_units(model: Model, layer: str, units: Sequence[int]) -> None:
@@ -226,7 +229,7 @@ def unit_code(model: Model, layer: str, unit: int, input_size: int | None = None
     """One-hot Phi0 shaped like `layer`'s output at `input_size`: 1 at channel `unit` of the centre
     cell of a map (`unit_position`), or at unit `unit` of a fully connected layer."""
     check_units(model, layer, [unit])
-    shape = deep.layer_output_shape(model, layer, input_size)
+    shape = taps.layer_output_shape(model, layer, input_size)
     code = np.zeros(shape, np.float32)
     if len(shape) == 3:
         row, col = unit_position(shape)
@@ -260,13 +263,13 @@ def is_class_layer(model: Model, layer: str) -> bool:
 
 
 def cache_dir() -> str:
-    """Where activation maxima are cached: <cache root>/activation_max (`jaxinv.cache.cache_root`)."""
+    """Where activation maxima are cached: <cache root>/activation_max (`jaxinv.io.cache.cache_root`)."""
     return os.path.join(cache.cache_root(), "activation_max")
 
 
 def activation_maxima_path(model: Model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
     """<cache root>/activation_max/<arch>-<weights fingerprint>-<layer>-<images fingerprint>.npy, the
-    fingerprints (`jaxinv.cache`) cut to 16 hex digits."""
+    fingerprints (`jaxinv.io.cache`) cut to 16 hex digits."""
     weights, image_set = outputs.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
     return os.path.join(directory or cache_dir(), f"{model.arch}-{weights}-{layer}-{image_set}.npy")
 
@@ -278,7 +281,7 @@ def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = N
     (RGB [0, 255] at the network's input size; default `datasets.reference_images`: all of them) and,
     for maps, all positions.
     Computed once and cached as .npy, keyed by a hash of the weights and of the image set."""
-    deep.check_layer(model, layer)
+    taps.check_layer(model, layer)
     if reference is None:
         reference, _ = datasets.reference_images(model)
     reference = np.asarray(reference)
@@ -289,7 +292,7 @@ def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = N
     if os.path.isfile(path):
         return np.load(path)
     log(f"  computing the maxima of {layer} over {len(reference)} reference images (cached in {path})")
-    representation = deep.representation(model, layer)
+    representation = taps.representation(model, layer)
     maxima = None
     for start in range(0, len(reference), batch_size):
         codes = inversion.codes_of(representation, representation.to_null_mean(reference[start:start + batch_size]))
@@ -312,7 +315,7 @@ def activation_max_problem(model: Model, layer: str, *, C: float | None = None, 
     inversion; C = `AM_C_PER_RHO2` rho^2 and B = `AM_BOUND` by default (`C=1, bound=80`: the paper's)."""
     rho = model.receptive_fields[layer][0]
     return Problem(loss="inner_product", C=AM_C_PER_RHO2 * rho ** 2 if C is None else float(C), bound=float(bound),
-                   jitter=deep.layer_jitter(model, layer) if jitter else 1)
+                   jitter=layer_rules.layer_jitter(model, layer) if jitter else 1)
 
 
 @dataclasses.dataclass
@@ -334,7 +337,7 @@ class ActivationMax:
 
 def class_probabilities(model: Model, rgb_images) -> np.ndarray:
     """Softmax of the class scores of RGB [0, 255] images (N, S, S, 3) at the network's input size."""
-    representation = deep.representation(model, class_score_layer(model))
+    representation = taps.representation(model, class_score_layer(model))
     scores = inversion.codes_of(representation, representation.to_null_mean(rgb_images))
     return np.asarray(jax.nn.softmax(jnp.asarray(scores), axis=-1))
 
@@ -351,7 +354,7 @@ def maximise_activation(model: Model, layer: str, units: Sequence[int], *, resta
     units = [int(u) for u in units]
     check_units(model, layer, units)
     size = activation_max_input_size(model, layer)
-    representation = deep.representation(model, maximised_layer(model, layer), input_size=size)
+    representation = taps.representation(model, maximised_layer(model, layer), input_size=size)
     problem = activation_max_problem(model, layer, C=C, bound=bound, jitter=jitter)
     maxima = activation_maxima(model, layer, log=log) if maxima is None else np.asarray(maxima, np.float32)
     chosen = maxima[units]
@@ -366,7 +369,7 @@ def maximise_activation(model: Model, layer: str, units: Sequence[int], *, resta
                            stages=stages, progress=progress)
     seen = preimage.crop_seen(problem, result.images)
     flat = seen.reshape((-1,) + seen.shape[2:])
-    codes = inversion.codes_of(deep.representation(model, layer, input_size=size), flat).reshape(seen.shape[:2] + (-1,))
+    codes = inversion.codes_of(taps.representation(model, layer, input_size=size), flat).reshape(seen.shape[:2] + (-1,))
     onehots = np.stack([t.phi0.reshape(-1) for t in targets])
     values = np.einsum("ukn,un->uk", codes, np.asarray(onehots))
     display = representation.to_display(seen)
@@ -414,9 +417,9 @@ def caricature(model: Model, rgb_images, layer: str, *, restarts: int = 1, seed:
     rgb_images = np.asarray(rgb_images, np.float32)
     if rgb_images.ndim == 3:
         rgb_images = rgb_images[None]
-    representation = deep.representation(model, layer)
+    representation = taps.representation(model, layer)
     problem = Problem(loss="inner_product", C=float(C), bound=float(bound),
-                      jitter=deep.layer_jitter(model, layer) if jitter else 1)
+                      jitter=layer_rules.layer_jitter(model, layer) if jitter else 1)
     targets = [caricature_target(representation, image) for image in rgb_images]
     size = model.input_size
     x_init = np.concatenate([preimage.start_from(representation.to_null_mean(image), problem, restarts)

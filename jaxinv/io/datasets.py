@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from jaxinv import images
+from jaxinv.io import images
 from jaxinv.nets import cifar10
 from jaxinv.nets.model import Model
 

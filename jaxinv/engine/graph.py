@@ -5,7 +5,7 @@ layer has any) and its static hyper-parameters, plus the layers it reads. With `
 reads the previous layer's output (the graph input for the first layer), so HOG, DSIFT and the
 deep networks are plain chains; naming inputs makes branches, sums (`add`) and concatenations
 (`concat`). `run` interprets a table and returns every named layer's output, so any stage can be
-tapped. Shapes, receptive fields and parameters are derived from tables in `jaxinv.layer_shapes`.
+tapped. Shapes, receptive fields and parameters are derived from tables in `jaxinv.engine.layer_shapes`.
 """
 from __future__ import annotations
 

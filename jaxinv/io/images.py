@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxinv import outputs
+from jaxinv.io import outputs
 
 SAMPLE_IMAGE_PROVENANCE = (
     "astronaut.png: Eileen Collins, NASA portrait (public domain), as shipped by scikit-image "
@@ -24,7 +24,7 @@ SAMPLE_IMAGE_PROVENANCE = (
 
 def shared_data_dir() -> str:
     """The read-only data folder: $JAXINV_DATA, else ../shared/data beside the repository."""
-    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
     return os.path.normpath(os.environ.get("JAXINV_DATA", default))
 
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from jaxinv.inverters import metrics
-from jaxinv.inverters import perturbations as P
+from jaxinv.studies import perturbations as P
 
 
 def normalised_image_error(images, reconstructions) -> float:
@@ -113,7 +113,7 @@ def plot_error_vs_layer(path: str, errors: Mapping[str, Mapping[str, float]], la
     """Line plot of the normalised error per layer (x: layers in network order), one line per
     entry of `errors` ({line label: {layer: error}}; layers a line lacks are skipped), as the
     paper's Figs. 7 and 9. Written atomically as PNG."""
-    from jaxinv import outputs
+    from jaxinv.io import outputs
 
     plt = outputs.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Mapping, Sequence
 
-from jaxinv import outputs
+from jaxinv.io import outputs
 
 
 def write_html(path: str, title: str, parameters: Mapping, sections: Sequence[tuple[str, Sequence[str]]],
