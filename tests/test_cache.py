@@ -6,7 +6,7 @@ import pytest
 
 from jaxinv import inverters
 from jaxinv.inverters import hoggle
-from jaxinv.io import cache, outputs
+from jaxinv.io import cache, checkpoints
 from jaxinv.methods import visualise
 from jaxinv.nets import cifar10
 
@@ -38,14 +38,14 @@ def test_without_an_absolute_xdg_cache_home_caches_go_to_the_home_folder(monkeyp
 
 def test_weights_fingerprint_sees_values_shapes_and_names():
     params = {"conv1": {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32)}}
-    fingerprint = outputs.weights_fingerprint(params)
+    fingerprint = checkpoints.weights_fingerprint(params)
     assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0  # SHA-256, hex
     reordered = {"conv1": {"b": np.zeros(3, np.float32), "w": np.arange(6, dtype=np.float32).reshape(2, 3)}}
-    assert outputs.weights_fingerprint(reordered) == fingerprint
+    assert checkpoints.weights_fingerprint(reordered) == fingerprint
     changed = {"conv1": {"w": params["conv1"]["w"] + 1e-6, "b": params["conv1"]["b"]}}
     reshaped = {"conv1": {"w": params["conv1"]["w"].reshape(3, 2), "b": params["conv1"]["b"]}}
     renamed = {"conv2": params["conv1"]}
-    assert len({fingerprint} | {outputs.weights_fingerprint(p) for p in (changed, reshaped, renamed)}) == 4
+    assert len({fingerprint} | {checkpoints.weights_fingerprint(p) for p in (changed, reshaped, renamed)}) == 4
 
 
 def test_images_fingerprint_of_one_set_in_uint8_and_float32_agree():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxinv import inverters, nets
-from jaxinv.io import outputs
+from jaxinv.io import checkpoints, outputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,8 +56,8 @@ def test_fingerprint_depends_on_values_keys_shapes_and_dtypes_only():
     a = {"conv": {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32)}, "fc": [np.ones(2)]}
     same = {"fc": (np.ones(2, np.float64),),
             "conv": {"b": jnp.zeros(3), "w": jnp.arange(6.0).reshape(2, 3)}}
-    fingerprint = outputs.weights_fingerprint(a)
-    assert len(fingerprint) == 64 and outputs.weights_fingerprint(same) == fingerprint
+    fingerprint = checkpoints.weights_fingerprint(a)
+    assert len(fingerprint) == 64 and checkpoints.weights_fingerprint(same) == fingerprint
     variants = [
         {**a, "conv": {**a["conv"], "w": a["conv"]["w"] + np.float32(1e-6)}},         # a value
         {**a, "conv": {**a["conv"], "w": a["conv"]["w"].reshape(3, 2)}},              # a shape
@@ -65,14 +65,14 @@ def test_fingerprint_depends_on_values_keys_shapes_and_dtypes_only():
         {**a, "conv": {"W": a["conv"]["w"], "b": a["conv"]["b"]}},                    # a name
         {"conv": a["conv"]},                                                          # a leaf less
     ]
-    assert len({outputs.weights_fingerprint(v) for v in variants} | {fingerprint}) == len(variants) + 1
+    assert len({checkpoints.weights_fingerprint(v) for v in variants} | {fingerprint}) == len(variants) + 1
     big_endian = np.arange(4, dtype=">f4")
-    assert outputs.weights_fingerprint(big_endian) == outputs.weights_fingerprint(np.arange(4, dtype="<f4"))
+    assert checkpoints.weights_fingerprint(big_endian) == checkpoints.weights_fingerprint(np.arange(4, dtype="<f4"))
 
 
 def test_shipped_network_records_its_fingerprint(cifar_ref):
     recorded = cifar_ref.metadata["fingerprints"]
-    assert recorded == {"version": 1, "params": outputs.weights_fingerprint(cifar_ref.params)}
+    assert recorded == {"version": 1, "params": checkpoints.weights_fingerprint(cifar_ref.params)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ def test_flipped_bytes_in_the_shipped_networks_params_are_refused(tmp_path):
 
 
 def test_modified_parameters_are_refused_naming_the_folder(saved):
-    params = outputs.read_checkpoint(str(saved / "params"))
+    params = checkpoints.read_tree(str(saved / "params"))
     params["fc8"]["w"] = np.asarray(params["fc8"]["w"]) + 1
     shutil.rmtree(saved / "params")
     import orbax.checkpoint as ocp
@@ -342,7 +342,7 @@ def test_inverter_checks(tmp_path):
                                   width=0.5, params={"decoder": {"w": np.ones((3, 3), np.float32)}},
                                   feature_scale=0.25)
     inverters.save(directory, inverter)
-    assert inverters.load(directory).metadata["fingerprints"]["params"] == outputs.weights_fingerprint(inverter.params)
+    assert inverters.load(directory).metadata["fingerprints"]["params"] == checkpoints.weights_fingerprint(inverter.params)
     edit_metadata(tmp_path / "inverter", lambda m: m.pop("feature_scale"))
     with pytest.raises(ValueError, match="metadata.json: required key 'feature_scale' is missing"):
         inverters.load(directory)

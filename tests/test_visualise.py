@@ -7,7 +7,7 @@ import pytest
 
 from jaxinv import nets
 from jaxinv.engine import preimage
-from jaxinv.io import datasets, outputs
+from jaxinv.io import checkpoints, datasets
 from jaxinv.methods import visualise
 from jaxinv.nets import taps
 from jaxinv.nets import tables
@@ -71,7 +71,7 @@ def test_maxima_over_a_small_reference_set_are_computed_once_and_cached(cifar_re
     direct = cifar_ref.apply(cifar_ref.params, cifar_ref.preprocess(reference.astype(np.float32)), upto="conv2")["conv2"]
     np.testing.assert_allclose(maxima, np.asarray(direct).max(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
     path = visualise.activation_maxima_path(cifar_ref, "conv2", reference, str(tmp_path))
-    assert os.path.isfile(path) and os.path.basename(path).startswith(f"cifar-ref-{outputs.weights_fingerprint(cifar_ref.params)[:16]}-conv2-")
+    assert os.path.isfile(path) and os.path.basename(path).startswith(f"cifar-ref-{checkpoints.weights_fingerprint(cifar_ref.params)[:16]}-conv2-")
     np.save(path, np.full_like(maxima, 7.0))  # the second call reads the cache
     assert np.all(visualise.activation_maxima(cifar_ref, "conv2", reference, directory=str(tmp_path)) == 7.0)
     assert visualise.activation_maxima_path(cifar_ref, "conv2", reference[:5], str(tmp_path)) != path

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from jaxinv.io import outputs
+from jaxinv.io import checkpoints, outputs
 from jaxinv.nets import model
 
 
@@ -20,13 +20,13 @@ def add_fingerprints(directory: str) -> dict:
     metadata_path = os.path.join(directory, model.METADATA_FILE)
     metadata = outputs.read_json(metadata_path)
     params_dir = os.path.join(os.path.abspath(directory), model.PARAMS_DIR)
-    params = outputs.read_checkpoint(params_dir)
+    params = checkpoints.read_tree(params_dir)
     mean_path = os.path.join(directory, model.MEAN_IMAGE_FILE)
     mean_image = model.read_mean_image(mean_path) if os.path.isfile(mean_path) else None
-    outputs.check_weights(params, params_dir, {}, "params", metadata_path)  # finiteness
+    checkpoints.check_weights(params, params_dir, {}, "params", metadata_path)  # finiteness
     if mean_image is not None:
-        outputs.check_weights(mean_image, mean_path, {}, "mean_image", metadata_path)
-    found = outputs.fingerprints(params=params, mean_image=None if mean_image is None else np.asarray(mean_image))
+        checkpoints.check_weights(mean_image, mean_path, {}, "mean_image", metadata_path)
+    found = checkpoints.fingerprints(params=params, mean_image=None if mean_image is None else np.asarray(mean_image))
     if metadata.get("fingerprints") not in (None, found):
         raise ValueError(f"{metadata_path} records other fingerprints {metadata['fingerprints']} than its files {found}")
     metadata["fingerprints"] = found

@@ -17,9 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
-from jaxinv.io import cache, outputs
+from jaxinv.io import cache, checkpoints, outputs
 from jaxinv.inverters import architectures
 from jaxinv.inverters import features as inverter_features
 from jaxinv.engine.representation import Representation
@@ -119,16 +118,15 @@ SAVED_ENTRIES = (PARAMS_DIR, METADATA_FILE)
 def save(directory: str, inverter: Inverter) -> str:
     """Writes DIR/params (orbax) and DIR/metadata.json, replacing an existing inverter there atomically
     (outputs.replace_directory: a process killed at any moment leaves the old or the new inverter loadable).
-    The metadata records the parameters' fingerprint (outputs.weights_fingerprint), which `load` verifies."""
+    The metadata records the parameters' fingerprint (checkpoints.weights_fingerprint), which `load` verifies."""
     metadata = dict(inverter.metadata, representation=inverter.representation, image_size=inverter.image_size,
                     family=inverter.family, feature_shape=list(inverter.feature_shape), width=inverter.width,
                     feature_scale=inverter.feature_scale,
                     encoder_finetuned="encoder" in inverter.params)
-    metadata["fingerprints"] = outputs.fingerprints(params=inverter.params)
+    metadata["fingerprints"] = checkpoints.fingerprints(params=inverter.params)
 
     def write(folder):
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(os.path.join(folder, PARAMS_DIR), inverter.params)
+        checkpoints.write_tree(os.path.join(folder, PARAMS_DIR), inverter.params)
         outputs.write_json(os.path.join(folder, METADATA_FILE), metadata)
 
     return outputs.replace_directory(directory, write, SAVED_ENTRIES)
@@ -148,8 +146,8 @@ def _shape(value):
 
 
 METADATA_FIELDS = dict(representation=str, image_size=int, family=str, feature_shape=_shape, width=_positive_number,
-                       feature_scale=_positive_number, encoder_finetuned=outputs.optional(bool),
-                       fingerprints=outputs.optional(dict))
+                       feature_scale=_positive_number, encoder_finetuned=checkpoints.optional(bool),
+                       fingerprints=checkpoints.optional(dict))
 
 
 def load(directory: str) -> Inverter:
@@ -167,13 +165,13 @@ def load(directory: str) -> Inverter:
         raise FileNotFoundError(f"{metadata_path} not found: not a trained inverter directory "
                                 f"(an interrupted training run? rerun train_inverter to finish it)")
     metadata = outputs.read_json(metadata_path)
-    outputs.check_fields(metadata, metadata_path, METADATA_FIELDS)
+    checkpoints.check_fields(metadata, metadata_path, METADATA_FIELDS)
     params_dir = os.path.join(os.path.abspath(directory), PARAMS_DIR)
-    params = outputs.read_checkpoint(params_dir)
+    params = checkpoints.read_tree(params_dir)
     if not isinstance(params, dict) or "decoder" not in params:
         raise ValueError(f"{params_dir}: expected the parameters {{'decoder': ...}} of an inverter, got "
                          f"{sorted(params) if isinstance(params, dict) else type(params).__name__}")
-    outputs.check_weights(params, params_dir, metadata, "params", metadata_path)
+    checkpoints.check_weights(params, params_dir, metadata, "params", metadata_path)
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), params)  # uncommitted, as trained ones
     return Inverter(representation=metadata["representation"], image_size=int(metadata["image_size"]),
                     family=metadata["family"], feature_shape=tuple(metadata["feature_shape"]),

@@ -32,9 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
-from jaxinv.io import outputs
+from jaxinv.io import checkpoints, outputs
 from jaxinv.inverters import architectures, data
 from jaxinv.inverters import metrics as inverter_metrics
 from jaxinv.inverters import features
@@ -260,7 +259,7 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
     family = features.family(feature, config.image_size)
     table = architectures.build(family, feature_shape, config.image_size, config.width)
     # Fresh and restored arrays alike uncommitted: otherwise the step would compile a second time.
-    encoder = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), feature.params)
+    encoder = checkpoints.uncommitted(feature.params)
     optimizer, schedule = make_optimizer(), learning_rate_schedule(config)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
     trainable = {"decoder": architectures.init_params(table, init_key, feature_shape)}
@@ -268,13 +267,9 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
         trainable["encoder"] = encoder
     state = {"params": trainable, "opt_state": optimizer.init(trainable), "step": jnp.zeros((), jnp.int32),
              "rng": data_key, "feature_scale": jnp.zeros((), jnp.float32), "seconds": jnp.zeros((), jnp.float32)}
-    manager = ocp.CheckpointManager(os.path.join(output_dir, CHECKPOINTS_DIR),
-                                    options=ocp.CheckpointManagerOptions(max_to_keep=2))
+    manager = checkpoints.RunCheckpoints(os.path.join(output_dir, CHECKPOINTS_DIR))
     if manager.latest_step() is not None:
-        state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
-        # Restored arrays carry an explicit device sharding, fresh ones none: as is, the step would
-        # compile a second time (~15 s for the default HOG inverter).
-        state = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), state)
+        state = manager.restore(state)
         log(f"resuming at step {int(state['step'])} from {manager.directory}")
     else:
         scale = calibrate_feature_scale(feature, source, config.seed, encoder)
@@ -315,8 +310,7 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
         if done % checkpoint_every == 0 or done == config.steps or done == stop_after:
             state = {"params": params, "opt_state": opt_state, "step": jnp.asarray(done, jnp.int32), "rng": key,
                      "feature_scale": scale, "seconds": jnp.asarray(seconds, jnp.float32)}
-            manager.save(done, args=ocp.args.StandardSave(state))
-            manager.wait_until_finished()
+            manager.save(done, state)
         if done == stop_after:
             log(f"stopped after step {done} (checkpoint in {manager.directory})")
             return None

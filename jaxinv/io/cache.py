@@ -1,6 +1,6 @@
 """Where jaxinv's caches live and how cached results are keyed: every cache (the decoded CIFAR-10
 set, activation maxima, trained inverters, the HOGgle dictionary) is under `cache_root()`; a cached
-result (activation maxima, a deep study's units) records the `outputs.weights_fingerprint` of the network
+result (activation maxima, a deep study's units) records the `checkpoints.weights_fingerprint` of the network
 and the `images_fingerprint` of the images it was computed from."""
 from __future__ import annotations
 

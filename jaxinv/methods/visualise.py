@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv.engine import preimage
-from jaxinv.io import cache, datasets, images, outputs
+from jaxinv.io import cache, checkpoints, datasets, images, outputs
 from jaxinv.methods import inversion, layer_rules, metrics, windows
 from jaxinv.nets import taps
 from jaxinv.nets import cifar10
@@ -270,7 +270,7 @@ def cache_dir() -> str:
 def activation_maxima_path(model: Model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
     """<cache root>/activation_max/<arch>-<weights fingerprint>-<layer>-<images fingerprint>.npy, the
     fingerprints (`jaxinv.io.cache`) cut to 16 hex digits."""
-    weights, image_set = outputs.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
+    weights, image_set = checkpoints.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
     return os.path.join(directory or cache_dir(), f"{model.arch}-{weights}-{layer}-{image_set}.npy")
 
 

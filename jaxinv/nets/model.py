@@ -12,10 +12,9 @@ from importlib import resources
 from typing import Any, Sequence
 
 import numpy as np
-import orbax.checkpoint as ocp
 
 from jaxinv.engine import graph
-from jaxinv.io import outputs
+from jaxinv.io import checkpoints, outputs
 from jaxinv.engine.graph import Layer
 from jaxinv.nets import convention, tables
 
@@ -75,16 +74,15 @@ def save(directory: str, model: Model, extra_metadata: dict | None = None) -> No
     """Writes DIR/params (orbax), DIR/metadata.json and, if any, DIR/mean_image.npy.
 
     An existing network in DIR is replaced atomically (outputs.replace_directory): a process killed at any moment
-    leaves the old or the new network loadable. The metadata records fingerprints (outputs.weights_fingerprint) of
+    leaves the old or the new network loadable. The metadata records fingerprints (checkpoints.weights_fingerprint) of
     the parameters and mean image, which `load` verifies."""
     mean_image = None if model.mean_image is None else np.asarray(model.mean_image, np.float32)
     metadata = dict(model.metadata, arch=model.arch, input_size=model.input_size,
                     convention=model.convention, class_names=model.class_names, **(extra_metadata or {}))
-    metadata["fingerprints"] = outputs.fingerprints(params=model.params, mean_image=mean_image)
+    metadata["fingerprints"] = checkpoints.fingerprints(params=model.params, mean_image=mean_image)
 
     def write(folder):
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(os.path.join(folder, PARAMS_DIR), model.params)
+        checkpoints.write_tree(os.path.join(folder, PARAMS_DIR), model.params)
         outputs.write_json(os.path.join(folder, METADATA_FILE), metadata)
         if mean_image is not None:
             np.save(os.path.join(folder, MEAN_IMAGE_FILE), mean_image)
@@ -105,7 +103,7 @@ def _check_convention(value):
     if not isinstance(pixel_range, (int, float)) or isinstance(pixel_range, bool) or not pixel_range > 0:
         return f"pixel_range should be a positive number, got {pixel_range!r}"
     for name in ("mean", "std"):
-        problem = outputs.number_list(3)(value.get(name))
+        problem = checkpoints.number_list(3)(value.get(name))
         if problem:
             return f"{name} {problem}"
     if not all(v != 0 for v in value["std"]):
@@ -128,7 +126,7 @@ def _check_class_names(value):
 
 
 METADATA_FIELDS = dict(arch=_check_arch, input_size=int, convention=_check_convention,
-                       class_names=outputs.optional(_check_class_names), fingerprints=outputs.optional(dict))
+                       class_names=checkpoints.optional(_check_class_names), fingerprints=checkpoints.optional(dict))
 
 
 def read_mean_image(path: str) -> np.ndarray:
@@ -165,14 +163,14 @@ def load(name_or_dir: str) -> Model:
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(f"{metadata_path} not found: not a jaxinv network directory")
     metadata = outputs.read_json(metadata_path)
-    outputs.check_fields(metadata, metadata_path, METADATA_FIELDS)
+    checkpoints.check_fields(metadata, metadata_path, METADATA_FIELDS)
     params_dir = os.path.join(os.path.abspath(directory), PARAMS_DIR)
-    params = outputs.read_checkpoint(params_dir)
-    outputs.check_weights(params, params_dir, metadata, "params", metadata_path)
+    params = checkpoints.read_tree(params_dir)
+    checkpoints.check_weights(params, params_dir, metadata, "params", metadata_path)
     mean_path = os.path.join(directory, MEAN_IMAGE_FILE)
     mean_image = read_mean_image(mean_path) if os.path.isfile(mean_path) else None
     if mean_image is not None:
-        outputs.check_weights(mean_image, mean_path, metadata, "mean_image", metadata_path)
+        checkpoints.check_weights(mean_image, mean_path, metadata, "mean_image", metadata_path)
     return Model(arch=metadata["arch"], table=tables.build(metadata["arch"]), params=params,
                  input_size=metadata["input_size"], convention=metadata["convention"],
                  class_names=metadata.get("class_names"), mean_image=mean_image, metadata=metadata)

@@ -47,7 +47,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from jaxinv.engine import preimage
-from jaxinv.io import cache, images, outputs, report
+from jaxinv.io import cache, checkpoints, images, outputs, report
 from jaxinv.methods import inversion, layer_rules, metrics
 from jaxinv.nets import taps
 from jaxinv.nets.model import Model
@@ -218,7 +218,7 @@ class Study:
 
 def fingerprint(model: Model, reference: np.ndarray, settings: Mapping) -> dict:
     """What determines a unit's results besides (layer, C): weights, images and the settings."""
-    return dict(settings, network=model.arch, weights_sha256=outputs.weights_fingerprint(model.params),
+    return dict(settings, network=model.arch, weights_sha256=checkpoints.weights_fingerprint(model.params),
                 images_sha256=cache.images_fingerprint(reference), hist_bins=HIST_BINS)
 
 
@@ -244,15 +244,10 @@ UNIT_KEYS = ("errors", "predictions", "hist", "first_restart", "restarts", "seco
 
 def _load_unit(path: str, log: Callable[[str], None] = print):
     """A finished unit's arrays, or None when absent; an unreadable one is removed (recomputed)."""
-    import orbax.checkpoint as ocp
-
     if not os.path.isdir(path):
         return None
     try:
-        if not ocp.utils.is_checkpoint_finalized(path):
-            raise ValueError("not finalized")
-        with ocp.StandardCheckpointer() as checkpointer:
-            unit = {key: np.asarray(value) for key, value in checkpointer.restore(path).items()}
+        unit = {key: np.asarray(value) for key, value in checkpoints.read_tree(path).items()}
         if set(unit) != set(UNIT_KEYS):
             raise ValueError(f"holds {sorted(unit)}")
         return unit
@@ -263,10 +258,7 @@ def _load_unit(path: str, log: Callable[[str], None] = print):
 
 
 def _save_unit(path: str, unit: dict) -> None:
-    import orbax.checkpoint as ocp
-
-    with ocp.StandardCheckpointer() as checkpointer:  # writes a temporary directory, renamed when complete
-        checkpointer.save(path, unit, force=True)
+    checkpoints.write_tree(path, unit)
 
 
 def run_study(model: Model, reference: np.ndarray, *, reference_names: Sequence[str] | None = None,
