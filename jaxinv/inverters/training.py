@@ -26,7 +26,7 @@ import dataclasses
 import fcntl
 import os
 import time
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -250,22 +250,57 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
                              stop_after=stop_after, log=log, extra_metadata=extra_metadata)
 
 
+class _Run(NamedTuple):
+    """What a training run needs besides its state: the decoder table, the encoder's fixed weights,
+    the checkpoints, the precomputed pool (host features) and the compiled step."""
+    table: list
+    family: str
+    feature_shape: tuple
+    encoder: Any
+    manager: checkpoints.RunCheckpoints
+    pool: dict | None
+    step_fn: Callable
+
+
 def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, data_dir, eval_images,
                   checkpoint_every, log_every, stop_after, log, extra_metadata) -> Inverter | None:
     _check_config(output_dir, config)
     source = data.ImageSource(config.dataset_name, config.image_size, images_dir=images_dir, data_dir=data_dir,
                               max_train_images=config.max_train_images)
+    run, state = _start(config, output_dir, feature, source, log)
+    trained = _loop(config, feature, source, run, state, checkpoint_every, log_every, stop_after, log)
+    if trained is None:
+        return None
+    params, scale, seconds = trained
+    inverter = Inverter(representation=config.representation, image_size=config.image_size, family=run.family,
+                        feature_shape=run.feature_shape, width=config.width, params=params,
+                        feature_scale=float(scale), metadata={})
+    held_out = None if eval_images == 0 else evaluate(inverter, source, eval_images or data.DEFAULT_TEST_IMAGES[source.dataset])
+    inverter.metadata = dict(extra_metadata or {}, steps=config.steps, training_seconds=round(seconds, 1),
+                             held_out=held_out, config=dataclasses.asdict(config),
+                             decoder_parameters=architectures.num_params(params["decoder"]),
+                             table=[layer.as_dict() for layer in run.table])
+    save(output_dir, inverter)
+    if held_out is None:
+        log(f"inverter written to {output_dir} (no held-out evaluation: eval_images=0)")
+    else:
+        log(f"held-out image error {held_out['image_error']:.3f} (grey {held_out['image_error_grey']:.3f}) on "
+            f"{held_out['num_test_images']} {source.dataset} test images; inverter written to {output_dir}")
+    return inverter
+
+
+def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[_Run, dict]:
+    """The decoder, a fresh state (feature scale calibrated) or the latest checkpoint's, the pool and the step."""
     feature_shape = features.feature_shape(feature, config.image_size)
     family = features.family(feature, config.image_size)
     table = architectures.build(family, feature_shape, config.image_size, config.width)
     # Fresh and restored arrays alike uncommitted: otherwise the step would compile a second time.
     encoder = checkpoints.uncommitted(feature.params)
-    optimizer, schedule = make_optimizer(), learning_rate_schedule(config)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
     trainable = {"decoder": architectures.init_params(table, init_key, feature_shape)}
     if config.finetune_encoder:
         trainable["encoder"] = encoder
-    state = {"params": trainable, "opt_state": optimizer.init(trainable), "step": jnp.zeros((), jnp.int32),
+    state = {"params": trainable, "opt_state": make_optimizer().init(trainable), "step": jnp.zeros((), jnp.int32),
              "rng": data_key, "feature_scale": jnp.zeros((), jnp.float32), "seconds": jnp.zeros((), jnp.float32)}
     manager = checkpoints.RunCheckpoints(os.path.join(output_dir, CHECKPOINTS_DIR))
     if manager.latest_step() is not None:
@@ -275,27 +310,37 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
         scale = calibrate_feature_scale(feature, source, config.seed, encoder)
         state["feature_scale"] = jnp.asarray(scale, jnp.float32)
     pool = None if feature.traceable else _pool(config, feature, source, output_dir, log)
-    step_fn = cached_train_step(table, feature, config.finetune_encoder)
-    first = int(state["step"])
     log(f"{config.representation} inverter ({family} family, features {feature_shape}, "
         f"{architectures.num_params(state['params']['decoder']):,} decoder parameters) on {source.dataset} "
-        f"{config.image_size}x{config.image_size}, batch {config.batch_size}, steps {first}/{config.steps}")
+        f"{config.image_size}x{config.image_size}, batch {config.batch_size}, steps {int(state['step'])}/{config.steps}")
+    step_fn = cached_train_step(table, feature, config.finetune_encoder)
+    return _Run(table, family, feature_shape, encoder, manager, pool, step_fn), state
 
+
+def _batch(run: _Run, feature, source, rng: np.random.Generator, batch_size: int):
+    """Training images and their features (None: computed inside the step) for one step."""
+    if run.pool is not None:
+        which = rng.integers(0, len(run.pool["images"]), batch_size)
+        return run.pool["images"][which].astype(np.float32), run.pool["features"][which]
+    images = source.sample(rng, batch_size)
+    return images, None if feature.traceable else features.compute(feature, images)
+
+
+def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoint_every: int, log_every: int,
+          stop_after: int | None, log):
+    """Steps from the state's to config.steps with progress and checkpoints: (params, scale, seconds), or
+    None when stopped after `stop_after` steps."""
+    schedule = learning_rate_schedule(config)
     params, opt_state, key = state["params"], state["opt_state"], state["rng"]
     scale, seconds_before, run_start = state["feature_scale"], float(state["seconds"]), time.perf_counter()
-    encoder_params = None if config.finetune_encoder else encoder
+    encoder_params = None if config.finetune_encoder else run.encoder
+    first = int(state["step"])
     window, window_start, last = [], time.perf_counter(), first
     for t in range(first, config.steps):
         key, sub = jax.random.split(key)
-        rng = _numpy_rng(sub)
-        if pool is not None:
-            which = rng.integers(0, len(pool["images"]), config.batch_size)
-            images, phi = pool["images"][which].astype(np.float32), pool["features"][which]
-        else:
-            images = source.sample(rng, config.batch_size)
-            phi = None if feature.traceable else features.compute(feature, images)
-        lr = np.float32(schedule(t))
-        params, opt_state, loss = step_fn(params, opt_state, lr, encoder_params, scale, images, phi)
+        images, phi = _batch(run, feature, source, _numpy_rng(sub), config.batch_size)
+        params, opt_state, loss = run.step_fn(params, opt_state, np.float32(schedule(t)), encoder_params, scale,
+                                              images, phi)
         window.append(loss)
         done = t + 1
         if done % log_every == 0 or done == config.steps:
@@ -308,26 +353,9 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
             window, window_start, last = [], time.perf_counter(), done
         seconds = seconds_before + time.perf_counter() - run_start
         if done % checkpoint_every == 0 or done == config.steps or done == stop_after:
-            state = {"params": params, "opt_state": opt_state, "step": jnp.asarray(done, jnp.int32), "rng": key,
-                     "feature_scale": scale, "seconds": jnp.asarray(seconds, jnp.float32)}
-            manager.save(done, state)
+            run.manager.save(done, {"params": params, "opt_state": opt_state, "step": jnp.asarray(done, jnp.int32),
+                                    "rng": key, "feature_scale": scale, "seconds": jnp.asarray(seconds, jnp.float32)})
         if done == stop_after:
-            log(f"stopped after step {done} (checkpoint in {manager.directory})")
+            log(f"stopped after step {done} (checkpoint in {run.manager.directory})")
             return None
-
-    inverter = Inverter(representation=config.representation, image_size=config.image_size, family=family,
-                        feature_shape=feature_shape, width=config.width, params=params,
-                        feature_scale=float(scale), metadata={})
-    seconds = seconds_before + time.perf_counter() - run_start
-    held_out = None if eval_images == 0 else evaluate(inverter, source, eval_images or data.DEFAULT_TEST_IMAGES[source.dataset])
-    inverter.metadata = dict(extra_metadata or {}, steps=config.steps, training_seconds=round(seconds, 1),
-                             held_out=held_out, config=dataclasses.asdict(config),
-                             decoder_parameters=architectures.num_params(params["decoder"]),
-                             table=[layer.as_dict() for layer in table])
-    save(output_dir, inverter)
-    if held_out is None:
-        log(f"inverter written to {output_dir} (no held-out evaluation: eval_images=0)")
-    else:
-        log(f"held-out image error {held_out['image_error']:.3f} (grey {held_out['image_error_grey']:.3f}) on "
-            f"{held_out['num_test_images']} {source.dataset} test images; inverter written to {output_dir}")
-    return inverter
+    return params, scale, seconds_before + time.perf_counter() - run_start
