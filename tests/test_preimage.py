@@ -91,9 +91,22 @@ def test_python_and_scan_loops_agree(image):
     np.testing.assert_allclose(python.history["energy"], scan.history["energy"], rtol=1e-4)
 
 
-def test_stage_schedule_switches_at_the_boundary():
-    schedule = preimage.stage_schedule((Stage(3, 1.0), Stage(0, 0.5), Stage(2, 0.1)))
-    assert [float(schedule(t)) for t in range(5)] == pytest.approx([1, 1, 1, 0.1, 0.1])
+def test_stages_set_their_step_scale_without_recompiling(image):
+    from jaxinv.engine import compilation
+
+    problem = Problem(C=100)
+    target = preimage.make_target(POOL, problem, image)
+    run = lambda *stages: preimage.solve(POOL, problem, target, image_shape=image.shape, key=jax.random.key(0),
+                                         stages=stages).images
+    whole = run(Stage(3, 1.0, False), Stage(2, 1.0, False))
+    with compilation.counting() as record:
+        split = run(Stage(3, 1.0, False), Stage(0, 0.5, False), Stage(2, 1.0, False))
+        slower = run(Stage(3, 1.0, False), Stage(2, 0.1, False))
+    assert record.count == 0  # other step scales: the same compiled step
+    np.testing.assert_array_equal(split, whole)  # an empty stage changes nothing
+    assert not np.allclose(slower, whole)
+    opt_state = preimage.with_step_scale(preimage.make_solver(problem, image.shape).init(jnp.zeros((2, 2, 1))), 0.1)
+    assert float(opt_state.hyperparams["step_scale"]) == pytest.approx(0.1)
 
 
 def test_masked_and_inner_product_losses_run(image):

@@ -128,20 +128,24 @@ def default_eta0(problem: Problem, image_shape: Sequence[int]) -> float:
     return 0.05 * problem.bound ** 2 / problem.alpha * image_shape[0] * image_shape[1]
 
 
-def make_solver(problem: Problem, image_shape: Sequence[int], stages: Sequence[Stage], *,
-                eta0: float | None = None, rho: float = 0.9) -> optax.GradientTransformation:
-    """Algorithm 1 with the stages' step scales as a schedule and the Eq. 6 projection."""
-    schedule = stage_schedule(stages)
+def make_solver(problem: Problem, image_shape: Sequence[int], *, eta0: float | None = None,
+                rho: float = 0.9) -> optax.GradientTransformation:
+    """Algorithm 1 with the Eq. 6 projection. The step scale is a value in the solver's state
+    (`optax.inject_hyperparams`), which `solve` sets at the start of each stage: the compiled step
+    does not depend on the stages' scales. (A scan chunk's length is still a static shape: a stage
+    whose length is not a multiple of `progress_every` compiles one more scan for the remainder.)"""
     eta0 = default_eta0(problem, image_shape) if eta0 is None else eta0
-    return solvers.projected(solvers.preimage_adagrad(eta0, rho, schedule),
+    adagrad = optax.inject_hyperparams(solvers.preimage_adagrad, static_args=("eta0", "rho"))
+    return solvers.projected(adagrad(eta0=eta0, rho=rho, step_scale=1.0),
                              lambda x: regularisers.project_bounded_range(x, problem.B_plus))
 
 
-def stage_schedule(stages: Sequence[Stage]) -> optax.Schedule:
-    """Step scale as a function of the iteration count: each stage's `step_scale` over its iterations."""
-    starts = jnp.asarray(np.cumsum([0] + [s.iterations for s in stages[:-1]]), jnp.int32)
-    scales = jnp.asarray([s.step_scale for s in stages], jnp.float32)
-    return lambda count: scales[jnp.searchsorted(starts, count, side="right") - 1]
+def with_step_scale(opt_state, scale: float):
+    """The solver state with the step scale of a stage (unchanged for a solver without one)."""
+    if "step_scale" in getattr(opt_state, "hyperparams", {}):  # optax.inject_hyperparams' state
+        value = jnp.asarray(scale, opt_state.hyperparams["step_scale"].dtype)
+        return opt_state._replace(hyperparams={**opt_state.hyperparams, "step_scale": value})
+    return opt_state
 
 
 def random_init(key, shape, bound: float):
@@ -188,15 +192,14 @@ def place_weights(tree, shard: bool = True):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_steps(representation: Representation, problem: Problem, stages: tuple[Stage, ...],
-                    eta0: float, image_shape: tuple[int, int], batched_target: bool,
-                    solver: optax.GradientTransformation | None):
+def _compiled_steps(representation: Representation, problem: Problem, eta0: float, image_shape: tuple[int, int],
+                    batched_target: bool, solver: optax.GradientTransformation | None):
     """The solver's init and the jitted step (one iteration) and scan (many) for this configuration.
 
     Cached on the static structure only: the target and the representation's weights are arguments,
-    so inverting many images, or the same representation with other weights, compiles once.
+    so inverting many images, the same representation with other weights, or other stages, compiles once.
     """
-    tx = solver or make_solver(problem, image_shape, stages, eta0=eta0)
+    tx = solver or make_solver(problem, image_shape, eta0=eta0)
 
     def one_restart_energy(xk, key, shift, target, params):
         terms = energy_terms(xk, key, representation, problem, target, shift, params)
@@ -239,8 +242,7 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
     height, width = height + problem.jitter - 1, width + problem.jitter - 1
     x = _initial_images(key, x_init, (restarts, height, width, representation.channels), problem.bound)
     eta0 = default_eta0(problem, (height, width)) if eta0 is None else float(eta0)
-    init, step, scan = _compiled_steps(representation, problem, stages, eta0, (height, width), batched_target,
-                                        solver)
+    init, step, scan = _compiled_steps(representation, problem, eta0, (height, width), batched_target, solver)
     carry = (x, init(x), jax.random.split(jax.random.split(key)[1], restarts))
     params = place_weights(representation.params, shard)
     if shard:
@@ -306,7 +308,8 @@ def _run_stages(run, carry, stages, jitter, loop, progress, progress_every, star
     history, done, total = [], 0, sum(s.iterations for s in stages)
     for stage in stages:
         shift = jitter if stage.jitter else 1
-        begin = 0
+        x, opt_state, keys = carry
+        carry, begin = (x, with_step_scale(opt_state, stage.step_scale), keys), 0
         while begin < stage.iterations:
             length = 1 if loop == "python" else min(progress_every, stage.iterations - begin)
             if loop == "python":
