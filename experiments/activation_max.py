@@ -34,7 +34,7 @@ flags.DEFINE_string("cache_dir", None, "where the maxima M are cached (default: 
 cli.define_seed()
 flags.DEFINE_integer("scale", D.scale, "grid enlargement factor (0: so that tiles are about 128 pixels)")
 cli.define_output_dir("outputs/activation_max")
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

@@ -51,7 +51,7 @@ flags.DEFINE_bool("skip_hoggle", False, "leave out HOGgle")
 flags.DEFINE_string("hoggle_dictionary", None, "HOGgle paired dictionary (default: ~/.cache/jaxinv/hoggle/dictionary.npz)")
 flags.DEFINE_integer("figure_images", 8, "rows of the figure")
 cli.define_output_dir("outputs/compare_inverters", "where results.json, per_image.json, figure.png go")
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

@@ -25,7 +25,7 @@ flags.DEFINE_list("pixel_mappings", list(hoggle.PIXEL_MAPPINGS), "how patches be
 flags.DEFINE_integer("figure_images", 8, "columns of the figure")
 cli.define_output_dir("outputs/hoggle", "where to write results.json and figure.png")
 FLAGS = flags.FLAGS
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

@@ -30,7 +30,7 @@ flags.DEFINE_enum("formulation", D.formulation, ["ijcv", "cvpr2015"],
 flags.DEFINE_enum("loop", D.loop, ["python", "scan"], "iteration loop: lax.scan in chunks (faster here), or Python "
                   "over a jitted step")
 cli.define_output_dir("outputs/invert", "where to write the figures and metrics")
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

@@ -40,7 +40,7 @@ flags.DEFINE_integer("batch_size", D.batch_size, "images encoded/decoded per cal
 cli.define_seed("seed of dropout and of the random feature vectors")
 cli.define_data_dir()
 cli.define_output_dir("outputs/inverter_studies", "where results, figures and index.html go")
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

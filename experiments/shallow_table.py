@@ -29,7 +29,7 @@ cli.define_restarts(D.restarts, "random restarts per image (errors are averaged 
 flags.DEFINE_integer("batch_size", D.batch_size, "images inverted together in one vmapped run")
 flags.DEFINE_integer("figure_images", 4, "rows of the figure")
 cli.define_output_dir("outputs/shallow_table", "where to write results.json and figure.png")
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

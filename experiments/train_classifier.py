@@ -33,7 +33,7 @@ flags.DEFINE_string("init_from", None, "start from the parameters (and input con
 flags.DEFINE_integer("max_train_images", None, "use only N evenly spaced training images (smoke tests)")
 flags.DEFINE_integer("max_test_images", None, "evaluate on only N evenly spaced test images (smoke tests)")
 FLAGS = flags.FLAGS
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

@@ -34,7 +34,7 @@ flags.DEFINE_integer("batch_size", D.batch_size, "windows per minibatch of the o
 cli.define_seed("seed of window sampling, initial atoms and minibatch order")
 flags.DEFINE_string("output", None, "where the dictionary goes (default: ~/.cache/jaxinv/hoggle/dictionary.npz)")
 FLAGS = flags.FLAGS
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
