@@ -29,28 +29,26 @@ import jax
 from absl import flags, logging
 
 from jaxinv import nets
-from jaxinv.engine import preimage
 from jaxinv.io import cli, datasets
 from jaxinv.studies import deep_networks
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("net", "cifar-ref", "network directory or the name of a shipped network")
+cli.define_net()
 flags.DEFINE_integer("num_images", 8, "reference images N (the paper: 24 for consistency, 100 for the error)")
-flags.DEFINE_integer("restarts", 4, "random restarts K per image (the paper: 24)")
+cli.define_restarts(4, "random restarts K per image (the paper: 24)")
 flags.DEFINE_list("layers", None, "layers to study (default: every named layer)")
 flags.DEFINE_list("C", [str(deep_networks.c_number(c)) for c in deep_networks.DEFAULT_C], "loss weights C")
-flags.DEFINE_integer("iterations", 300, "iterations of the first (jittered) stage")
-flags.DEFINE_integer("refine_iterations", 50, "iterations of the second stage at a tenth of the rate")
-flags.DEFINE_integer("seed", 0, "seed; each (layer, C) unit derives its own from it")
+cli.define_iterations()
+cli.define_seed("seed; each (layer, C) unit derives its own from it")
 flags.DEFINE_bool("jitter", True, "jitter by the layer rule (T = stride / 4); --nojitter sets T = 1")
 flags.DEFINE_integer("images_per_call", 0, "images per vmapped run (0: all N in one run of N * K problems)")
 flags.DEFINE_integer("invariance_images", 2, "images whose every restart is kept for the invariance grids")
 flags.DEFINE_integer("figure_images", 8, "rows of the reconstruction grids")
-flags.DEFINE_string("images_dir", None, "folder of reference images (default: by network, see above)")
-flags.DEFINE_string("data_dir", None, "shared data folder (default: $JAXINV_DATA or ../shared/data)")
+cli.define_images_dir("folder of reference images (default: by network, see above)")
+cli.define_data_dir()
 flags.DEFINE_integer("max_units", 0, "stop after computing this many (layer, C) units (0: no limit); rerun resumes")
-flags.DEFINE_string("output_dir", "outputs/deep_studies", "where results, figures and checkpoints go")
-
+cli.define_output_dir("outputs/deep_studies", "where results, figures and checkpoints go")
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
@@ -59,11 +57,9 @@ def main(argv):
     model = nets.load(FLAGS.net)
     layers = deep_networks.check_layers(model, FLAGS.layers)
     C = deep_networks.parse_C(FLAGS.C)
-    if FLAGS.iterations < 0 or FLAGS.refine_iterations < 0:
-        raise ValueError("iterations must be >= 0")
+    stages = cli.stages()
     reference, names = datasets.reference_images(model, FLAGS.num_images, images_dir=FLAGS.images_dir,
                                                  data_dir=FLAGS.data_dir)
-    stages = preimage.default_stages(FLAGS.iterations, FLAGS.refine_iterations)
     print(f"{model.arch}: {len(reference)} images x {FLAGS.restarts} restarts, {len(layers)} layers x "
           f"{len(C)} C = {len(layers) * len(C)} units, {FLAGS.iterations}+{FLAGS.refine_iterations} iterations, "
           f"{jax.device_count()} device(s)", flush=True)

@@ -17,8 +17,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("image", None, "image file (default: the built-in sample)")
 flags.DEFINE_integer("cell_size", 8, "HOG cell and DSIFT bin size in pixels")
 flags.DEFINE_integer("dsift_step", 8, "DSIFT frame step in pixels")
-flags.DEFINE_string("output_dir", "outputs/render_features", "where to write the PNG files")
-
+cli.define_output_dir("outputs/render_features", "where to write the PNG files")
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

@@ -30,19 +30,19 @@ flags.DEFINE_float("width", None, "channel width multiplier of the paper's archi
 flags.DEFINE_integer("steps", None, "training steps")
 flags.DEFINE_integer("batch_size", 64, "images per step")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (decayed over the last 30% of the steps)")
-flags.DEFINE_integer("seed", 0, "seed of initialisation and data sampling")
+cli.define_seed("seed of initialisation and data sampling")
 flags.DEFINE_bool("finetune_encoder", False, "train the CNN encoder jointly (autoencoder comparison)")
 flags.DEFINE_integer("pool_size", None, "fixed pool of crops with precomputed features (0: fresh crops each step)")
 flags.DEFINE_enum("dataset", None, ["imagenet", "cifar10"], "training/test images (default: cifar10 for cifar-ref)")
-flags.DEFINE_string("output_dir", None, "where the inverter goes (default: jaxinv.inverters.default_dir)")
-flags.DEFINE_string("images_dir", None, "ImageNet samples folder (default: ../shared/data/imagenet_samples)")
-flags.DEFINE_string("data_dir", None, "shared data folder holding cifar10/ (default: $JAXINV_DATA or ../shared/data)")
+cli.define_output_dir(None, "where the inverter goes (default: jaxinv.inverters.default_dir)")
+cli.define_images_dir()
+cli.define_data_dir()
 flags.DEFINE_integer("max_train_images", None, "use only N evenly spaced training images (smoke tests)")
 flags.DEFINE_integer("eval_images", None, "held-out images to evaluate on (default: 50 ImageNet / 1000 CIFAR-10)")
 flags.DEFINE_integer("checkpoint_every", 100, "steps between checkpoints")
 flags.DEFINE_integer("log_every", 20, "steps between progress lines")
 FLAGS = flags.FLAGS
-
+flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv

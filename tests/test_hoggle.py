@@ -232,3 +232,46 @@ def test_train_and_evaluate_binaries(tmp_path):
                  f"--output_dir={tmp_path / 'eval'}")
     assert "training  error" in stdout
     assert sorted(os.listdir(tmp_path / "eval")) == ["figure.png", "results.json"]
+
+
+def test_training_split_holds_out_the_last_files(training_paths):
+    from jaxinv.inverters import hoggle_experiments as H
+    every = images.imagenet_sample_paths()
+    kept = H.training_paths(None, 50, None)
+    assert kept == every[:-50] and H.training_paths(None, 50, 3) == every[:3]
+    with pytest.raises(ValueError, match="--exclude_last must be >= 0"):
+        H.training_paths(None, -1, None)
+    with pytest.raises(ValueError, match="leaves none of the"):
+        H.training_paths(None, len(every), None)
+
+
+def test_train_records_the_images_it_saw(training_paths):
+    pytest.importorskip("sklearn")
+    from jaxinv.inverters import hoggle_experiments as H
+    lines = []
+    dictionary = H.train(H.TrainConfig(num_images=4, num_patches=50, num_atoms=8, epochs=1, batch_size=25),
+                         log=lines.append)
+    info = dictionary.training_info
+    assert dictionary.num_atoms == 8 and info["num_images"] == 4 and info["exclude_last"] == 50
+    assert info["first_image"] == os.path.basename(training_paths[0]) and info["last_image"] == os.path.basename(
+        training_paths[3])
+    assert lines[0].startswith("50 windows from 4 images of 64x64 (last 50 held out)")
+
+
+def test_evaluate_scores_each_pixel_mapping_and_flat_grey(tmp_path, training_paths):
+    from jaxinv.inverters import hoggle_experiments as H
+    path = str(tmp_path / "random.npz")
+    random_dictionary().save(path)
+    evaluation = H.evaluate(path, num_test=3, size=48, log=lambda line: None)
+    results = evaluation.results
+    assert results["num_images"] == 3 and results["num_atoms"] == 4 and results["training_info"] == {"note": "random"}
+    assert set(evaluation.reconstructions) == {"training", "stretch"}
+    for mapping in ("training", "stretch"):
+        assert results[mapping]["mean_error"] > 0 and evaluation.reconstructions[mapping].shape == (3, 48, 48)
+    assert results["flat_grey"]["mean_error"] > 0
+    written = H.write_evaluation(evaluation, str(tmp_path / "out"), figure_images=2)
+    assert [p.rsplit("/", 1)[1] for p in written] == ["results.json", "figure.png"]
+    with pytest.raises(ValueError, match="is not one of training, stretch"):
+        H.evaluate(path, pixel_mappings=["match"])
+    with pytest.raises(ValueError, match="--num_test must be at least 2"):
+        H.evaluate(path, num_test=1)

@@ -97,3 +97,32 @@ def test_cvpr2015_formulation_inverts_hog(grey_images):
     result = inversion.invert_images(rep, grey_images[:1], cvpr2015=preset)
     assert result.history["loss"].shape == (80, 1)
     assert result.errors[0, 0] < 0.5, result.errors
+
+
+def test_shallow_table_library_inverts_every_representation(tmp_path):
+    config = shallow.TableConfig(num_images=2, size=32, representations=("hog", "dsift"), iterations=3,
+                                 refine_iterations=0, batch_size=2)
+    lines = []
+    table = shallow.run_table(config, cache_dir=str(tmp_path / "cache"), log=lines.append)
+    assert list(table.results) == ["hog", "dsift"] and table.results["hog"]["num_images"] == 2
+    assert table.results["dsift"]["mean_error"] == pytest.approx(table.studies["dsift"]["errors"].mean())
+    assert lines[0] == "2 images of 32x32, C=100.0, 3+0 iterations, 1 restart(s)"
+    assert lines[-1] == shallow.table_line("dsift", table.results["dsift"]) and "(paper 0.094)" in lines[-1]
+    results_path, figure, columns = shallow.write_table(table, str(tmp_path), figure_images=1)
+    assert columns == ["original", "HOG glyphs", "hog^-1", "dsift^-1"]
+    assert set(json.loads(open(results_path).read())) == {"hog", "dsift"}
+    assert images.load_image(figure).shape[1] > 3 * images.load_image(figure).shape[0]  # one row of 4 tiles
+    with pytest.raises(ValueError, match="valid representations"):
+        shallow.run_table(shallow.TableConfig(representations=("gist",)))
+
+
+def test_invert_image_library_metrics_and_files(tmp_path):
+    config = shallow.InvertConfig(size=32, iterations=4, refine_iterations=1, restarts=2, seed=3)
+    inverted = shallow.invert_image(config, log=lambda line: None)
+    found = inverted.metrics
+    assert found["image_size"] == [32, 32] and len(found["errors"]) == 2 and found["seed"] == 3
+    assert found["mean_error"] == pytest.approx(np.mean(found["errors"])) and found["restart_std"] > 0
+    assert inverted.history["loss"].shape[0] == 5
+    assert shallow.error_line(found).startswith("normalised error per restart: ")
+    written = shallow.write_inversion(inverted, str(tmp_path))
+    assert [p.rsplit("/", 1)[1] for p in written] == ["grid.png", "energy.png", "metrics.json"]

@@ -51,9 +51,9 @@ def test_accuracy_on_all_test_images(model, test_set):
 
 
 def test_augmentation_crops_and_flips():
-    from experiments import train_classifier
+    from jaxinv.nets import training
     images = np.arange(2 * 32 * 32 * 3, dtype=np.uint8).reshape(2, 32, 32, 3)
-    out = train_classifier.augment(images, np.random.default_rng(0))
+    out = training.augment(images, np.random.default_rng(0))
     assert out.shape == images.shape and out.dtype == np.uint8
     for augmented, original in zip(out, images):  # each is a shifted window, maybe mirrored
         padded = np.pad(original, ((4, 4), (4, 4), (0, 0)))
@@ -71,4 +71,27 @@ def test_training_resumes_from_the_last_epoch(tmp_path, test_set):
     resumed = subprocess.run(command + ["--epochs=2"], check=True, cwd=root, env=env, capture_output=True, text=True)
     assert "resuming after epoch 1" in resumed.stdout and "epoch 2/2" in resumed.stdout
     assert "epoch 1/" not in resumed.stdout
+    assert nets.load(str(tmp_path)).metadata["epochs"] == 2
+
+
+def test_subset_keeps_every_class(test_set):
+    from jaxinv.nets import training
+    images, labels = test_set
+    kept_images, kept_labels = training.subset(images, labels, 20)
+    assert len(kept_labels) == 20 and set(kept_labels.tolist()) == set(range(10))
+    assert training.subset(images, labels, None)[0] is images
+
+
+def test_train_writes_a_network_and_resumes(tmp_path, test_set):
+    from jaxinv.nets import training
+    config = training.ClassifierConfig(epochs=1, batch_size=64, max_train_images=128, max_test_images=20)
+    lines = []
+    model = training.train(config, str(tmp_path), command="test", log=lines.append)
+    assert lines[0].startswith("epoch 1/1: loss ") and "network written to" in lines[-1]
+    saved = nets.load(str(tmp_path))
+    assert saved.metadata["epochs"] == 1 and saved.metadata["test_images"] == 20
+    assert saved.metadata["recipe"]["batch_size"] == 64 and saved.convention == model.convention
+    lines.clear()
+    training.train(training.ClassifierConfig(**dict(vars(config), epochs=2)), str(tmp_path), log=lines.append)
+    assert lines[0].startswith("resuming after epoch 1") and lines[1].startswith("epoch 2/2")
     assert nets.load(str(tmp_path)).metadata["epochs"] == 2

@@ -1,11 +1,22 @@
-"""Entry point of jaxinv's command-line programs: absl flags, clear one-line errors for bad input."""
+"""Entry point of jaxinv's command-line programs: absl flags, clear one-line errors for bad input.
+
+The flags several binaries share are declared here, once; a binary calls the `define_*` function of
+each group it takes (at import) with its own default where they differ, then reads them as
+`flags.FLAGS.<name>`. Declaring a shared flag again in the same process (two binaries imported
+together) is a no-op when the default agrees and an error when it does not.
+"""
 from __future__ import annotations
 
 import sys
 
-from absl import app
+from absl import app, flags
 
+from jaxinv.engine import preimage
 from jaxinv.io.outputs import OutputBusyError
+
+FLAGS = flags.FLAGS
+DATA_DIR_HELP = "shared data folder (default: $JAXINV_DATA or ../shared/data)"
+IMAGES_DIR_HELP = "folder of images (default: ../shared/data/imagenet_samples)"
 
 
 def run(main) -> None:
@@ -22,3 +33,69 @@ def run(main) -> None:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
     app.run(guarded)
+
+
+def _define(define, name: str, default, help: str, flag_values=None) -> None:
+    flag_values = FLAGS if flag_values is None else flag_values
+    if name in flag_values:
+        if flag_values[name].default != default:
+            raise ValueError(f"flag --{name} is already declared with default {flag_values[name].default!r}, "
+                             f"not {default!r}")
+        return
+    define(name, default, help, flag_values=flag_values)
+
+
+def define_output_dir(default: str | None, help: str = "where to write the results", flag_values=None) -> None:
+    """--output_dir, each binary with its own default."""
+    _define(flags.DEFINE_string, "output_dir", default, help, flag_values)
+
+
+def define_seed(help: str = "PRNG seed", flag_values=None) -> None:
+    """--seed (default 0)."""
+    _define(flags.DEFINE_integer, "seed", 0, help, flag_values)
+
+
+def define_iterations(iterations: int = 300, refine_iterations: int = 50, prefix: str = "", flag_values=None) -> None:
+    """--iterations and --refine_iterations: the two stages of `preimage.default_stages`."""
+    _define(flags.DEFINE_integer, "iterations", iterations, f"{prefix}iterations of the first stage", flag_values)
+    _define(flags.DEFINE_integer, "refine_iterations", refine_iterations,
+            f"{prefix}iterations of the second stage at a tenth of the rate", flag_values)
+
+
+def define_restarts(default: int | None, help: str = "random restarts per problem, optimised together (vmapped)",
+                    flag_values=None) -> None:
+    """--restarts."""
+    _define(flags.DEFINE_integer, "restarts", default, help, flag_values)
+
+
+def define_data_dir(help: str = DATA_DIR_HELP, flag_values=None) -> None:
+    """--data_dir: the shared data folder (CIFAR-10 and the ImageNet samples)."""
+    _define(flags.DEFINE_string, "data_dir", None, help, flag_values)
+
+
+def define_images_dir(help: str = IMAGES_DIR_HELP, flag_values=None) -> None:
+    """--images_dir: a folder of images in place of the ImageNet samples."""
+    _define(flags.DEFINE_string, "images_dir", None, help, flag_values)
+
+
+def define_net(default: str = "cifar-ref", flag_values=None) -> None:
+    """--net: a shipped network name or a converted network directory."""
+    _define(flags.DEFINE_string, "net", default,
+            "network: a shipped name (cifar-ref) or a converted network directory", flag_values)
+
+
+def stages(flag_values=None):
+    """The two-stage schedule of --iterations and --refine_iterations (a ValueError if either is negative)."""
+    values = FLAGS if flag_values is None else flag_values
+    if values.iterations < 0 or values.refine_iterations < 0:
+        raise ValueError("iterations must be >= 0")
+    return preimage.default_stages(values.iterations, values.refine_iterations)
+
+
+def int_list(name: str, flag_values=None) -> tuple[int, ...]:
+    """The list flag --name as integers, or a ValueError naming the flag."""
+    value = (FLAGS if flag_values is None else flag_values)[name].value or ()
+    try:
+        return tuple(int(v) for v in value)
+    except ValueError:
+        raise ValueError(f"--{name} must be a list of integers; got {','.join(value)}") from None

@@ -1,6 +1,9 @@
-"""The shallow-representation inversion study (IJCV Table 2, CVPR 2015 Table 1)."""
+"""Inverting shallow representations (HOG, HOGb, DSIFT) of grey images: one image from several
+restarts (`experiments.invert`) and the study of IJCV Table 2 / CVPR 2015 Table 1
+(`experiments.shallow_table`)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Callable, Sequence
@@ -8,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from jaxinv import representations
+from jaxinv.engine import preimage
 from jaxinv.io import images, outputs
 from jaxinv.methods import inversion, metrics
 
@@ -63,3 +67,127 @@ def summarise(study: dict) -> dict:
                     for k in range(study["codes"].shape[1])]) if num > 1 else float("nan")
     return {"mean_error": mean, "ci95": ci, "cvpr_error": float(cvpr),
             "seconds_per_image": study["seconds"] / num, "num_images": num}
+
+
+@dataclasses.dataclass(frozen=True)
+class TableConfig:
+    images_dir: str | None = None  # default: the ImageNet samples
+    num_images: int = 100  # the first N images in sorted order
+    size: int = 256  # centre-cropped and resized to size x size
+    representations: Sequence[str] = tuple(representations.names())
+    C: float = 100.0
+    iterations: int = 300
+    refine_iterations: int = 50
+    restarts: int = 1  # errors are averaged over them
+    batch_size: int = 10  # images inverted together in one vmapped run
+
+
+@dataclasses.dataclass
+class Table:
+    config: TableConfig
+    results: dict  # {representation: `summarise` entry}: results.json
+    studies: dict  # {representation: `invert_in_batches` arrays}
+    grey: list  # the images
+
+
+def run_table(config: TableConfig, cache_dir: str | None = None, log: Callable[[str], None] = print) -> Table:
+    """Inverts every representation of every image (finished batches cached in cache_dir)."""
+    for name in config.representations:
+        representations.get(name)  # fails early, listing the valid names
+    paths = images.imagenet_sample_paths(config.images_dir, config.num_images)
+    grey = load_grey_images(paths, config.size)
+    log(f"{len(grey)} images of {config.size}x{config.size}, C={config.C}, "
+        f"{config.iterations}+{config.refine_iterations} iterations, {config.restarts} restart(s)")
+    stages = preimage.default_stages(config.iterations, config.refine_iterations)
+    results, studies = {}, {}
+    for name in config.representations:
+        studies[name] = invert_in_batches(name, grey, batch_size=config.batch_size, restarts=config.restarts,
+                                          stages=stages, C=config.C, cache_dir=cache_dir, log=log)
+        results[name] = summarise(studies[name])
+        log(table_line(name, results[name]))
+    return Table(config, results, studies, grey)
+
+
+def table_line(name: str, entry: dict) -> str:
+    """A row of the table beside the papers' values."""
+    return (f"{name:6s} error {entry['mean_error']:.3f} +- {entry['ci95']:.3f}  (paper {PAPER_IJCV_TABLE2[name]:.3f})"
+            f"  cvpr {entry['cvpr_error']:.3f} (paper {PAPER_CVPR_TABLE1[name]:.3f})"
+            f"  {entry['seconds_per_image']:.2f} s/image")
+
+
+def write_table(table: Table, output_dir: str, figure_images: int = 4) -> tuple[str, str, list[str]]:
+    """results.json and figure.png like IJCV Fig. 5 (original, HOG glyphs when HOG is inverted, then
+    each representation's pre-image); returns both paths and the figure's column names."""
+    names, studies = list(table.config.representations), table.studies
+    rows = []
+    for i in range(min(figure_images, len(table.grey))):
+        glyphs = [representations.render("hog", studies["hog"]["targets"][i])] if "hog" in studies else []
+        rows.append([table.grey[i]] + glyphs + [studies[name]["reconstructions"][i, 0] for name in names])
+    figure = images.save_image(os.path.join(output_dir, "figure.png"),
+                               images.image_grid(rows, tile=table.grey[0].shape[:2]))
+    columns = ["original"] + (["HOG glyphs"] if "hog" in studies else []) + [f"{n}^-1" for n in names]
+    return outputs.write_json(os.path.join(output_dir, "results.json"), table.results), figure, columns
+
+
+@dataclasses.dataclass(frozen=True)
+class InvertConfig:
+    representation: str = "hog"
+    image: str | None = None  # default: the built-in sample
+    size: int = 256  # centre-cropped and resized to size x size (0 keeps the original)
+    C: float = 100.0
+    iterations: int = 300
+    refine_iterations: int = 50
+    restarts: int = 4
+    seed: int = 0
+    cell_size: int = 8  # HOG cell / DSIFT bin size
+    formulation: str = "ijcv"  # or "cvpr2015": its objective and momentum solver (C and iterations unused)
+    loop: str = "scan"  # or "python"
+
+
+@dataclasses.dataclass
+class ImageInversion:
+    metrics: dict  # metrics.json
+    grid: np.ndarray  # original and code glyphs, then the reconstructions
+    history: dict
+
+
+def invert_image(config: InvertConfig, log: Callable[[str], None] = print) -> ImageInversion:
+    """Inverts the representation of one grey image from config.restarts vmapped random restarts."""
+    representation = representations.get(config.representation, cell_size=config.cell_size)
+    path = config.image or images.sample_image_path()
+    image = images.load_image(path, grey=True, size=config.size or None)
+    log(f"inverting {config.representation} of {path} ({image.shape[1]}x{image.shape[0]}), C={config.C}, "
+        f"{config.restarts} restarts, {config.iterations}+{config.refine_iterations} iterations")
+    cvpr2015 = None
+    if config.formulation == "cvpr2015":
+        cvpr2015 = inversion.Cvpr2015(sigma=inversion.average_image_norm([representation.to_null_mean(image)]))
+    result = inversion.invert_images(
+        representation, [image], problem=inversion.shallow_problem(config.C), restarts=config.restarts,
+        seed=config.seed, stages=preimage.default_stages(config.iterations, config.refine_iterations),
+        loop=config.loop, cvpr2015=cvpr2015, progress=preimage.print_progress)
+    errors = result.errors[0]
+    glyphs = representations.render(config.representation, result.target_codes[0], image_shape=image.shape,
+                                    cell_size=config.cell_size)
+    grid = images.image_grid([[image, glyphs], list(result.images[0])], tile=image.shape[:2])
+    found = {"representation": config.representation, "image": path, "image_size": list(image.shape),
+             "formulation": config.formulation, "C": config.C, "iterations": config.iterations,
+             "refine_iterations": config.refine_iterations, "restarts": config.restarts, "seed": config.seed,
+             "errors": errors.tolist(), "mean_error": float(errors.mean()),
+             "restart_std": metrics.restart_spread(errors) if len(errors) > 1 else 0.0,
+             "seconds": result.seconds, "seconds_per_restart": result.seconds / config.restarts}
+    return ImageInversion(found, grid, result.history)
+
+
+def error_line(found: dict) -> str:
+    return (f"normalised error per restart: {', '.join(f'{e:.3f}' for e in found['errors'])} "
+            f"(mean {found['mean_error']:.3f}); {found['seconds']:.1f} s")
+
+
+def write_inversion(inverted: ImageInversion, output_dir: str) -> list[str]:
+    """grid.png, energy.png (objective terms per iteration) and metrics.json."""
+    found = inverted.metrics
+    os.makedirs(output_dir, exist_ok=True)
+    return [images.save_image(os.path.join(output_dir, "grid.png"), inverted.grid),
+            outputs.plot_energy_terms(inverted.history, os.path.join(output_dir, "energy.png"),
+                                      title=f"{found['representation']} inversion, C={found['C']}"),
+            outputs.write_json(os.path.join(output_dir, "metrics.json"), found)]

@@ -1,0 +1,193 @@
+"""A learned inverter against optimisation-based inversion and HOGgle (Dosovitskiy & Brox, CVPR 2016,
+Table 2) on held-out images, plus baselines that use no feature.
+
+    comparison = compare(CompareConfig(inverter_dir=DIR, num_images=4, iterations=20))
+    print("\n".join(summary_lines(comparison.results)))
+    write_outputs(comparison, "outputs/compare_inverters", figure_images=8)
+
+Methods, all from HOG (cell 8) of the grey (luma) image: the learned inverter; optimisation
+(`shallow.invert_in_batches`, batches cached in CACHE_DIR/cache so a rerun resumes); HOGgle with a
+paired dictionary; for lbp and sift only the learned inverter and the baselines. Errors
+(`jaxinv.inverters.image_errors`): ||x_i - x*_i|| / N, N the mean distance between the test images,
+on grey versions; seconds per image are wall-clock times including compilation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from jaxinv.engine import preimage
+from jaxinv.inverters import hoggle
+from jaxinv.io import images, outputs
+from jaxinv.methods import metrics
+from jaxinv.studies import shallow
+from jaxinv.inverters import data, features as inverter_features
+from jaxinv.inverters import metrics as inverter_metrics
+from jaxinv.inverters import model as inverter_model
+
+# Dosovitskiy & Brox (CVPR 2016) Table 2, 256x256: HOG inverted by HOGgle and by optimisation; learned inverters.
+PAPER_TABLE2 = {"hoggle": 0.61, "optimisation": 0.63, "learned": {"hog": 0.24, "sift": 0.28, "lbp": 0.38}}
+HOG_ONLY = ("optimisation", "hoggle")
+DEFAULT_SIZE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    representation: str = "hog"
+    inverter_dir: str | None = None  # default: jaxinv.inverters.default_dir(representation, size)
+    size: int | None = None  # default: DEFAULT_SIZE, or the inverter's
+    images_dir: str | None = None
+    split: str = "test"  # test: the last 50 sorted files (held out); all: every file
+    num_images: int = 50
+    C: float = 100.0
+    iterations: int = 300
+    refine_iterations: int = 50
+    batch_size: int = 10
+    skip_optimisation: bool = False
+    skip_hoggle: bool = False
+    hoggle_dictionary: str | None = None  # default: hoggle.default_dictionary_path()
+    cache_dir: str | None = None  # where the optimisation's finished batches are cached
+
+
+@dataclasses.dataclass
+class Comparison:
+    results: dict  # results.json
+    per_image: dict  # per_image.json
+    originals: np.ndarray  # the colour test images
+    reconstructions: dict  # method -> images, in the figure's column order
+
+
+def paper_value(method: str, representation: str) -> float | None:
+    value = PAPER_TABLE2[method]
+    return value.get(representation) if isinstance(value, dict) else value
+
+
+def load_test_images(config: CompareConfig, size: int) -> tuple[np.ndarray, list[str]]:
+    paths = data.imagenet_split(config.images_dir)[1] if config.split == "test" else \
+        images.imagenet_sample_paths(config.images_dir)
+    paths = paths[:config.num_images]
+    if len(paths) < 2:
+        raise ValueError(f"the image error needs at least 2 images; {len(paths)} selected")
+    return np.stack([images.load_image(p, size=size) for p in paths]), [os.path.basename(p) for p in paths]
+
+
+def load_hoggle_dictionary(path: str | None) -> hoggle.PairedDictionary:
+    """The HOGgle paired dictionary, checked before any inversion runs."""
+    path = path or hoggle.default_dictionary_path()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"HOGgle dictionary not found: {path} (train one, pass --hoggle_dictionary, "
+                                f"or rerun with --skip_hoggle)")
+    return hoggle.PairedDictionary.load(path)
+
+
+def load_inverter(config: CompareConfig) -> tuple[inverter_model.Inverter, str]:
+    """The inverter and its folder, checked against config.representation and config.size."""
+    directory = config.inverter_dir or inverter_model.default_dir(config.representation,
+                                                                  config.size or DEFAULT_SIZE)
+    inverter = inverter_model.load(directory)
+    if inverter.representation != config.representation:
+        raise ValueError(f"{directory} inverts {inverter.representation!r}, not {config.representation!r}")
+    if config.size and config.size != inverter.image_size:
+        raise ValueError(f"{directory} makes {inverter.image_size}x{inverter.image_size} images, not "
+                         f"--size={config.size}")
+    return inverter, directory
+
+
+def summary(per_image: np.ndarray, **extra) -> dict:
+    mean, ci = metrics.mean_with_ci95(per_image)
+    return dict(image_error=mean, ci95=ci, **extra)
+
+
+def skip_reason(config: CompareConfig, method: str) -> str | None:
+    """Why a HOG-only method is left out, or None when it runs."""
+    if {"optimisation": config.skip_optimisation, "hoggle": config.skip_hoggle}[method]:
+        return "skipped by flag"
+    if config.representation != "hog":
+        return f"exists for hog only, not {config.representation!r}"
+    return None
+
+
+def hog_method(config: CompareConfig, method: str, grey: np.ndarray, dictionary) -> np.ndarray:
+    """Reconstructions of the grey images from their HOG by optimisation or by HOGgle."""
+    if method == "optimisation":
+        study = shallow.invert_in_batches(
+            "hog", list(grey), batch_size=config.batch_size, restarts=1, C=config.C,
+            stages=preimage.default_stages(config.iterations, config.refine_iterations),
+            cache_dir=config.cache_dir and os.path.join(config.cache_dir, "cache"))
+        return study["reconstructions"][:, 0]
+    codes = inverter_features.compute(inverter_features.representation("hog"), grey)
+    return hoggle.invert_hogs(dictionary, codes, grey.shape[1:])  # one lasso solve for all images
+
+
+def compare(config: CompareConfig, log=print) -> Comparison:
+    """Every method on the test images; missing inputs (inverter, dictionary) fail before any work."""
+    dictionary = None
+    if skip_reason(config, "hoggle") is None:
+        dictionary = load_hoggle_dictionary(config.hoggle_dictionary)
+    inverter, directory = load_inverter(config)
+    size = inverter.image_size
+    colour, names = load_test_images(config, size)
+    grey = images.to_grey(colour)
+    log(f"{len(names)} images of {size}x{size} ({config.split} split); inverter {directory} "
+        f"({inverter.metadata.get('steps')} steps)")
+    start = time.perf_counter()
+    reconstructions = {"learned": inverter.invert_images(colour)}
+    seconds = time.perf_counter() - start
+    errors = {"learned": inverter_metrics.image_errors(reconstructions["learned"], colour, grey=True),
+              "learned_colour": inverter_metrics.image_errors(reconstructions["learned"], colour)}
+    results = {"learned": summary(errors["learned"], image_error_colour=float(errors["learned_colour"].mean()),
+                                  seconds_per_image=seconds / len(names)),
+               "baselines": {name: summary(values) for name, values in
+                             inverter_metrics.flat_baseline_errors(colour, grey=True).items()}}
+    for method in HOG_ONLY:
+        reason = skip_reason(config, method)
+        if reason is not None:
+            results[method] = {"image_error": None, "skipped": reason}
+            continue
+        start = time.perf_counter()
+        reconstructions[method] = hog_method(config, method, grey, dictionary)
+        errors[method] = inverter_metrics.image_errors(reconstructions[method], grey, grey=True)
+        results[method] = summary(errors[method], seconds_per_image=(time.perf_counter() - start) / len(names))
+    results.update(representation=config.representation, num_images=len(names), size=size, split=config.split,
+                   inverter_dir=os.path.abspath(directory), inverter_metadata=inverter.metadata,
+                   optimisation_settings=dict(C=config.C, iterations=config.iterations,
+                                              refine_iterations=config.refine_iterations),
+                   error="mean ||x - x*|| / mean pairwise distance of the test images, grey (luma) versions",
+                   paper_table2={m: paper_value(m, config.representation) for m in PAPER_TABLE2})
+    per_image = {"images": names, **{k: v.tolist() for k, v in errors.items()}}
+    return Comparison(results, per_image, colour, reconstructions)
+
+
+def summary_lines(results: dict) -> list[str]:
+    """The table as printed: one line per method (error with its 95% CI, the paper's value), then
+    the baselines."""
+    lines = []
+    for method in ("learned", *HOG_ONLY):
+        entry = results[method]
+        if entry["image_error"] is None:
+            lines.append(f"{method:13s} skipped ({entry['skipped']})")
+            continue
+        line = f"{method:13s} image error {entry['image_error']:.3f} +- {entry['ci95']:.3f} (grey)"
+        if method == "learned":
+            line += f", {entry['image_error_colour']:.3f} (colour)"
+        paper = paper_value(method, results["representation"])
+        lines.append(line + (f"   paper (256x256): {paper:.2f}" if paper is not None else ""))
+    for name, entry in results["baselines"].items():
+        lines.append(f"baseline: {name:15s} image error {entry['image_error']:.3f} +- {entry['ci95']:.3f} "
+                     f"(grey, no feature used)")
+    return lines
+
+
+def write_outputs(comparison: Comparison, output_dir: str, figure_images: int = 8) -> list[str]:
+    """results.json, per_image.json and figure.png (rows = images; columns original | learned |
+    optimisation | HOGgle, the methods that ran)."""
+    size = comparison.results["size"]
+    shown = range(min(figure_images, len(comparison.originals)))
+    rows = [[comparison.originals[i]] + [r[i] for r in comparison.reconstructions.values()] for i in shown]
+    return [outputs.write_json(os.path.join(output_dir, "results.json"), comparison.results),
+            outputs.write_json(os.path.join(output_dir, "per_image.json"), comparison.per_image),
+            images.save_image(os.path.join(output_dir, "figure.png"),
+                              images.image_grid(rows, tile=(max(size, 128), max(size, 128))))]
