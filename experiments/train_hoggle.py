@@ -7,7 +7,7 @@ Training images are the sorted files of --images_dir minus the last --exclude_la
 default: the test split that the learned inverters and `experiments.evaluate_hoggle` use, so
 evaluation images never enter the dictionary). Each is read grey as an --image_size square centre
 crop; windows of 5x5 HOG cells and their 40x40 pixel patches are drawn from them
-(`jaxinv.inverters.hoggle.sample_training_pairs`) and sparse-coded with scikit-learn (`pip install
+(`jaxinv.inverters.hoggle_learning.sample_training_pairs`) and sparse-coded with scikit-learn (`pip install
 'jaxinv[hoggle]'`). The dictionary is written atomically to --output (default
 ~/.cache/jaxinv/hoggle/dictionary.npz, outside the repository).
 """

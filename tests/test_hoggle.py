@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxinv import features
-from jaxinv.inverters import hoggle
+from jaxinv.inverters import hoggle, hoggle_learning
 from jaxinv.io import images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,13 +23,13 @@ def training_paths():
 
 @pytest.fixture(scope="module")
 def pairs(training_paths):
-    return hoggle.sample_training_pairs(training_paths, 300, image_size=64, seed=0)
+    return hoggle_learning.sample_training_pairs(training_paths, 300, image_size=64, seed=0)
 
 
 @pytest.fixture(scope="module")
 def dictionary(pairs):
     pytest.importorskip("sklearn")
-    return hoggle.learn_paired_dictionary(pairs, num_atoms=32, batch_size=100, epochs=2, log=lambda s: None)
+    return hoggle_learning.learn_paired_dictionary(pairs, num_atoms=32, batch_size=100, epochs=2, log=lambda s: None)
 
 
 def random_dictionary(num_atoms=4, seed=0, **overrides):
@@ -43,7 +43,7 @@ def random_dictionary(num_atoms=4, seed=0, **overrides):
 
 
 def test_each_half_is_zero_mean_and_unit_norm(pairs):
-    vectors = hoggle.paired_vectors(pairs)
+    vectors = hoggle_learning.paired_vectors(pairs)
     assert vectors.shape == (300, 40 * 40 + 5 * 5 * 31)
     for half in (vectors[:, :1600], vectors[:, 1600:]):
         np.testing.assert_allclose(half.mean(axis=1), 0, atol=1e-6)
@@ -52,8 +52,8 @@ def test_each_half_is_zero_mean_and_unit_norm(pairs):
 
 
 def test_zero_epochs_keep_random_training_pairs_as_atoms(pairs):
-    random_atoms = hoggle.learn_paired_dictionary(pairs, num_atoms=8, epochs=0, log=lambda s: None)
-    vectors = hoggle.paired_vectors(pairs) / np.sqrt(2)
+    random_atoms = hoggle_learning.learn_paired_dictionary(pairs, num_atoms=8, epochs=0, log=lambda s: None)
+    vectors = hoggle_learning.paired_vectors(pairs) / np.sqrt(2)
     atoms = np.concatenate([random_atoms.image_atoms, random_atoms.hog_atoms], axis=1)
     distances = np.linalg.norm(atoms[:, None] - vectors[None], axis=2)
     assert np.all(distances.min(axis=1) < 1e-6)
@@ -62,7 +62,7 @@ def test_zero_epochs_keep_random_training_pairs_as_atoms(pairs):
 
 
 def test_pairs_are_whole_image_hog_cells_and_the_pixels_they_tile(training_paths):
-    pairs = hoggle.sample_training_pairs(training_paths[:1], None, image_size=64, seed=1)
+    pairs = hoggle_learning.sample_training_pairs(training_paths[:1], None, image_size=64, seed=1)
     image = images.load_image(training_paths[0], grey=True, size=64)
     code = np.asarray(features.hog(image))
     assert len(pairs) == 16  # 8x8 cells: 4x4 windows of 5x5 cells
@@ -79,11 +79,11 @@ def test_pairs_are_whole_image_hog_cells_and_the_pixels_they_tile(training_paths
 
 def test_sampling_rejects_impossible_requests(training_paths):
     with pytest.raises(ValueError, match="hold only 32 windows"):
-        hoggle.sample_training_pairs(training_paths[:2], 33, image_size=64)
+        hoggle_learning.sample_training_pairs(training_paths[:2], 33, image_size=64)
     with pytest.raises(ValueError, match="smaller than a window"):
-        hoggle.sample_training_pairs(training_paths[:2], 1, image_size=32)
+        hoggle_learning.sample_training_pairs(training_paths[:2], 1, image_size=32)
     with pytest.raises(ValueError, match="no training images"):
-        hoggle.sample_training_pairs([], 1)
+        hoggle_learning.sample_training_pairs([], 1)
 
 
 def test_save_load_round_trip(tmp_path):

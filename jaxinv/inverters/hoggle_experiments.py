@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jaxinv.inverters import hoggle
+from jaxinv.inverters import hoggle, hoggle_learning
 from jaxinv.io import images, outputs
 from jaxinv.methods import metrics
 
@@ -46,10 +46,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> hoggle.Pai
     images it saw."""
     paths = training_paths(config.images_dir, config.exclude_last, config.num_images)
     start = time.time()
-    pairs = hoggle.sample_training_pairs(paths, config.num_patches, image_size=config.image_size, seed=config.seed)
+    pairs = hoggle_learning.sample_training_pairs(paths, config.num_patches, image_size=config.image_size, seed=config.seed)
     log(f"{len(pairs)} windows from {len(paths)} images of {config.image_size}x{config.image_size} "
         f"(last {config.exclude_last} held out) in {time.time() - start:.1f} s")
-    dictionary = hoggle.learn_paired_dictionary(pairs, config.num_atoms, config.lam, batch_size=config.batch_size,
+    dictionary = hoggle_learning.learn_paired_dictionary(pairs, config.num_atoms, config.lam, batch_size=config.batch_size,
                                                 epochs=config.epochs, seed=config.seed)
     info = dict(dictionary.training_info, num_images=len(paths), image_size=config.image_size,
                 exclude_last=config.exclude_last, first_image=os.path.basename(paths[0]),
