@@ -8,7 +8,6 @@ import pytest
 from jaxinv.methods import activation_max as AM
 from jaxinv import nets
 from jaxinv.io import datasets
-from jaxinv.methods import visualise
 
 TINY = dict(iterations=3, refine_iterations=0, reference_images=10)
 
@@ -18,7 +17,7 @@ def test_class_units_with_probabilities_and_outputs(tmp_path):
     result = AM.run(config, log=lambda line: None)
     model = nets.load("cifar-ref")
     reference, _ = datasets.reference_images(model, 10)
-    maxima = visualise.activation_maxima(model, "fc8", reference, directory=str(tmp_path / "cache"))
+    maxima = AM.activation_maxima(model, "fc8", reference, directory=str(tmp_path / "cache"))
     assert [u["unit"] for u in result.units] == [3, 5] and result.units[0]["name"] == "3 cat"
     assert result.units[1]["M"] == pytest.approx(float(maxima[5]), rel=1e-5)
     assert result.units[0]["value_over_M"] == pytest.approx(np.divide(result.units[0]["values"], result.units[0]["M"]))

@@ -7,12 +7,12 @@ import pytest
 from jaxinv import inverters
 from jaxinv.inverters import hoggle
 from jaxinv.io import cache, checkpoints
-from jaxinv.methods import visualise
+from jaxinv.methods import activation_max
 from jaxinv.nets import cifar10
 
 
 def every_cache() -> list[str]:
-    return [cifar10.cache_path(), visualise.cache_dir(), inverters.default_dir("hog", 64),
+    return [cifar10.cache_path(), activation_max.cache_dir(), inverters.default_dir("hog", 64),
             hoggle.default_dictionary_path()]
 
 

@@ -8,7 +8,7 @@ import pytest
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.io import checkpoints, datasets
-from jaxinv.methods import visualise
+from jaxinv.methods import activation_max, visualise
 from jaxinv.nets import taps
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
@@ -38,8 +38,8 @@ def cifar_ref():
 ])
 def test_activation_max_size_rule(arch, layer, cells, size):
     model = geometry_only(arch)
-    assert visualise.activation_max_cells(model, layer) == cells
-    assert visualise.activation_max_input_size(model, layer) == size
+    assert activation_max.activation_max_cells(model, layer) == cells
+    assert activation_max.activation_max_input_size(model, layer) == size
     if layer in taps.spatial_trunk(model):
         assert taps.layer_output_shape(model, layer, size)[0] == cells
         assert taps.layer_output_shape(model, layer, size - 1)[0] < cells  # the smallest such size
@@ -47,52 +47,52 @@ def test_activation_max_size_rule(arch, layer, cells, size):
 
 def test_one_hot_code_at_the_centre_and_normaliser():
     model = geometry_only("caffe-ref")
-    code = visualise.unit_code(model, "conv5", 7, 183)
+    code = activation_max.unit_code(model, "conv5", 7, 183)
     assert code.shape == (11, 11, 256) and code.sum() == 1 and code[5, 5, 7] == 1
-    even = visualise.unit_code(model, "pool5", 3)  # 6x6 map: the upper-left of the four central cells
+    even = activation_max.unit_code(model, "pool5", 3)  # 6x6 map: the upper-left of the four central cells
     assert even.shape == (6, 6, 256) and even[2, 2, 3] == 1
-    fc = visualise.unit_code(model, "fc8", 981)
+    fc = activation_max.unit_code(model, "fc8", 981)
     assert fc.shape == (1000,) and fc[981] == 1 and fc.sum() == 1
-    assert visualise.activation_max_normaliser(model, "conv5", 2.5) == pytest.approx(2.5 * 163 ** 2)
-    assert visualise.activation_max_normaliser(model, "fc8", 2.0) == pytest.approx(2.0 * 355 ** 2)
+    assert activation_max.activation_max_normaliser(model, "conv5", 2.5) == pytest.approx(2.5 * 163 ** 2)
+    assert activation_max.activation_max_normaliser(model, "fc8", 2.0) == pytest.approx(2.0 * 355 ** 2)
     with pytest.raises(ValueError, match="unit index 1000 out of range for layer 'fc8'.*0..999"):
-        visualise.unit_code(model, "fc8", 1000)
-    problem = visualise.activation_max_problem(model, "conv5")
-    assert problem.loss == "inner_product" and problem.jitter == 4 and problem.bound == visualise.AM_BOUND
-    assert problem.C == visualise.AM_C_PER_RHO2 * 163 ** 2
-    assert visualise.activation_max_problem(model, "conv5", C=1, bound=80).C == 1
-    assert visualise.class_score_layer(model) == "fc8"
-    assert visualise.is_class_layer(model, "prob") and not visualise.is_class_layer(model, "relu7")
+        activation_max.unit_code(model, "fc8", 1000)
+    problem = activation_max.activation_max_problem(model, "conv5")
+    assert problem.loss == "inner_product" and problem.jitter == 4 and problem.bound == activation_max.AM_BOUND
+    assert problem.C == activation_max.AM_C_PER_RHO2 * 163 ** 2
+    assert activation_max.activation_max_problem(model, "conv5", C=1, bound=80).C == 1
+    assert activation_max.class_score_layer(model) == "fc8"
+    assert activation_max.is_class_layer(model, "prob") and not activation_max.is_class_layer(model, "relu7")
 
 
 def test_maxima_over_a_small_reference_set_are_computed_once_and_cached(cifar_ref, tmp_path):
     reference = (np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3))).astype(np.uint8)
-    maxima = visualise.activation_maxima(cifar_ref, "conv2", reference, directory=str(tmp_path), log=lambda s: None)
+    maxima = activation_max.activation_maxima(cifar_ref, "conv2", reference, directory=str(tmp_path), log=lambda s: None)
     direct = cifar_ref.apply(cifar_ref.params, cifar_ref.preprocess(reference.astype(np.float32)), upto="conv2")["conv2"]
     np.testing.assert_allclose(maxima, np.asarray(direct).max(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
-    path = visualise.activation_maxima_path(cifar_ref, "conv2", reference, str(tmp_path))
+    path = activation_max.activation_maxima_path(cifar_ref, "conv2", reference, str(tmp_path))
     assert os.path.isfile(path) and os.path.basename(path).startswith(f"cifar-ref-{checkpoints.weights_fingerprint(cifar_ref.params)[:16]}-conv2-")
     np.save(path, np.full_like(maxima, 7.0))  # the second call reads the cache
-    assert np.all(visualise.activation_maxima(cifar_ref, "conv2", reference, directory=str(tmp_path)) == 7.0)
-    assert visualise.activation_maxima_path(cifar_ref, "conv2", reference[:5], str(tmp_path)) != path
+    assert np.all(activation_max.activation_maxima(cifar_ref, "conv2", reference, directory=str(tmp_path)) == 7.0)
+    assert activation_max.activation_maxima_path(cifar_ref, "conv2", reference[:5], str(tmp_path)) != path
     with pytest.raises(ValueError, match=r"reference images must be \(N, 32, 32, 3\)"):
-        visualise.activation_maxima(cifar_ref, "conv2", reference[:, :16], directory=str(tmp_path))
+        activation_max.activation_maxima(cifar_ref, "conv2", reference[:, :16], directory=str(tmp_path))
 
 
 def test_a_unit_never_active_on_the_reference_set_is_refused_by_name(cifar_ref):
     maxima = np.ones(10, np.float32)
     maxima[4] = -2.5
     with pytest.raises(ValueError, match=r"unit 4 of layer 'fc8' never activates .*M = -2\.5"):
-        visualise.maximise_activation(cifar_ref, "fc8", [1, 4], restarts=1, maxima=maxima)
+        activation_max.maximise_activation(cifar_ref, "fc8", [1, 4], restarts=1, maxima=maxima)
 
 
 def test_activation_maximisation_beats_natural_images(cifar_ref, tmp_path):
     reference = datasets.reference_images(cifar_ref, 200)[0]
-    maxima = visualise.activation_maxima(cifar_ref, "relu2", reference, directory=str(tmp_path), log=lambda s: None)
+    maxima = activation_max.activation_maxima(cifar_ref, "relu2", reference, directory=str(tmp_path), log=lambda s: None)
     # Unit 40 of relu2 is inactive at the random starts: optimised through conv2, it still moves.
-    result = visualise.maximise_activation(cifar_ref, "relu2", [3, 40], restarts=2, maxima=maxima,
+    result = activation_max.maximise_activation(cifar_ref, "relu2", [3, 40], restarts=2, maxima=maxima,
                                            stages=preimage.default_stages(150, 20))
-    assert visualise.maximised_layer(cifar_ref, "relu2") == "conv2" and visualise.maximised_layer(cifar_ref, "fc8") == "fc8"
+    assert activation_max.maximised_layer(cifar_ref, "relu2") == "conv2" and activation_max.maximised_layer(cifar_ref, "fc8") == "fc8"
     assert result.input_size == 14 and result.images.shape == (2, 2, 14, 14, 3)
     assert result.probabilities is None
     np.testing.assert_allclose(result.normalisers, result.maxima * 11 ** 2)
@@ -105,7 +105,7 @@ def test_activation_maximisation_beats_natural_images(cifar_ref, tmp_path):
 @pytest.mark.slow
 def test_activation_maximisation_of_every_class_is_classified_as_that_class(cifar_ref):
     """The README's AM setting (C = 3 rho^2, B = 160): every class, every restart, p >= 0.9."""
-    result = visualise.maximise_activation(cifar_ref, "fc8", list(range(10)), restarts=2)
+    result = activation_max.maximise_activation(cifar_ref, "fc8", list(range(10)), restarts=2)
     assert result.probabilities.shape == (10, 2)
     assert result.probabilities.min() >= 0.9, result.probabilities
 

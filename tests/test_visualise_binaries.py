@@ -11,7 +11,7 @@ import pytest
 
 from jaxinv import nets
 from jaxinv.io import datasets
-from jaxinv.methods import hog_templates, visualise
+from jaxinv.methods import activation_max, hog_templates
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION, Model
 
@@ -79,7 +79,7 @@ def test_hog_template_mode_reads_template_files(tmp_path):
 def test_activation_max_binary_on_a_converted_network(small_caffenet, tmp_path):
     model = nets.load(small_caffenet)
     reference, _ = datasets.reference_images(model, 12)
-    maxima = visualise.activation_maxima(model, "fc8", reference, directory=str(tmp_path / "cache"))
+    maxima = activation_max.activation_maxima(model, "fc8", reference, directory=str(tmp_path / "cache"))
     positive, negative = np.flatnonzero(maxima > 0)[:2], int(np.flatnonzero(maxima <= 0)[0])
     args = [f"--net={small_caffenet}", "--layer=fc8", "--restarts=2", "--reference_images=12",
             f"--cache_dir={tmp_path / 'cache'}"] + TINY

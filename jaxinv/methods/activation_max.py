@@ -4,9 +4,10 @@ network layer, with their numbers and figures.
     result = run(ActivationMaxConfig(layer="fc8", restarts=2, iterations=40))
     write_outputs(result, "outputs/activation_max")
 
-`run` picks the units, measures the maxima M on the reference images (cached), maximises every unit
-from `restarts` initialisations and computes what results.json holds; the primitives are in
-`jaxinv.methods.visualise`.
+The method (`maximise_activation`: the inner-product loss, Eq. 4, with a one-hot Phi0 at the centre
+of a channel's map or an fc unit, Z = M rho^2, M the unit's maximum on reference images, cached by
+`activation_maxima`) comes first; then the experiment: `run` picks the units, measures M,
+maximises every unit from `restarts` initialisations and computes what results.json holds.
 """
 from __future__ import annotations
 
@@ -14,13 +15,236 @@ import dataclasses
 import os
 from typing import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxinv import nets
 from jaxinv.engine import preimage
-from jaxinv.io import datasets, images, outputs, report
-from jaxinv.methods import visualise
+from jaxinv.engine.preimage import Problem, Stage
+from jaxinv.io import cache, checkpoints, datasets, images, outputs, report
+from jaxinv.methods import inversion, layer_rules
+from jaxinv.methods.visualise import solve_targets
+from jaxinv.nets import layers as L
 from jaxinv.nets import taps
+from jaxinv.nets.model import Model
+
+
+# ---------------------------------------------------------------------------------------------
+# The method: activation maximisation (IJCV Sect. 6)
+
+AM_BOUND = 160.0
+"""B for activation maximisation on cifar-ref: the paper's B = 80 does not reach class probability
+0.9 for every class (automobile, truck) at any C up to 10 rho^2 (README: "Activation maximisation")."""
+AM_C_PER_RHO2 = 3.0
+"""C = 3 rho^2 for activation maximisation (the paper's C = 1 with Z = M rho^2 gives the blank image,
+as the data term is 1/rho^2 of per-pixel-averaged regularisers; README: "Activation maximisation")."""
+
+
+def activation_max_cells(model: Model, layer: str) -> int:
+    """Side of the layer's output map for activation maximisation: the odd number nearest to
+    1.1 rf / stride (rf, stride of the layer from the table), at least 1."""
+    rf, stride = model.receptive_fields[layer]
+    return max(2 * int(round((1.1 * rf / stride - 1) / 2)) + 1, 1)
+
+
+def activation_max_input_size(model: Model, layer: str) -> int:
+    """Image side S for maximising a component of `layer`: the smallest S whose output map has at least
+    `activation_max_cells` cells a side (the image then spans about 1.1 receptive fields); the network's
+    input size for layers from the first fully connected (or adaptive pooling) layer on."""
+    taps.check_layer(model, layer)
+    if layer not in taps.spatial_trunk(model):
+        return model.input_size
+    cells = activation_max_cells(model, layer)
+    rf, stride = model.receptive_fields[layer]
+    for size in range(1, rf + (cells + 1) * stride + 1):
+        try:
+            if taps.layer_output_shape(model, layer, size)[0] >= cells:
+                return size
+        except ValueError:  # too small for some layer on the way
+            continue
+    raise ValueError(f"no input size gives layer {layer!r} a {cells}-cell map")  # not reached for valid tables
+
+
+def unit_position(map_shape: Sequence[int]) -> tuple[int, int]:
+    """The centre cell (row, column) of a map (h, w, ...): ((h - 1) // 2, (w - 1) // 2)."""
+    return (int(map_shape[0]) - 1) // 2, (int(map_shape[1]) - 1) // 2
+
+
+def num_units(model: Model, layer: str) -> int:
+    """Channels of a feature map layer, units of a fully connected one."""
+    return taps.layer_output_shape(model, layer)[-1]
+
+
+def check_units(model: Model, layer: str, units: Sequence[int]) -> None:
+    n = num_units(model, layer)
+    if not len(units):
+        raise ValueError(f"no units given for layer {layer!r}")
+    for unit in units:
+        if not 0 <= int(unit) < n:
+            raise ValueError(f"unit index {unit} out of range for layer {layer!r} of network {model.arch!r} "
+                             f"({n} units: 0..{n - 1})")
+
+
+def unit_code(model: Model, layer: str, unit: int, input_size: int | None = None) -> np.ndarray:
+    """One-hot Phi0 shaped like `layer`'s output at `input_size`: 1 at channel `unit` of the centre
+    cell of a map (`unit_position`), or at unit `unit` of a fully connected layer."""
+    check_units(model, layer, [unit])
+    shape = taps.layer_output_shape(model, layer, input_size)
+    code = np.zeros(shape, np.float32)
+    if len(shape) == 3:
+        row, col = unit_position(shape)
+        code[row, col, unit] = 1.0
+    else:
+        code[unit] = 1.0
+    return code
+
+
+def maximised_layer(model: Model, layer: str) -> str:
+    """The layer whose unit is optimised when maximising a unit of `layer`: the ReLU's input for a ReLU
+    layer (the same maximiser where the unit is positive, but with a gradient where it is zero: a
+    unit that starts inactive would otherwise never move), else `layer` itself."""
+    names = model.layer_names
+    index = names.index(layer)
+    return names[index - 1] if model.table[index].op is L.relu and index > 0 else layer
+
+
+def class_score_layer(model: Model) -> str:
+    """The layer of class scores: the last fully connected layer (fc8; prob is its softmax)."""
+    fcs = [layer.name for layer in model.table if layer.op is L.fc]
+    if not fcs:
+        raise ValueError(f"network {model.arch!r} has no fully connected layer of class scores")
+    return fcs[-1]
+
+
+def is_class_layer(model: Model, layer: str) -> bool:
+    """True for the class-score layer and the layers after it (its softmax): a unit is a class."""
+    names = model.layer_names
+    return names.index(layer) >= names.index(class_score_layer(model))
+
+
+def cache_dir() -> str:
+    """Where activation maxima are cached: <cache root>/activation_max (`jaxinv.io.cache.cache_root`)."""
+    return os.path.join(cache.cache_root(), "activation_max")
+
+
+def activation_maxima_path(model: Model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
+    """<cache root>/activation_max/<arch>-<weights fingerprint>-<layer>-<images fingerprint>.npy, the
+    fingerprints (`jaxinv.io.cache`) cut to 16 hex digits."""
+    weights, image_set = checkpoints.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
+    return os.path.join(directory or cache_dir(), f"{model.arch}-{weights}-{layer}-{image_set}.npy")
+
+
+def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = None, *,
+                      directory: str | None = None, batch_size: int = 250,
+                      log: Callable[[str], None] = print) -> np.ndarray:
+    """M per unit of `layer`: the largest value each channel (fc unit) takes over the reference images
+    (RGB [0, 255] at the network's input size; default `datasets.reference_images`: all of them) and,
+    for maps, all positions.
+    Computed once and cached as .npy, keyed by a hash of the weights and of the image set."""
+    taps.check_layer(model, layer)
+    if reference is None:
+        reference, _ = datasets.reference_images(model)
+    reference = np.asarray(reference)
+    if reference.ndim != 4 or reference.shape[1:] != (model.input_size, model.input_size, 3):
+        raise ValueError(f"reference images must be (N, {model.input_size}, {model.input_size}, 3) RGB; "
+                         f"got shape {reference.shape}")
+    path = activation_maxima_path(model, layer, reference, directory)
+    if os.path.isfile(path):
+        return np.load(path)
+    log(f"  computing the maxima of {layer} over {len(reference)} reference images (cached in {path})")
+    representation = taps.representation(model, layer)
+    maxima = None
+    for start in range(0, len(reference), batch_size):
+        codes = inversion.codes_of(representation, representation.to_null_mean(reference[start:start + batch_size]))
+        batch_max = codes.reshape(len(codes), -1, codes.shape[-1]).max(axis=(0, 1))
+        maxima = batch_max if maxima is None else np.maximum(maxima, batch_max)
+    maxima = maxima.astype(np.float32)
+    outputs.atomic_write(path, lambda tmp: np.save(tmp, maxima), ".npy")
+    return maxima
+
+
+def activation_max_normaliser(model: Model, layer: str, maximum: float) -> float:
+    """Z = M rho^2 (IJCV Sect. 6): M the unit's maximum over the reference set, rho its receptive field."""
+    rho = model.receptive_fields[layer][0]
+    return float(maximum) * rho ** 2
+
+
+def activation_max_problem(model: Model, layer: str, *, C: float | None = None, bound: float = AM_BOUND,
+                           jitter: bool = True) -> Problem:
+    """IJCV Eq. 1 with the inner-product loss (Eq. 4) for maximising a unit of `layer`: jitter as for
+    inversion; C = `AM_C_PER_RHO2` rho^2 and B = `AM_BOUND` by default (`C=1, bound=80`: the paper's)."""
+    rho = model.receptive_fields[layer][0]
+    return Problem(loss="inner_product", C=AM_C_PER_RHO2 * rho ** 2 if C is None else float(C), bound=float(bound),
+                   jitter=layer_rules.layer_jitter(model, layer) if jitter else 1)
+
+
+@dataclasses.dataclass
+class ActivationMax:
+    """Images maximising U units of one layer, K random restarts each."""
+    layer: str
+    units: list[int]
+    input_size: int
+    images: np.ndarray  # (U, K, S, S, 3) in [0, 255]
+    null_mean: np.ndarray  # (U, K, S, S, 3) as optimised (seen part)
+    values: np.ndarray  # (U, K) the maximised component's final value (centre cell / unit)
+    maxima: np.ndarray  # (U,) M over the reference images
+    normalisers: np.ndarray  # (U,) Z = M rho^2
+    probabilities: np.ndarray | None  # (U, K) softmax probability of the unit's class (class layers only)
+    problem: Problem
+    history: dict
+    seconds: float
+
+
+def class_probabilities(model: Model, rgb_images) -> np.ndarray:
+    """Softmax of the class scores of RGB [0, 255] images (N, S, S, 3) at the network's input size."""
+    representation = taps.representation(model, class_score_layer(model))
+    scores = inversion.codes_of(representation, representation.to_null_mean(rgb_images))
+    return np.asarray(jax.nn.softmax(jnp.asarray(scores), axis=-1))
+
+
+def maximise_activation(model: Model, layer: str, units: Sequence[int], *, restarts: int = 4, seed: int = 0,
+                        stages: Sequence[Stage] = preimage.default_stages(), C: float | None = None,
+                        bound: float = AM_BOUND, jitter: bool = True, maxima: np.ndarray | None = None,
+                        progress: Callable | None = None, log: Callable[[str], None] = print) -> ActivationMax:
+    """Activation maximisation of each unit of `layer` (channel at the map's centre, or fc unit) from
+    `restarts` random initialisations, all units x restarts in one vmapped run, on an image of
+    `activation_max_input_size` pixels (through the ReLU's input for ReLU layers: `maximised_layer`). `maxima` (per unit of the layer; default `activation_maxima`
+    over the reference set) gives M. For class layers the softmax probability of each unit's class
+    is measured on the results."""
+    units = [int(u) for u in units]
+    check_units(model, layer, units)
+    size = activation_max_input_size(model, layer)
+    representation = taps.representation(model, maximised_layer(model, layer), input_size=size)
+    problem = activation_max_problem(model, layer, C=C, bound=bound, jitter=jitter)
+    maxima = activation_maxima(model, layer, log=log) if maxima is None else np.asarray(maxima, np.float32)
+    chosen = maxima[units]
+    for unit, value in zip(units, chosen):
+        if not value > 0:
+            raise ValueError(f"unit {unit} of layer {layer!r} never activates on the reference images "
+                             f"(M = {value:g}): Z = M rho^2 must be positive")
+    normalisers = np.array([activation_max_normaliser(model, layer, m) for m in chosen])
+    targets = [preimage.make_target(representation, problem, phi0=unit_code(model, layer, u, size), z=z)
+               for u, z in zip(units, normalisers)]
+    result = solve_targets(representation, problem, targets, image_shape=(size, size), restarts=restarts, seed=seed,
+                           stages=stages, progress=progress)
+    seen = preimage.crop_seen(problem, result.images)
+    flat = seen.reshape((-1,) + seen.shape[2:])
+    codes = inversion.codes_of(taps.representation(model, layer, input_size=size), flat).reshape(seen.shape[:2] + (-1,))
+    onehots = np.stack([t.phi0.reshape(-1) for t in targets])
+    values = np.einsum("ukn,un->uk", codes, np.asarray(onehots))
+    display = representation.to_display(seen)
+    probabilities = None
+    if is_class_layer(model, layer):
+        probabilities = class_probabilities(model, display.reshape((-1,) + display.shape[2:]))
+        probabilities = probabilities.reshape(seen.shape[:2] + (-1,))[np.arange(len(units)), :, units]
+    return ActivationMax(layer, units, size, display, seen, values, chosen, normalisers, probabilities, problem,
+                         result.history, result.seconds)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +255,11 @@ class ActivationMaxConfig:
     restarts: int = 4
     iterations: int = 300
     refine_iterations: int = 50
-    C: float | None = None  # default 3 rho^2 (visualise.AM_C_PER_RHO2)
-    bound: float = visualise.AM_BOUND
+    C: float | None = None  # default 3 rho^2 (AM_C_PER_RHO2)
+    bound: float = AM_BOUND
     paper_settings: bool = False  # C = 1 and B = 80 as in IJCV Sect. 6 (overrides C and bound)
     reference_images: int | None = None  # measure M on only N reference images (default: all)
-    cache_dir: str | None = None  # where the maxima M are cached (default: visualise.cache_dir())
+    cache_dir: str | None = None  # where the maxima M are cached (default: cache_dir())
     seed: int = 0
     scale: int = 0  # grid enlargement (0: tiles of about 128 pixels)
 
@@ -58,10 +282,10 @@ def unit_name(model, layer: str, unit: int, class_layer: bool) -> str:
 
 def default_units(model, layer: str) -> list[int]:
     """Every class of the class-score layer (at most 10), else the first 8 channels."""
-    return list(range(min(visualise.num_units(model, layer), 10 if visualise.is_class_layer(model, layer) else 8)))
+    return list(range(min(num_units(model, layer), 10 if is_class_layer(model, layer) else 8)))
 
 
-def unit_entries(result: visualise.ActivationMax, units: Sequence[int], names: Sequence[str]) -> list[dict]:
+def unit_entries(result: ActivationMax, units: Sequence[int], names: Sequence[str]) -> list[dict]:
     """results.json's per-unit entries: final values per restart, M, Z, value / M, probabilities."""
     entries = []
     for i, (unit, name) in enumerate(zip(units, names)):
@@ -98,16 +322,16 @@ def run(config: ActivationMaxConfig, log: Callable[[str], None] = print) -> Acti
     model = nets.load(config.net)
     layer = config.layer
     taps.check_layer(model, layer)
-    class_layer = visualise.is_class_layer(model, layer)
+    class_layer = is_class_layer(model, layer)
     units = [int(u) for u in config.units] if config.units else default_units(model, layer)
-    visualise.check_units(model, layer, units)
+    check_units(model, layer, units)
     C, bound = (1.0, 80.0) if config.paper_settings else (config.C, config.bound)
     reference, _ = datasets.reference_images(model, config.reference_images)
-    maxima = visualise.activation_maxima(model, layer, reference, directory=config.cache_dir)
-    size = visualise.activation_max_input_size(model, layer)
+    maxima = activation_maxima(model, layer, reference, directory=config.cache_dir)
+    size = activation_max_input_size(model, layer)
     log(f"maximising {len(units)} units of {model.arch}:{layer} on {size}x{size} images, "
         f"{config.restarts} restarts, {config.iterations}+{config.refine_iterations} iterations")
-    result = visualise.maximise_activation(
+    result = maximise_activation(
         model, layer, units, restarts=config.restarts, seed=config.seed, C=C, bound=bound, maxima=maxima,
         stages=preimage.default_stages(config.iterations, config.refine_iterations), progress=preimage.print_progress)
     names = [unit_name(model, layer, u, class_layer) for u in units]

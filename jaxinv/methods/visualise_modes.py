@@ -19,7 +19,7 @@ import numpy as np
 from jaxinv import features, nets
 from jaxinv.engine import preimage
 from jaxinv.io import images, outputs, report
-from jaxinv.methods import hog_templates, layer_rules, texture, visualise, windows
+from jaxinv.methods import activation_max, hog_templates, layer_rules, texture, visualise, windows
 from jaxinv.nets import taps
 from jaxinv.nets import layers as L
 
@@ -176,7 +176,7 @@ def channels_mode(config, model, stages, log):
 
 def default_caricature_layers(model):
     trunk_and_fc = [l.name for l in model.table if l.op is L.relu]
-    return trunk_and_fc + [visualise.class_score_layer(model)]
+    return trunk_and_fc + [activation_max.class_score_layer(model)]
 
 
 def caricature_mode(config, model, stages, log):
