@@ -30,7 +30,7 @@ from absl import flags, logging
 
 from jaxinv import nets
 from jaxinv.io import cli, datasets
-from jaxinv.studies import deep_networks
+from jaxinv.studies import deep_network_outputs, deep_networks
 
 FLAGS = flags.FLAGS
 cli.define_net()
@@ -72,7 +72,7 @@ def main(argv):
         print(f"incomplete: {len(study.units)} of {len(layers) * len(C)} units done; rerun the same command to resume")
         return
     command = "python -m experiments.deep_studies " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    written = deep_networks.write_outputs(study, FLAGS.output_dir, figure_images=FLAGS.figure_images,
+    written = deep_network_outputs.write_outputs(study, FLAGS.output_dir, figure_images=FLAGS.figure_images,
                                     parameters=dict(command=command, net=FLAGS.net))
     results = written["summary"]
     print("at the best C per layer (lowest error):")

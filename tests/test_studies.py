@@ -10,7 +10,7 @@ import pytest
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.io import datasets, images
-from jaxinv.studies import deep_networks
+from jaxinv.studies import deep_network_outputs, deep_networks
 from jaxinv.nets import tables
 from jaxinv.nets.model import CAFFE_CONVENTION
 
@@ -181,7 +181,7 @@ def test_resume_after_interrupt_equals_uninterrupted(model, reference, uninterru
     resumed = tiny_study(model, reference, tmp_path, log=lines.append)
     assert sum("loaded from" in line for line in lines) == 2 and resumed.complete
     assert_same_units(resumed, uninterrupted)
-    assert deep_networks.summarise(resumed)["error"] == deep_networks.summarise(uninterrupted)["error"]
+    assert deep_network_outputs.summarise(resumed)["error"] == deep_network_outputs.summarise(uninterrupted)["error"]
 
 
 def test_units_do_not_depend_on_which_others_run(model, reference, uninterrupted, tmp_path):
@@ -207,7 +207,7 @@ def test_a_damaged_unit_checkpoint_is_recomputed(model, reference, uninterrupted
 
 
 def test_results_json_schema_and_figures(uninterrupted, tmp_path):
-    written = deep_networks.write_outputs(uninterrupted, str(tmp_path), parameters={"command": "test"})
+    written = deep_network_outputs.write_outputs(uninterrupted, str(tmp_path), parameters={"command": "test"})
     results = json.loads((tmp_path / "results.json").read_text())
     assert list(results)[:len(REQUIRED)] == list(REQUIRED)
     assert results["layers"] == ["conv1", "pool1"] and results["C"] == [20, 300]
@@ -233,7 +233,7 @@ def test_results_json_schema_and_figures(uninterrupted, tmp_path):
 def test_summarise_refuses_an_incomplete_study(model, reference, tmp_path):
     partial = tiny_study(model, reference, tmp_path, max_units=0)
     with pytest.raises(ValueError, match="incomplete"):
-        deep_networks.summarise(partial)
+        deep_network_outputs.summarise(partial)
 
 
 # ---------------------------------------------------------------- the binary
