@@ -11,13 +11,13 @@ fully connected or adaptive pooling layer) accept other input sizes than the net
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Sequence
 
 import numpy as np
 
 from jaxinv.engine import graph
 from jaxinv.engine.representation import Representation
+from jaxinv.io import checkpoints
 from jaxinv.nets import layers as L
 from jaxinv.nets import convention, tables
 from jaxinv.nets.model import Model
@@ -114,9 +114,9 @@ def network_representation(model: Model, layer: str, input_size: int, name: str,
     """A Representation of `model` (see `NetworkCode`) whose params are `model.params`; its stride is
     that of the deepest layer used."""
     given = convention.input_params(model.convention, model.mean_image, (input_size, input_size, 3))
-    key = hashlib.sha256(given["mean"].tobytes() + given["std"].tobytes() + repr(given["mean"].shape).encode())
+    key = checkpoints.weights_fingerprint(given)
     apply = NetworkCode(tuple(model.table), table_structure(model.table), model.convention["channel_order"],
-                        float(model.convention["pixel_range"]), given["mean"], given["std"], key.hexdigest(), layer,
+                        float(model.convention["pixel_range"]), given["mean"], given["std"], key, layer,
                         tuple(gram_layers), content)
     deepest = max((layer,) + tuple(gram_layers), key=model.layer_names.index)
     return Representation(name, apply, model.params, channels=3, mean=rgb_mean(model),
