@@ -29,6 +29,7 @@ benchmark: $(VENV)/.installed vlfeat
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.engine
 	$(PY) -m benchmarks.nets
+	$(PY) -m benchmarks.compile_reuse
 
 clean:
 	rm -rf $(VENV) $(OUT)
