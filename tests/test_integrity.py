@@ -396,3 +396,12 @@ def test_saving_through_a_symbolic_link_replaces_its_target(cifar_ref, tmp_path)
     nets.save(tmp_path / "link", scaled(cifar_ref, 2.0))
     assert os.path.islink(tmp_path / "link") and sorted(os.listdir(tmp_path)) == ["link", "real"]
     assert nets.load(str(tmp_path / "link")).metadata["version"] == 2.0
+
+
+def test_json_outputs_are_standard_json(tmp_path):
+    data = {"C": float("inf"), "std": [float("nan"), 1.5], "n": 3, "nested": ({"x": -float("inf")},)}
+    path = outputs.write_json(str(tmp_path / "r.json"), data)
+    text = open(path).read()
+    assert "NaN" not in text and "Infinity" not in text
+    assert outputs.read_json(path) == {"C": None, "std": [None, 1.5], "n": 3, "nested": [{"x": None}]}
+    assert data["C"] == float("inf")  # the caller's data is left as it was: only the file is standard JSON

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -101,11 +102,24 @@ def atomic_write(path: str, write, suffix: str) -> str:
     return path
 
 
+def strict_json(data):
+    """`data` with every NaN or infinite float as None: standard JSON has no NaN or Infinity (Python's
+    json writes them, and strict readers such as JavaScript's JSON.parse reject the file). A statistic
+    that is undefined (the spread of one restart) or a value that diverged reads as null."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(value) for value in data]
+    return data
+
+
 def write_json(path: str, data) -> str:
-    """Writes `data` as indented JSON to `path` atomically."""
+    """Writes `data` as indented, standard JSON (`strict_json`: no NaN or Infinity) to `path` atomically."""
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
+            json.dump(strict_json(data), f, indent=2, sort_keys=False, allow_nan=False)
             f.write("\n")
     return atomic_write(path, write, ".json")
 
