@@ -30,6 +30,7 @@ benchmark: $(VENV)/.installed vlfeat
 	$(PY) -m benchmarks.engine
 	$(PY) -m benchmarks.nets
 	$(PY) -m benchmarks.compile_reuse
+	$(PY) -m benchmarks.startup
 
 clean:
 	rm -rf $(VENV) $(OUT)

@@ -15,6 +15,8 @@ from jaxinv.engine import preimage
 from jaxinv.io.outputs import OutputBusyError
 
 FLAGS = flags.FLAGS
+flags.DEFINE_boolean("compilation_cache", True, "keep compiled programs in <cache root>/xla for later runs "
+                     "(JAX's persistent compilation cache; --nocompilation_cache turns it off)")
 DATA_DIR_HELP = "shared data folder (default: $JAXINV_DATA or ../shared/data)"
 IMAGES_DIR_HELP = "folder of images (default: ../shared/data/imagenet_samples)"
 
@@ -22,8 +24,13 @@ IMAGES_DIR_HELP = "folder of images (default: ../shared/data/imagenet_samples)"
 def run(main) -> None:
     """Runs `main` under absl; bad input (ValueError, FileNotFoundError), an optimisation that diverged
     (FloatingPointError) or a busy output folder (OutputBusyError) ends it with one line and exit
-    code 2; Ctrl-C with one line and exit code 130."""
+    code 2; Ctrl-C with one line and exit code 130. Compiled programs persist between runs unless
+    --nocompilation_cache."""
     def guarded(argv):
+        if FLAGS.compilation_cache:
+            from jaxinv.engine import compilation
+
+            compilation.enable_persistent_cache()
         try:
             return main(argv)
         except (ValueError, FileNotFoundError, FloatingPointError, OutputBusyError) as e:
