@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxinv import representations
 from jaxinv.engine import preimage
-from jaxinv.io import images, outputs
+from jaxinv.io import checkpoints, images, outputs
 from jaxinv.methods import inversion, metrics
 
 PAPER_IJCV_TABLE2 = {"hog": 0.366, "hogb": 0.116, "dsift": 0.094}
@@ -28,7 +28,7 @@ def invert_in_batches(name: str, grey_images: Sequence[np.ndarray], *, batch_siz
                       stages, C: float, cache_dir: str | None = None,
                       log: Callable[[str], None] = print) -> dict:
     """Inverts `name` of every image, `batch_size` images per vmapped run; a finished batch is
-    cached in `cache_dir` (atomically) so an interrupted study resumes where it stopped.
+    checkpointed in `cache_dir` (`io.checkpoints`) so an interrupted study resumes where it stopped.
 
     Returns arrays over images: errors (N, K), codes (N, K, ...), targets (N, ...), reconstructions
     (N, K, H, W) and the solver's seconds.
@@ -38,18 +38,17 @@ def invert_in_batches(name: str, grey_images: Sequence[np.ndarray], *, batch_siz
     parts = []
     for start in range(0, len(grey_images), batch_size):
         batch = grey_images[start:start + batch_size]
-        path = cache_dir and os.path.join(cache_dir, f"{name}_{start:05d}_{len(batch)}.npz")
-        if path and os.path.exists(path):
-            with np.load(path) as cached:
-                parts.append(dict(cached))
+        path = cache_dir and os.path.join(cache_dir, f"{name}_{start:05d}_{len(batch)}")
+        if path and os.path.isdir(path):
+            parts.append({key: np.asarray(value) for key, value in checkpoints.read_tree(path).items()})
             log(f"  {name}: images {start}-{start + len(batch) - 1} loaded from {path}")
             continue
         began = time.perf_counter()
         result = inversion.invert_images(representation, batch, problem=problem, restarts=restarts, stages=stages)
         part = {"errors": result.errors, "codes": result.codes, "targets": result.target_codes,
-                "reconstructions": result.images, "seconds": np.float64(time.perf_counter() - began)}
+                "reconstructions": result.images, "seconds": np.asarray(time.perf_counter() - began)}
         if path:
-            outputs.atomic_write(path, lambda tmp: np.savez(tmp, **part), ".npz")
+            checkpoints.write_tree(path, part)
         parts.append(part)
         log(f"  {name}: images {start}-{start + len(batch) - 1}: mean error {result.errors.mean():.3f} "
             f"({part['seconds']:.1f} s)")
