@@ -13,7 +13,10 @@ The graph reproduces `vl_hog_put_image` + `vl_hog_extract` step by step:
   with largest |<g, (cos, sin)>| (bin k + n if the projection is negative; y points down).
   HOGb (`vl_hog_set_use_bilinear_orientation_assignments`) gives 1 - t of it to that bin and
   t to the second best, t = acos(cosine to the best bin) / (pi / n), as libvl 0.9.21 does.
-- `cells`: bilinear spatial pooling, cell coordinate (x + 0.5) / cell - 0.5.
+- `cells`: bilinear spatial pooling, cell coordinate (x + 0.5) / cell - 0.5. Separable and
+  banded: with cell // 2 pixels of padding, pixel x lies in group g = (x + cell // 2) // cell and
+  feeds only cells g - 1 and g, so each axis is a reshape into groups of `cell` pixels and two
+  weighted sums (VLFeat's per-pixel float weights kept), with its transpose written out.
 - `block_norms`: every cell histogram divided by the L2 norms (+1e-4 under the root) of the
   undirected histograms of the four 2x2 blocks containing it; outside the cell grid the cell
   energies are edge-replicated, as VLFeat clamps indices.
@@ -150,18 +153,46 @@ def _angle_to_bin(gradients, bin_direction, best_angle):
     return jax.lax.stop_gradient(best_angle) + (linear - jax.lax.stop_gradient(linear))
 
 
+def _gate_forward(values, bins, num_bins):
+    """Sum over the (value, bin) pairs of value * one_hot(bin): (H, W) planes -> (H, W, num_bins)."""
+    channels = jnp.arange(num_bins)
+    return sum(jnp.where(b[..., None] == channels, v[..., None], 0) for v, b in zip(values, bins))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _gate(values, bins, num_bins):
+    """Each pixel's values put into its bins (bin -1: nowhere); linear in `values`.
+
+    The backward pass reads one channel per value instead of differentiating the one-hot
+    products, and materialises the integer bins once (XLA would otherwise fuse the bin search
+    into every channel of every consumer and repeat it 2n times).
+    """
+    return _gate_forward(values, bins, num_bins)
+
+
+def _gate_fwd(values, bins, num_bins):
+    bins = jax.lax.optimization_barrier(bins)
+    return _gate_forward(values, bins, num_bins), bins
+
+
+def _gate_bwd(num_bins, bins, cotangent):
+    bins = jax.lax.optimization_barrier(bins)
+    channels = jnp.arange(num_bins)
+    picked = tuple(jnp.sum(jnp.where(b[..., None] == channels, cotangent, 0), axis=-1) for b in bins)
+    return picked, tuple(np.zeros(b.shape, jax.dtypes.float0) for b in bins)
+
+
+_gate.defvjp(_gate_fwd, _gate_bwd)
+
+
 def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
     """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
     norm, best_angle, best_direction, best_bin, second_bin = _directed_assignment(gradients, num_orientations)
-    bins = jnp.arange(2 * num_orientations)
-    best_gate = (best_bin[..., None] == bins).astype(gradients.dtype)
     if not bilinear:
-        return norm[..., None] * best_gate
+        return _gate((norm,), (best_bin,), 2 * num_orientations)
     # HOGb: 1 - t to the best bin and t to the second, t = angle to the best bin / (pi / n).
     second_weight = _angle_to_bin(gradients, best_direction, best_angle) / (np.pi / num_orientations)
-    second_gate = (second_bin[..., None] == bins).astype(gradients.dtype)
-    gate = (1 - second_weight)[..., None] * best_gate + second_weight[..., None] * second_gate
-    return norm[..., None] * gate
+    return _gate((norm * (1 - second_weight), norm * second_weight), (best_bin, second_bin), 2 * num_orientations)
 
 
 @functools.lru_cache(maxsize=None)
@@ -184,16 +215,89 @@ def _pooling_matrix(length: int, cell_size: int, num_cells: int) -> np.ndarray:
 
 
 def _pool_leading_axis(x, cell_size: int, num_cells: int):
-    """Bilinear pooling of axis 0 into cells as one small matrix product."""
+    """Bilinear pooling of axis 0 into cells as one small matrix product (LBP's cells)."""
     weights = jnp.asarray(_pooling_matrix(x.shape[0], cell_size, num_cells), x.dtype)
     return jnp.einsum("cl,l...->c...", weights, x)
+
+
+@functools.lru_cache(maxsize=None)
+def _banded_pooling_weights(length: int, cell_size: int, num_cells: int) -> np.ndarray:
+    """(2, num_cells + 1, cell) per-pixel weights of `_pooling_matrix` in banded form.
+
+    Pixel x lies in group g = (x + cell // 2) // cell (with cell // 2 pixels of front padding)
+    and goes to cells g - 1 (weight [0, g]) and g (weight [1, g]): each cell gathers two groups
+    of `cell` pixels, so pooling is a reshape and two weighted sums, not a dense product.
+    """
+    dense = _pooling_matrix(length, cell_size, num_cells)
+    offset, groups = cell_size // 2, num_cells + 1
+    padded = np.zeros((num_cells + 2, groups * cell_size), np.float32)
+    padded[1:-1, offset:offset + length] = dense
+    x = np.arange(groups * cell_size).reshape(groups, cell_size)
+    g = np.arange(groups)[:, None]
+    return np.stack([padded[g, x], padded[g + 1, x]])
+
+
+def _moved(x, axis):
+    """Index tuple helper: `slice` objects placed at `axis` of an array with x.ndim dims."""
+    def at(item):
+        index = [slice(None)] * x.ndim
+        index[axis] = item
+        return tuple(index)
+    return at
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _pool_axis(x, axis: int, cell_size: int, num_cells: int):
+    """Bilinear pooling of `axis` into cells: pad, split into groups of `cell`, two weighted sums.
+
+    Linear, with the transpose written out (`_unpool_axis`): autodiff of the unrolled slices
+    would materialise one full-size padded array per pixel of a group.
+    """
+    length = x.shape[axis]
+    weights = jnp.asarray(_banded_pooling_weights(length, cell_size, num_cells), x.dtype)
+    groups, offset = num_cells + 1, cell_size // 2
+    padding = [(0, 0)] * x.ndim
+    padding[axis] = (offset, groups * cell_size - offset - length)
+    grouped = jnp.pad(x, padding).reshape(x.shape[:axis] + (groups, cell_size) + x.shape[axis + 1:])
+    shape = (groups,) + (1,) * (x.ndim - axis - 1)
+    # Unrolled over the `cell` pixels of a group: XLA's CPU reduce over a non-minor axis is slow.
+    pixels = [jax.lax.index_in_dim(grouped, r, axis + 1, keepdims=False) for r in range(cell_size)]
+    to_left = sum(p * weights[0, :, r].reshape(shape) for r, p in enumerate(pixels))
+    to_right = sum(p * weights[1, :, r].reshape(shape) for r, p in enumerate(pixels))
+    at = _moved(x, axis)
+    return to_left[at(slice(1, None))] + to_right[at(slice(None, -1))]
+
+
+def _unpool_axis(cells, axis: int, cell_size: int, length: int):
+    """Transpose of `_pool_axis`: pixel x of group g receives its weights times cells g - 1 and g."""
+    num_cells = cells.shape[axis]
+    weights = jnp.asarray(_banded_pooling_weights(length, cell_size, num_cells), cells.dtype)
+    groups, offset = num_cells + 1, cell_size // 2
+    padding = [(0, 0)] * cells.ndim
+    padding[axis] = (1, 1)
+    padded, at = jnp.pad(cells, padding), _moved(cells, axis)
+    shape = (groups, cell_size) + (1,) * (cells.ndim - axis - 1)
+    grouped = (jnp.expand_dims(padded[at(slice(None, -1))], axis + 1) * weights[0].reshape(shape)
+               + jnp.expand_dims(padded[at(slice(1, None))], axis + 1) * weights[1].reshape(shape))
+    pixels = grouped.reshape(cells.shape[:axis] + (groups * cell_size,) + cells.shape[axis + 1:])
+    return pixels[_moved(pixels, axis)(slice(offset, offset + length))]
+
+
+def _pool_axis_fwd(x, axis, cell_size, num_cells):
+    return _pool_axis(x, axis, cell_size, num_cells), x.shape[axis]
+
+
+def _pool_axis_bwd(axis, cell_size, num_cells, length, cotangent):
+    return (_unpool_axis(cotangent, axis, cell_size, length),)
+
+
+_pool_axis.defvjp(_pool_axis_fwd, _pool_axis_bwd)
 
 
 def cell_histograms(channels, *, cell_size: int):
     """(H, W, 2n) oriented channels -> (hogH, hogW, 2n) bilinearly pooled cell histograms."""
     num_rows, num_cols = hog_shape(channels.shape[0], channels.shape[1], cell_size)
-    rows = _pool_leading_axis(channels, cell_size, num_rows)
-    return jnp.swapaxes(_pool_leading_axis(jnp.swapaxes(rows, 0, 1), cell_size, num_cols), 0, 1)
+    return _pool_axis(_pool_axis(channels, 0, cell_size, num_rows), 1, cell_size, num_cols)
 
 
 def block_normalised(cells, *, num_orientations: int):
