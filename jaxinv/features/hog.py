@@ -68,6 +68,16 @@ def _as_float_image(image):
     return image if image.ndim == 3 else image[:, :, None]
 
 
+def _sum_over(x, axis: int):
+    """Sum over a short `axis` as a chain of adds of slices, in index order.
+
+    XLA's CPU backend hands small reductions to YNNPACK, which is slow on these shapes (several
+    times so under vmap, as in the solver); adds of slices stay in one elementwise loop.
+    """
+    terms = [jax.lax.index_in_dim(x, i, axis, keepdims=False) for i in range(x.shape[axis])]
+    return functools.reduce(jnp.add, terms)
+
+
 def _safe_sqrt(x):
     """sqrt with a zero (not NaN) derivative at 0, where the gradient vanishes."""
     positive = x > 0
@@ -81,10 +91,15 @@ def image_gradients(image):
     gx = image[1:-1, 2:] - image[1:-1, :-2]
     gy = image[2:, 1:-1] - image[:-2, 1:-1]
     # Border pixels have no central difference: VLFeat leaves them out.
-    per_channel = jnp.pad(jnp.stack([gx, gy], axis=-1), ((1, 1), (1, 1), (0, 0), (0, 0)))
-    energy = jnp.sum(per_channel * per_channel, axis=-1)
-    strongest = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(energy), axis=-1), image.shape[2], dtype=image.dtype)
-    return jnp.einsum("hwc,hwcd->hwd", strongest, per_channel)
+    # The first channel of largest energy wins (strict >, as VLFeat), unrolled over channels.
+    best_gx, best_gy = gx[..., 0], gy[..., 0]
+    best_energy = jax.lax.stop_gradient(best_gx * best_gx + best_gy * best_gy)
+    for c in range(1, image.shape[2]):
+        energy = jax.lax.stop_gradient(gx[..., c] * gx[..., c] + gy[..., c] * gy[..., c])
+        stronger = energy > best_energy
+        best_gx, best_gy = jnp.where(stronger, gx[..., c], best_gx), jnp.where(stronger, gy[..., c], best_gy)
+        best_energy = jnp.where(stronger, energy, best_energy)
+    return jnp.pad(jnp.stack([best_gx, best_gy], axis=-1), ((1, 1), (1, 1), (0, 0)))
 
 
 def _bin_directions(num_orientations: int, dtype):
@@ -98,7 +113,9 @@ def _rounded(product):
 
     XLA's CPU backend contracts a*b + c*d into fma(a, b, c*d), which rounds differently from
     VLFeat; acos amplifies that last bit near alignment (HOGb weights off by 1e-3). LLVM
-    cannot fuse through a select, and this one never changes a finite value.
+    cannot fuse through a select, and this one never changes a finite value. Also used for the
+    block-normalisation products, whose contraction would otherwise depend on how XLA fuses
+    each graph (HOG with and without texture must agree bit for bit).
     """
     return jnp.where(jnp.isnan(product), 0.0, product)
 
@@ -171,14 +188,14 @@ def _gate(values, bins, num_bins):
 
 
 def _gate_fwd(values, bins, num_bins):
-    bins = jax.lax.optimization_barrier(bins)
+    bins = tuple(jax.lax.rem(b, jnp.int32(num_bins + 1)) for b in bins)  # PROBE
     return _gate_forward(values, bins, num_bins), bins
 
 
 def _gate_bwd(num_bins, bins, cotangent):
-    bins = jax.lax.optimization_barrier(bins)
+    bins = tuple(jax.lax.rem(b, jnp.int32(num_bins + 1)) for b in bins)  # PROBE
     channels = jnp.arange(num_bins)
-    picked = tuple(jnp.sum(jnp.where(b[..., None] == channels, cotangent, 0), axis=-1) for b in bins)
+    picked = tuple(_sum_over(jnp.where(b[..., None] == channels, cotangent, 0), -1) for b in bins)
     return picked, tuple(np.zeros(b.shape, jax.dtypes.float0) for b in bins)
 
 
@@ -258,14 +275,15 @@ def _pool_axis(x, axis: int, cell_size: int, num_cells: int):
     groups, offset = num_cells + 1, cell_size // 2
     padding = [(0, 0)] * x.ndim
     padding[axis] = (offset, groups * cell_size - offset - length)
-    grouped = jnp.pad(x, padding).reshape(x.shape[:axis] + (groups, cell_size) + x.shape[axis + 1:])
-    shape = (groups,) + (1,) * (x.ndim - axis - 1)
-    # Unrolled over the `cell` pixels of a group: XLA's CPU reduce over a non-minor axis is slow.
-    pixels = [jax.lax.index_in_dim(grouped, r, axis + 1, keepdims=False) for r in range(cell_size)]
-    to_left = sum(p * weights[0, :, r].reshape(shape) for r, p in enumerate(pixels))
-    to_right = sum(p * weights[1, :, r].reshape(shape) for r, p in enumerate(pixels))
+    padded = jnp.pad(x, padding)
+    shape = (2,) + (1,) * axis + (groups,) + (1,) * (x.ndim - axis - 1)
+    # Pixel r of every group as a strided slice, summed unrolled: XLA's CPU reduce over a
+    # non-minor axis is slow and a reshape into groups stops it fusing the producer in.
+    pixels = [jax.lax.slice_in_dim(padded, r, r + (groups - 1) * cell_size + 1, cell_size, axis)
+              for r in range(cell_size)]
+    sides = sum(p[None] * weights[:, :, r].reshape(shape) for r, p in enumerate(pixels))
     at = _moved(x, axis)
-    return to_left[at(slice(1, None))] + to_right[at(slice(None, -1))]
+    return sides[0][at(slice(1, None))] + sides[1][at(slice(None, -1))]
 
 
 def _unpool_axis(cells, axis: int, cell_size: int, length: int):
@@ -303,22 +321,41 @@ def cell_histograms(channels, *, cell_size: int):
 def block_normalised(cells, *, num_orientations: int):
     """(hogH, hogW, 2n) -> (hogH, hogW, 4, 2n): each cell divided by the norms of its 4 blocks."""
     undirected = cells[..., :num_orientations] + cells[..., num_orientations:]
-    energy = jnp.pad(jnp.sum(undirected * undirected, axis=-1), 1, mode="edge")
+    energy = jnp.pad(_sum_over(_rounded(undirected * undirected), -1), 1, mode="edge")
     block_energy = energy[:-1, :-1] + energy[:-1, 1:] + energy[1:, :-1] + energy[1:, 1:]
     inverse_norm = jax.lax.rsqrt(block_energy + NORM_FLOOR)
     # Block order as VLFeat: upper-left, upper-right, lower-left, lower-right.
     factors = jnp.stack([inverse_norm[:-1, :-1], inverse_norm[:-1, 1:],
                          inverse_norm[1:, :-1], inverse_norm[1:, 1:]], axis=-1)
-    return factors[..., None] * cells[..., None, :]
+    return _outer(factors, cells)
+
+
+@jax.custom_vjp
+def _outer(a, b):
+    """(..., m), (..., n) -> (..., m, n) products, with the reductions of the backward pass
+    unrolled (`_sum_over`) instead of left to XLA."""
+    return _rounded(a[..., :, None] * b[..., None, :])
+
+
+def _outer_fwd(a, b):
+    return _outer(a, b), (a, b)
+
+
+def _outer_bwd(residuals, cotangent):
+    a, b = residuals
+    return _sum_over(cotangent * b[..., None, :], -1), _sum_over(cotangent * a[..., :, None], -2)
+
+
+_outer.defvjp(_outer_fwd, _outer_bwd)
 
 
 def uoctti_components(normalised, *, num_orientations: int, texture: bool):
     """(hogH, hogW, 4, 2n) -> (hogH, hogW, 3n [+ 4]): clamp, average over blocks, texture."""
     directed = jnp.minimum(normalised, CLAMP)
     undirected = jnp.minimum(normalised[..., :num_orientations] + normalised[..., num_orientations:], CLAMP)
-    parts = [0.5 * jnp.sum(directed, axis=-2), 0.5 * jnp.sum(undirected, axis=-2)]
+    parts = [0.5 * _sum_over(directed, -2), 0.5 * _sum_over(undirected, -2)]
     if texture:
-        parts.append(TEXTURE_SCALE.astype(normalised.dtype) * jnp.sum(undirected, axis=-1))
+        parts.append(TEXTURE_SCALE.astype(normalised.dtype) * _sum_over(undirected, -1))
     return jnp.concatenate(parts, axis=-1)
 
 
