@@ -28,6 +28,10 @@ Bin assignments are piecewise constant (no gradient flows through them); gradien
 through the gradient norms, HOGb's interpolation weights, pooling and normalisation.
 `hog` matches VLFeat to ~1e-7 in float32 (tests allow 1e-5) and is jit-compiled per
 configuration; `hog_layers` gives the table for tapping stages with `jaxinv.engine.graph.run`.
+`hog` fuses `orientations` and `cells` (`_pooled_gate`: rows pooled straight from each pixel's
+values and bins, so the (H, W, 2n) map is never written; equal to the table to ~1e-7, tested).
+Written for XLA's CPU backend: measured choices (unrolled sums, materialised bins, custom
+transposes) are explained where they are made.
 
 `approximate_hog` swaps the orientation stage for the ReLU filter bank of the papers'
 approximate HOG, max(0, <g, u_k> - cos(2 pi / 2n) ||g||): a smooth stand-in for inversion
@@ -170,6 +174,16 @@ def _angle_to_bin(gradients, bin_direction, best_angle):
     return jax.lax.stop_gradient(best_angle) + (linear - jax.lax.stop_gradient(linear))
 
 
+def _materialised(bins, num_bins: int):
+    """`bins` (in [-1, num_bins)) unchanged, through an integer remainder.
+
+    XLA's CPU fusion deems a remainder expensive and will not copy it into consumers, so the
+    bins are computed once and stored; otherwise the n-bin search is fused into every channel
+    of every consumer and repeated 2n times.
+    """
+    return jax.lax.rem(bins, jnp.int32(num_bins + 1))
+
+
 def _gate_forward(values, bins, num_bins):
     """Sum over the (value, bin) pairs of value * one_hot(bin): (H, W) planes -> (H, W, num_bins)."""
     channels = jnp.arange(num_bins)
@@ -188,12 +202,12 @@ def _gate(values, bins, num_bins):
 
 
 def _gate_fwd(values, bins, num_bins):
-    bins = tuple(jax.lax.rem(b, jnp.int32(num_bins + 1)) for b in bins)  # PROBE
+    bins = tuple(_materialised(b, num_bins) for b in bins)
     return _gate_forward(values, bins, num_bins), bins
 
 
 def _gate_bwd(num_bins, bins, cotangent):
-    bins = tuple(jax.lax.rem(b, jnp.int32(num_bins + 1)) for b in bins)  # PROBE
+    bins = tuple(_materialised(b, num_bins) for b in bins)
     channels = jnp.arange(num_bins)
     picked = tuple(_sum_over(jnp.where(b[..., None] == channels, cotangent, 0), -1) for b in bins)
     return picked, tuple(np.zeros(b.shape, jax.dtypes.float0) for b in bins)
@@ -202,14 +216,19 @@ def _gate_bwd(num_bins, bins, cotangent):
 _gate.defvjp(_gate_fwd, _gate_bwd)
 
 
-def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
-    """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
+def _gate_inputs(gradients, num_orientations: int, bilinear: bool):
+    """Per-pixel values and their directed bins: (norm,), (best,) for HOG; HOGb gives 1 - t of
+    the norm to the best bin and t to the second, t = angle to the best bin / (pi / n)."""
     norm, best_angle, best_direction, best_bin, second_bin = _directed_assignment(gradients, num_orientations)
     if not bilinear:
-        return _gate((norm,), (best_bin,), 2 * num_orientations)
-    # HOGb: 1 - t to the best bin and t to the second, t = angle to the best bin / (pi / n).
+        return (norm,), (best_bin,)
     second_weight = _angle_to_bin(gradients, best_direction, best_angle) / (np.pi / num_orientations)
-    return _gate((norm * (1 - second_weight), norm * second_weight), (best_bin, second_bin), 2 * num_orientations)
+    return (norm * (1 - second_weight), norm * second_weight), (best_bin, second_bin)
+
+
+def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
+    """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
+    return _gate(*_gate_inputs(gradients, num_orientations, bilinear), 2 * num_orientations)
 
 
 @functools.lru_cache(maxsize=None)
@@ -318,6 +337,69 @@ def cell_histograms(channels, *, cell_size: int):
     return _pool_axis(_pool_axis(channels, 0, cell_size, num_rows), 1, cell_size, num_cols)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _pooled_gate(values, bins, num_bins: int, cell_size: int, num_rows: int, num_cols: int):
+    """`cell_histograms(_gate(values, bins))` without the (H, W, 2n) map: the rows are pooled
+    straight from the per-pixel values and bins (padded, which is cheap for (H, W) planes), so
+    XLA fuses the gate into the row sums and never writes the map (`hog` uses this; the layer
+    table keeps the map for tapping)."""
+    length, groups, offset = values[0].shape[0], num_rows + 1, cell_size // 2
+    padding = ((offset, groups * cell_size - offset - length), (0, 0))
+    values = [jnp.pad(v, padding) for v in values]
+    bins = [jnp.pad(b, padding, constant_values=-1) for b in bins]
+    weights = _banded_pooling_weights(length, cell_size, num_rows)
+    channels = jnp.arange(num_bins)
+
+    def side(k):  # sum over the pixels r of each group, weighted for side k (0: left, 1: right)
+        total = 0
+        for r in range(cell_size):
+            w = jnp.asarray(weights[k, :, r, None], values[0].dtype)
+            for v, b in zip(values, bins):
+                pick = lambda x: jax.lax.slice_in_dim(x, r, r + (groups - 1) * cell_size + 1, cell_size, 0)
+                total = total + jnp.where(pick(b)[..., None] == channels, (pick(v) * w)[..., None], 0)
+        return total
+
+    rows = side(0)[1:] + side(1)[:-1]
+    return _pool_axis(rows, 1, cell_size, num_cols)
+
+
+def _pooled_gate_fwd(values, bins, num_bins, cell_size, num_rows, num_cols):
+    bins = tuple(_materialised(b, num_bins) for b in bins)
+    return _pooled_gate(values, bins, num_bins, cell_size, num_rows, num_cols), bins
+
+
+def _pooled_gate_bwd(num_bins, cell_size, num_rows, num_cols, bins, cotangent):
+    """Each value gets the cotangents of its bin in the 2 x 2 cells around it, bilinearly."""
+    bins = tuple(_materialised(b, num_bins) for b in bins)
+    height, width = bins[0].shape
+    rows = _unpool_axis(cotangent, 1, cell_size, width)  # (hogH, W, 2n)
+    weights = _banded_pooling_weights(height, cell_size, num_rows)
+    offset = cell_size // 2
+    padded = jnp.pad(rows, ((1, 1), (0, 0), (0, 0)))
+    # Row y of group g = (y + offset) // cell meets cells g - 1 (padded index g) and g.
+    upsampled = [jnp.repeat(padded[k:k + num_rows + 1], cell_size, axis=0)[offset:offset + height] for k in (0, 1)]
+    pixel_weights = [jnp.asarray(weights[k].reshape(-1)[offset:offset + height, None], rows.dtype) for k in (0, 1)]
+    per_bin = pixel_weights[0][..., None] * upsampled[0] + pixel_weights[1][..., None] * upsampled[1]
+    channels = jnp.arange(num_bins)
+    # A max reduction (one finite candidate per pixel) is stored, not copied into its consumers.
+    picked = tuple(jnp.where(b >= 0, jnp.max(jnp.where(b[..., None] == channels, per_bin, -jnp.inf), axis=-1), 0)
+                   for b in bins)
+    return picked, tuple(np.zeros(b.shape, jax.dtypes.float0) for b in bins)
+
+
+_pooled_gate.defvjp(_pooled_gate_fwd, _pooled_gate_bwd)
+
+
+def _hog_graph(image, cell_size: int, bilinear: bool, texture: bool, num_orientations: int = 9):
+    """The layer table's composition with the orientation and cell stages fused (`_pooled_gate`)."""
+    gradients = image_gradients(image)
+    num_rows, num_cols = hog_shape(gradients.shape[0], gradients.shape[1], cell_size)
+    values, bins = _gate_inputs(gradients, num_orientations, bilinear)
+    cells = _pooled_gate(values, bins, 2 * num_orientations, cell_size, num_rows, num_cols)
+    normalised = block_normalised(cells, num_orientations=num_orientations)
+    return uoctti_components(normalised, num_orientations=num_orientations, texture=texture)
+
+
 def block_normalised(cells, *, num_orientations: int):
     """(hogH, hogW, 2n) -> (hogH, hogW, 4, 2n): each cell divided by the norms of its 4 blocks."""
     undirected = cells[..., :num_orientations] + cells[..., num_orientations:]
@@ -414,8 +496,7 @@ def hog(image, cell_size: int = 8, *, bilinear: bool = False, texture: bool = Tr
 @functools.lru_cache(maxsize=None)
 def _compiled_hog(cell_size: int, bilinear: bool, texture: bool):
     """One compiled graph per configuration (op-by-op dispatch is far slower on CPU)."""
-    layers = hog_layers(cell_size, bilinear, texture)
-    return jax.jit(lambda image: run(layers, None, image)["hog"])
+    return jax.jit(functools.partial(_hog_graph, cell_size=cell_size, bilinear=bilinear, texture=texture))
 
 
 def approximate_hog(image, cell_size: int = 8, *, texture: bool = True):
