@@ -369,22 +369,25 @@ def _pooled_gate_fwd(values, bins, num_bins, cell_size, num_rows, num_cols):
 
 
 def _pooled_gate_bwd(num_bins, cell_size, num_rows, num_cols, bins, cotangent):
-    """Each value gets the cotangents of its bin in the 2 x 2 cells around it, bilinearly."""
+    """Each value gets the cotangents of its bin in the 2 x 2 cells around it, bilinearly: the
+    columns are unpooled (small), then every pixel gathers its bin from its two cell rows."""
     bins = tuple(_materialised(b, num_bins) for b in bins)
     height, width = bins[0].shape
-    rows = _unpool_axis(cotangent, 1, cell_size, width)  # (hogH, W, 2n)
+    rows = jnp.pad(_unpool_axis(cotangent, 1, cell_size, width), ((1, 1), (0, 0), (0, 0)))
     weights = _banded_pooling_weights(height, cell_size, num_rows)
     offset = cell_size // 2
-    padded = jnp.pad(rows, ((1, 1), (0, 0), (0, 0)))
-    # Row y of group g = (y + offset) // cell meets cells g - 1 (padded index g) and g.
-    upsampled = [jnp.repeat(padded[k:k + num_rows + 1], cell_size, axis=0)[offset:offset + height] for k in (0, 1)]
+    # Row y of group g = (y + offset) // cell meets cells g - 1 (padded row g) and g (row g + 1).
+    group = (np.arange(height) + offset) // cell_size
+    start = jnp.asarray(((group[:, None] * width + np.arange(width)) * num_bins).astype(np.int32))
     pixel_weights = [jnp.asarray(weights[k].reshape(-1)[offset:offset + height, None], rows.dtype) for k in (0, 1)]
-    per_bin = pixel_weights[0][..., None] * upsampled[0] + pixel_weights[1][..., None] * upsampled[1]
-    channels = jnp.arange(num_bins)
-    # A max reduction (one finite candidate per pixel) is stored, not copied into its consumers.
-    picked = tuple(jnp.where(b >= 0, jnp.max(jnp.where(b[..., None] == channels, per_bin, -jnp.inf), axis=-1), 0)
-                   for b in bins)
-    return picked, tuple(np.zeros(b.shape, jax.dtypes.float0) for b in bins)
+    flat = rows.reshape(-1)
+
+    def picked(b):
+        index = start + jnp.maximum(b, 0)
+        left, right = (jnp.take(flat, index + k * width * num_bins, mode="clip") for k in (0, 1))
+        return jnp.where(b >= 0, pixel_weights[0] * left + pixel_weights[1] * right, 0)
+
+    return tuple(picked(b) for b in bins), tuple(np.zeros(b.shape, jax.dtypes.float0) for b in bins)
 
 
 _pooled_gate.defvjp(_pooled_gate_fwd, _pooled_gate_bwd)
