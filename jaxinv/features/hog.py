@@ -356,7 +356,8 @@ def _pooled_gate(values, bins, num_bins: int, cell_size: int, num_rows: int, num
             w = jnp.asarray(weights[k, :, r, None], values[0].dtype)
             for v, b in zip(values, bins):
                 pick = lambda x: jax.lax.slice_in_dim(x, r, r + (groups - 1) * cell_size + 1, cell_size, 0)
-                total = total + jnp.where(pick(b)[..., None] == channels, (pick(v) * w)[..., None], 0)
+                # Gated, then weighted, as the table's map * weight: both then round alike.
+                total = total + jnp.where(pick(b)[..., None] == channels, pick(v)[..., None], 0) * w[..., None]
         return total
 
     rows = side(0)[1:] + side(1)[:-1]
