@@ -87,6 +87,22 @@ def test_layers_can_be_tapped(natural_images):
     assert float(cells.sum()) <= float(outputs["orientations"].sum()) * (1 + 1e-6)
 
 
+@pytest.mark.parametrize("bilinear", [False, True])
+def test_hog_equals_its_layer_table(natural_images, bilinear):
+    """`hog` fuses the orientation and cell stages; the tapped table must give the same values
+    and gradients."""
+    image = np.asarray(natural_images[1], np.float32)[:45, :53]
+    layers = hog_layers(6, bilinear)
+    weights = jnp.asarray(np.random.default_rng(0).normal(size=(*hog_shape(45, 53, 6), 31)), jnp.float32)
+    by_table = jax.jit(jax.value_and_grad(lambda x: jnp.sum(run(layers, None, x)["hog"] * weights)))(image)
+    fused = jax.jit(jax.value_and_grad(lambda x: jnp.sum(hog(x, 6, bilinear=bilinear) * weights)))(image)
+    np.testing.assert_allclose(np.asarray(hog(image, 6, bilinear=bilinear)),
+                               np.asarray(jax.jit(lambda x: run(layers, None, x)["hog"])(image)), atol=1e-6)
+    np.testing.assert_allclose(float(fused[0]), float(by_table[0]), rtol=1e-5)
+    scale = float(jnp.abs(by_table[1]).max())
+    np.testing.assert_allclose(np.asarray(fused[1]), np.asarray(by_table[1]), atol=1e-5 * scale)
+
+
 def _discrete_state(layers, image):
     """Everything piecewise constant in HOG: bin and channel choices and which values are clamped."""
     outputs = run(layers, None, image)

@@ -13,7 +13,10 @@ The graph reproduces `vl_hog_put_image` + `vl_hog_extract` step by step:
   with largest |<g, (cos, sin)>| (bin k + n if the projection is negative; y points down).
   HOGb (`vl_hog_set_use_bilinear_orientation_assignments`) gives 1 - t of it to that bin and
   t to the second best, t = acos(cosine to the best bin) / (pi / n), as libvl 0.9.21 does.
-- `cells`: bilinear spatial pooling, cell coordinate (x + 0.5) / cell - 0.5.
+- `cells`: bilinear spatial pooling, cell coordinate (x + 0.5) / cell - 0.5. Separable and
+  banded: with cell // 2 pixels of padding, pixel x lies in group g = (x + cell // 2) // cell and
+  feeds only cells g - 1 and g, so each axis is a reshape into groups of `cell` pixels and two
+  weighted sums (VLFeat's per-pixel float weights kept), with its transpose written out.
 - `block_norms`: every cell histogram divided by the L2 norms (+1e-4 under the root) of the
   undirected histograms of the four 2x2 blocks containing it; outside the cell grid the cell
   energies are edge-replicated, as VLFeat clamps indices.
@@ -25,6 +28,10 @@ Bin assignments are piecewise constant (no gradient flows through them); gradien
 through the gradient norms, HOGb's interpolation weights, pooling and normalisation.
 `hog` matches VLFeat to ~1e-7 in float32 (tests allow 1e-5) and is jit-compiled per
 configuration; `hog_layers` gives the table for tapping stages with `jaxinv.engine.graph.run`.
+`hog` fuses `orientations` and `cells` (`_pooled_gate`: rows pooled straight from each pixel's
+values and bins, so the (H, W, 2n) map is never written; equal to the table to ~1e-7, tested).
+Written for XLA's CPU backend: measured choices (unrolled sums, materialised bins, custom
+transposes) are explained where they are made.
 
 `approximate_hog` swaps the orientation stage for the ReLU filter bank of the papers'
 approximate HOG, max(0, <g, u_k> - cos(2 pi / 2n) ||g||): a smooth stand-in for inversion
@@ -65,6 +72,16 @@ def _as_float_image(image):
     return image if image.ndim == 3 else image[:, :, None]
 
 
+def _sum_over(x, axis: int):
+    """Sum over a short `axis` as a chain of adds of slices, in index order.
+
+    XLA's CPU backend hands small reductions to YNNPACK, which is slow on these shapes (several
+    times so under vmap, as in the solver); adds of slices stay in one elementwise loop.
+    """
+    terms = [jax.lax.index_in_dim(x, i, axis, keepdims=False) for i in range(x.shape[axis])]
+    return functools.reduce(jnp.add, terms)
+
+
 def _safe_sqrt(x):
     """sqrt with a zero (not NaN) derivative at 0, where the gradient vanishes."""
     positive = x > 0
@@ -78,10 +95,15 @@ def image_gradients(image):
     gx = image[1:-1, 2:] - image[1:-1, :-2]
     gy = image[2:, 1:-1] - image[:-2, 1:-1]
     # Border pixels have no central difference: VLFeat leaves them out.
-    per_channel = jnp.pad(jnp.stack([gx, gy], axis=-1), ((1, 1), (1, 1), (0, 0), (0, 0)))
-    energy = jnp.sum(per_channel * per_channel, axis=-1)
-    strongest = jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(energy), axis=-1), image.shape[2], dtype=image.dtype)
-    return jnp.einsum("hwc,hwcd->hwd", strongest, per_channel)
+    # The first channel of largest energy wins (strict >, as VLFeat), unrolled over channels.
+    best_gx, best_gy = gx[..., 0], gy[..., 0]
+    best_energy = jax.lax.stop_gradient(best_gx * best_gx + best_gy * best_gy)
+    for c in range(1, image.shape[2]):
+        energy = jax.lax.stop_gradient(gx[..., c] * gx[..., c] + gy[..., c] * gy[..., c])
+        stronger = energy > best_energy
+        best_gx, best_gy = jnp.where(stronger, gx[..., c], best_gx), jnp.where(stronger, gy[..., c], best_gy)
+        best_energy = jnp.where(stronger, energy, best_energy)
+    return jnp.pad(jnp.stack([best_gx, best_gy], axis=-1), ((1, 1), (1, 1), (0, 0)))
 
 
 def _bin_directions(num_orientations: int, dtype):
@@ -95,7 +117,9 @@ def _rounded(product):
 
     XLA's CPU backend contracts a*b + c*d into fma(a, b, c*d), which rounds differently from
     VLFeat; acos amplifies that last bit near alignment (HOGb weights off by 1e-3). LLVM
-    cannot fuse through a select, and this one never changes a finite value.
+    cannot fuse through a select, and this one never changes a finite value. Also used for the
+    block-normalisation products, whose contraction would otherwise depend on how XLA fuses
+    each graph (HOG with and without texture must agree bit for bit).
     """
     return jnp.where(jnp.isnan(product), 0.0, product)
 
@@ -150,18 +174,61 @@ def _angle_to_bin(gradients, bin_direction, best_angle):
     return jax.lax.stop_gradient(best_angle) + (linear - jax.lax.stop_gradient(linear))
 
 
+def _materialised(bins, num_bins: int):
+    """`bins` (in [-1, num_bins)) unchanged, through an integer remainder.
+
+    XLA's CPU fusion deems a remainder expensive and will not copy it into consumers, so the
+    bins are computed once and stored; otherwise the n-bin search is fused into every channel
+    of every consumer and repeated 2n times.
+    """
+    return jax.lax.rem(bins, jnp.int32(num_bins + 1))
+
+
+def _gate_forward(values, bins, num_bins):
+    """Sum over the (value, bin) pairs of value * one_hot(bin): (H, W) planes -> (H, W, num_bins)."""
+    channels = jnp.arange(num_bins)
+    return sum(jnp.where(b[..., None] == channels, v[..., None], 0) for v, b in zip(values, bins))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _gate(values, bins, num_bins):
+    """Each pixel's values put into its bins (bin -1: nowhere); linear in `values`.
+
+    The backward pass reads one channel per value instead of differentiating the one-hot
+    products, and materialises the integer bins once (XLA would otherwise fuse the bin search
+    into every channel of every consumer and repeat it 2n times).
+    """
+    return _gate_forward(values, bins, num_bins)
+
+
+def _gate_fwd(values, bins, num_bins):
+    bins = tuple(_materialised(b, num_bins) for b in bins)
+    return _gate_forward(values, bins, num_bins), bins
+
+
+def _gate_bwd(num_bins, bins, cotangent):
+    bins = tuple(_materialised(b, num_bins) for b in bins)
+    channels = jnp.arange(num_bins)
+    picked = tuple(_sum_over(jnp.where(b[..., None] == channels, cotangent, 0), -1) for b in bins)
+    return picked, tuple(np.zeros(b.shape, jax.dtypes.float0) for b in bins)
+
+
+_gate.defvjp(_gate_fwd, _gate_bwd)
+
+
+def _gate_inputs(gradients, num_orientations: int, bilinear: bool):
+    """Per-pixel values and their directed bins: (norm,), (best,) for HOG; HOGb gives 1 - t of
+    the norm to the best bin and t to the second, t = angle to the best bin / (pi / n)."""
+    norm, best_angle, best_direction, best_bin, second_bin = _directed_assignment(gradients, num_orientations)
+    if not bilinear:
+        return (norm,), (best_bin,)
+    second_weight = _angle_to_bin(gradients, best_direction, best_angle) / (np.pi / num_orientations)
+    return (norm * (1 - second_weight), norm * second_weight), (best_bin, second_bin)
+
+
 def oriented_channels(gradients, *, num_orientations: int, bilinear: bool):
     """(H, W, 2) gradients -> (H, W, 2n) gradient norms gated into directed orientation bins."""
-    norm, best_angle, best_direction, best_bin, second_bin = _directed_assignment(gradients, num_orientations)
-    bins = jnp.arange(2 * num_orientations)
-    best_gate = (best_bin[..., None] == bins).astype(gradients.dtype)
-    if not bilinear:
-        return norm[..., None] * best_gate
-    # HOGb: 1 - t to the best bin and t to the second, t = angle to the best bin / (pi / n).
-    second_weight = _angle_to_bin(gradients, best_direction, best_angle) / (np.pi / num_orientations)
-    second_gate = (second_bin[..., None] == bins).astype(gradients.dtype)
-    gate = (1 - second_weight)[..., None] * best_gate + second_weight[..., None] * second_gate
-    return norm[..., None] * gate
+    return _gate(*_gate_inputs(gradients, num_orientations, bilinear), 2 * num_orientations)
 
 
 @functools.lru_cache(maxsize=None)
@@ -184,37 +251,197 @@ def _pooling_matrix(length: int, cell_size: int, num_cells: int) -> np.ndarray:
 
 
 def _pool_leading_axis(x, cell_size: int, num_cells: int):
-    """Bilinear pooling of axis 0 into cells as one small matrix product."""
+    """Bilinear pooling of axis 0 into cells as one small matrix product (LBP's cells)."""
     weights = jnp.asarray(_pooling_matrix(x.shape[0], cell_size, num_cells), x.dtype)
     return jnp.einsum("cl,l...->c...", weights, x)
+
+
+@functools.lru_cache(maxsize=None)
+def _banded_pooling_weights(length: int, cell_size: int, num_cells: int) -> np.ndarray:
+    """(2, num_cells + 1, cell) per-pixel weights of `_pooling_matrix` in banded form.
+
+    Pixel x lies in group g = (x + cell // 2) // cell (with cell // 2 pixels of front padding)
+    and goes to cells g - 1 (weight [0, g]) and g (weight [1, g]): each cell gathers two groups
+    of `cell` pixels, so pooling is a reshape and two weighted sums, not a dense product.
+    """
+    dense = _pooling_matrix(length, cell_size, num_cells)
+    offset, groups = cell_size // 2, num_cells + 1
+    padded = np.zeros((num_cells + 2, groups * cell_size), np.float32)
+    padded[1:-1, offset:offset + length] = dense
+    x = np.arange(groups * cell_size).reshape(groups, cell_size)
+    g = np.arange(groups)[:, None]
+    return np.stack([padded[g, x], padded[g + 1, x]])
+
+
+def _moved(x, axis):
+    """Index tuple helper: `slice` objects placed at `axis` of an array with x.ndim dims."""
+    def at(item):
+        index = [slice(None)] * x.ndim
+        index[axis] = item
+        return tuple(index)
+    return at
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _pool_axis(x, axis: int, cell_size: int, num_cells: int):
+    """Bilinear pooling of `axis` into cells: pad, split into groups of `cell`, two weighted sums.
+
+    Linear, with the transpose written out (`_unpool_axis`): autodiff of the unrolled slices
+    would materialise one full-size padded array per pixel of a group.
+    """
+    length = x.shape[axis]
+    weights = jnp.asarray(_banded_pooling_weights(length, cell_size, num_cells), x.dtype)
+    groups, offset = num_cells + 1, cell_size // 2
+    padding = [(0, 0)] * x.ndim
+    padding[axis] = (offset, groups * cell_size - offset - length)
+    padded = jnp.pad(x, padding)
+    shape = (2,) + (1,) * axis + (groups,) + (1,) * (x.ndim - axis - 1)
+    # Pixel r of every group as a strided slice, summed unrolled: XLA's CPU reduce over a
+    # non-minor axis is slow and a reshape into groups stops it fusing the producer in.
+    pixels = [jax.lax.slice_in_dim(padded, r, r + (groups - 1) * cell_size + 1, cell_size, axis)
+              for r in range(cell_size)]
+    sides = sum(p[None] * weights[:, :, r].reshape(shape) for r, p in enumerate(pixels))
+    at = _moved(x, axis)
+    return sides[0][at(slice(1, None))] + sides[1][at(slice(None, -1))]
+
+
+def _unpool_axis(cells, axis: int, cell_size: int, length: int):
+    """Transpose of `_pool_axis`: pixel x of group g receives its weights times cells g - 1 and g."""
+    num_cells = cells.shape[axis]
+    weights = jnp.asarray(_banded_pooling_weights(length, cell_size, num_cells), cells.dtype)
+    groups, offset = num_cells + 1, cell_size // 2
+    padding = [(0, 0)] * cells.ndim
+    padding[axis] = (1, 1)
+    padded, at = jnp.pad(cells, padding), _moved(cells, axis)
+    shape = (groups, cell_size) + (1,) * (cells.ndim - axis - 1)
+    grouped = (jnp.expand_dims(padded[at(slice(None, -1))], axis + 1) * weights[0].reshape(shape)
+               + jnp.expand_dims(padded[at(slice(1, None))], axis + 1) * weights[1].reshape(shape))
+    pixels = grouped.reshape(cells.shape[:axis] + (groups * cell_size,) + cells.shape[axis + 1:])
+    return pixels[_moved(pixels, axis)(slice(offset, offset + length))]
+
+
+def _pool_axis_fwd(x, axis, cell_size, num_cells):
+    return _pool_axis(x, axis, cell_size, num_cells), x.shape[axis]
+
+
+def _pool_axis_bwd(axis, cell_size, num_cells, length, cotangent):
+    return (_unpool_axis(cotangent, axis, cell_size, length),)
+
+
+_pool_axis.defvjp(_pool_axis_fwd, _pool_axis_bwd)
 
 
 def cell_histograms(channels, *, cell_size: int):
     """(H, W, 2n) oriented channels -> (hogH, hogW, 2n) bilinearly pooled cell histograms."""
     num_rows, num_cols = hog_shape(channels.shape[0], channels.shape[1], cell_size)
-    rows = _pool_leading_axis(channels, cell_size, num_rows)
-    return jnp.swapaxes(_pool_leading_axis(jnp.swapaxes(rows, 0, 1), cell_size, num_cols), 0, 1)
+    return _pool_axis(_pool_axis(channels, 0, cell_size, num_rows), 1, cell_size, num_cols)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _pooled_gate(values, bins, num_bins: int, cell_size: int, num_rows: int, num_cols: int):
+    """`cell_histograms(_gate(values, bins))` without the (H, W, 2n) map: the rows are pooled
+    straight from the per-pixel values and bins (padded, which is cheap for (H, W) planes), so
+    XLA fuses the gate into the row sums and never writes the map (`hog` uses this; the layer
+    table keeps the map for tapping)."""
+    length, groups, offset = values[0].shape[0], num_rows + 1, cell_size // 2
+    padding = ((offset, groups * cell_size - offset - length), (0, 0))
+    values = [jnp.pad(v, padding) for v in values]
+    bins = [jnp.pad(b, padding, constant_values=-1) for b in bins]
+    weights = _banded_pooling_weights(length, cell_size, num_rows)
+    channels = jnp.arange(num_bins)
+
+    def side(k):  # sum over the pixels r of each group, weighted for side k (0: left, 1: right)
+        total = 0
+        for r in range(cell_size):
+            w = jnp.asarray(weights[k, :, r, None], values[0].dtype)
+            for v, b in zip(values, bins):
+                pick = lambda x: jax.lax.slice_in_dim(x, r, r + (groups - 1) * cell_size + 1, cell_size, 0)
+                # Gated, then weighted, as the table's map * weight: both then round alike.
+                total = total + jnp.where(pick(b)[..., None] == channels, pick(v)[..., None], 0) * w[..., None]
+        return total
+
+    rows = side(0)[1:] + side(1)[:-1]
+    return _pool_axis(rows, 1, cell_size, num_cols)
+
+
+def _pooled_gate_fwd(values, bins, num_bins, cell_size, num_rows, num_cols):
+    bins = tuple(_materialised(b, num_bins) for b in bins)
+    return _pooled_gate(values, bins, num_bins, cell_size, num_rows, num_cols), bins
+
+
+def _pooled_gate_bwd(num_bins, cell_size, num_rows, num_cols, bins, cotangent):
+    """Each value gets the cotangents of its bin in the 2 x 2 cells around it, bilinearly: the
+    columns are unpooled (small), then every pixel gathers its bin from its two cell rows."""
+    bins = tuple(_materialised(b, num_bins) for b in bins)
+    height, width = bins[0].shape
+    rows = jnp.pad(_unpool_axis(cotangent, 1, cell_size, width), ((1, 1), (0, 0), (0, 0)))
+    weights = _banded_pooling_weights(height, cell_size, num_rows)
+    offset = cell_size // 2
+    # Row y of group g = (y + offset) // cell meets cells g - 1 (padded row g) and g (row g + 1).
+    group = (np.arange(height) + offset) // cell_size
+    start = jnp.asarray(((group[:, None] * width + np.arange(width)) * num_bins).astype(np.int32))
+    pixel_weights = [jnp.asarray(weights[k].reshape(-1)[offset:offset + height, None], rows.dtype) for k in (0, 1)]
+    flat = rows.reshape(-1)
+
+    def picked(b):
+        index = start + jnp.maximum(b, 0)
+        left, right = (jnp.take(flat, index + k * width * num_bins, mode="clip") for k in (0, 1))
+        return jnp.where(b >= 0, pixel_weights[0] * left + pixel_weights[1] * right, 0)
+
+    return tuple(picked(b) for b in bins), tuple(np.zeros(b.shape, jax.dtypes.float0) for b in bins)
+
+
+_pooled_gate.defvjp(_pooled_gate_fwd, _pooled_gate_bwd)
+
+
+def _hog_graph(image, cell_size: int, bilinear: bool, texture: bool, num_orientations: int = 9):
+    """The layer table's composition with the orientation and cell stages fused (`_pooled_gate`)."""
+    gradients = image_gradients(image)
+    num_rows, num_cols = hog_shape(gradients.shape[0], gradients.shape[1], cell_size)
+    values, bins = _gate_inputs(gradients, num_orientations, bilinear)
+    cells = _pooled_gate(values, bins, 2 * num_orientations, cell_size, num_rows, num_cols)
+    normalised = block_normalised(cells, num_orientations=num_orientations)
+    return uoctti_components(normalised, num_orientations=num_orientations, texture=texture)
 
 
 def block_normalised(cells, *, num_orientations: int):
     """(hogH, hogW, 2n) -> (hogH, hogW, 4, 2n): each cell divided by the norms of its 4 blocks."""
     undirected = cells[..., :num_orientations] + cells[..., num_orientations:]
-    energy = jnp.pad(jnp.sum(undirected * undirected, axis=-1), 1, mode="edge")
+    energy = jnp.pad(_sum_over(_rounded(undirected * undirected), -1), 1, mode="edge")
     block_energy = energy[:-1, :-1] + energy[:-1, 1:] + energy[1:, :-1] + energy[1:, 1:]
     inverse_norm = jax.lax.rsqrt(block_energy + NORM_FLOOR)
     # Block order as VLFeat: upper-left, upper-right, lower-left, lower-right.
     factors = jnp.stack([inverse_norm[:-1, :-1], inverse_norm[:-1, 1:],
                          inverse_norm[1:, :-1], inverse_norm[1:, 1:]], axis=-1)
-    return factors[..., None] * cells[..., None, :]
+    return _outer(factors, cells)
+
+
+@jax.custom_vjp
+def _outer(a, b):
+    """(..., m), (..., n) -> (..., m, n) products, with the reductions of the backward pass
+    unrolled (`_sum_over`) instead of left to XLA."""
+    return _rounded(a[..., :, None] * b[..., None, :])
+
+
+def _outer_fwd(a, b):
+    return _outer(a, b), (a, b)
+
+
+def _outer_bwd(residuals, cotangent):
+    a, b = residuals
+    return _sum_over(cotangent * b[..., None, :], -1), _sum_over(cotangent * a[..., :, None], -2)
+
+
+_outer.defvjp(_outer_fwd, _outer_bwd)
 
 
 def uoctti_components(normalised, *, num_orientations: int, texture: bool):
     """(hogH, hogW, 4, 2n) -> (hogH, hogW, 3n [+ 4]): clamp, average over blocks, texture."""
     directed = jnp.minimum(normalised, CLAMP)
     undirected = jnp.minimum(normalised[..., :num_orientations] + normalised[..., num_orientations:], CLAMP)
-    parts = [0.5 * jnp.sum(directed, axis=-2), 0.5 * jnp.sum(undirected, axis=-2)]
+    parts = [0.5 * _sum_over(directed, -2), 0.5 * _sum_over(undirected, -2)]
     if texture:
-        parts.append(TEXTURE_SCALE.astype(normalised.dtype) * jnp.sum(undirected, axis=-1))
+        parts.append(TEXTURE_SCALE.astype(normalised.dtype) * _sum_over(undirected, -1))
     return jnp.concatenate(parts, axis=-1)
 
 
@@ -273,8 +500,7 @@ def hog(image, cell_size: int = 8, *, bilinear: bool = False, texture: bool = Tr
 @functools.lru_cache(maxsize=None)
 def _compiled_hog(cell_size: int, bilinear: bool, texture: bool):
     """One compiled graph per configuration (op-by-op dispatch is far slower on CPU)."""
-    layers = hog_layers(cell_size, bilinear, texture)
-    return jax.jit(lambda image: run(layers, None, image)["hog"])
+    return jax.jit(functools.partial(_hog_graph, cell_size=cell_size, bilinear=bilinear, texture=texture))
 
 
 def approximate_hog(image, cell_size: int = 8, *, texture: bool = True):
