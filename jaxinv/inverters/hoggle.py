@@ -349,6 +349,8 @@ def invert_hogs(dictionary: PairedDictionary, hog_codes, image_shape: tuple[int,
             grey = dictionary.patch_mean + dictionary.patch_contrast * blended
         else:
             low, high = blended.min(), blended.max()
-            grey = (blended - low) * (255.0 / (high - low)) if high > low else np.full_like(blended, 128.0)
+            # Divided before scaling: the maximum maps to (high - low) / (high - low) * 255 = 255 exactly
+            # (multiplying by 255 / (high - low) could round it to 254.99998).
+            grey = (blended - low) / (high - low) * 255.0 if high > low else np.full_like(blended, 128.0)
         out[i] = np.clip(grey, 0.0, 255.0)
     return out
