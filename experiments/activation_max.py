@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from absl import flags, logging
+from absl import flags
 
 from jaxinv.io import cli
 from jaxinv.methods import activation_max
@@ -39,7 +39,6 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(activation_max.ActivationMaxConfig)}
     config = activation_max.ActivationMaxConfig(**dict(values, units=cli.int_list("units") or None))
     result = activation_max.run(config)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from absl import flags, logging
+from absl import flags
 
 from jaxinv.io import cli
 from jaxinv.studies import inverter_comparison
@@ -55,7 +55,6 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     names = [f.name for f in dataclasses.fields(inverter_comparison.CompareConfig) if f.name != "cache_dir"]
     config = inverter_comparison.CompareConfig(cache_dir=FLAGS.output_dir, **{name: FLAGS[name].value for name in names})
     result = inverter_comparison.compare(config, log=lambda line: print(line, flush=True))

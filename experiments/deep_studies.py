@@ -26,7 +26,7 @@ import sys
 import time
 
 import jax
-from absl import flags, logging
+from absl import flags
 
 from jaxinv import nets
 from jaxinv.io import cli, datasets
@@ -52,7 +52,6 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
     began = time.perf_counter()
     model = nets.load(FLAGS.net)
     layers = deep_networks.check_layers(model, FLAGS.layers)

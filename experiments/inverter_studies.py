@@ -12,7 +12,7 @@ autoencoder_grid.png) and index.html. The studies: `jaxinv.studies.deep_networks
 """
 from __future__ import annotations
 
-from absl import flags, logging
+from absl import flags
 
 from jaxinv.io import cli
 from jaxinv.studies import inverter_layers
@@ -50,7 +50,6 @@ def main(argv):
                                                 "fit_images", "random_samples", "histogram_bins",
                                                 "interpolation_pairs", "interpolation_steps", "batch_size", "seed",
                                                 "data_dir")})
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint restore at INFO
     study = inverter_layers.run(config, log=lambda line: print(line, flush=True))
     written = inverter_layers.write_outputs(study, FLAGS.output_dir)
     print(f"wrote {written['results']}\nwrote {written['index']} ({study.results['seconds']:.0f} s)")

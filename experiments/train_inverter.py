@@ -18,7 +18,7 @@ import shlex
 import sys
 
 import jax
-from absl import flags, logging
+from absl import flags
 
 from jaxinv import inverters
 from jaxinv.io import cli
@@ -46,7 +46,6 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     settings = training.default_settings(FLAGS.representation)
     for flag, key in (("size", "image_size"), ("width", "width"), ("steps", "steps"), ("pool_size", "pool_size")):
         if getattr(FLAGS, flag) is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from absl import flags, logging
+from absl import flags
 
 from jaxinv.io import cli
 from jaxinv.methods import visualise_modes as V
@@ -53,7 +53,6 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(V.VisualiseConfig)}
     try:
         values["style_weights"] = tuple(float(w) for w in values["style_weights"])

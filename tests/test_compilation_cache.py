@@ -26,3 +26,17 @@ def test_the_second_run_reads_compiled_programs_from_the_cache(tmp_path):
     assert set(os.listdir(xla)) == entries  # nothing new to compile and store
     assert invert(tmp_path / "off", tmp_path / "c", "--nocompilation_cache") == first
     assert not (tmp_path / "off" / "jaxinv" / "xla").exists()
+
+
+def test_binaries_are_quiet_unless_asked(tmp_path):
+    """No absl/orbax INFO lines by default (they buried the results); --verbosity=0 brings them back."""
+    import re
+
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=ROOT)
+    command = [sys.executable, "-m", "experiments.invert", *TINY, f"--output_dir={tmp_path / 'out'}"]
+    quiet = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    loud = subprocess.run(command + ["--verbosity=0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    info = re.compile(r"(?m)^I\d{4} ")
+    assert quiet.returncode == loud.returncode == 0
+    assert not info.search(quiet.stderr + quiet.stdout), quiet.stderr[-1000:]
+    assert info.search(loud.stderr + loud.stdout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from jaxinv.engine import preimage
 from jaxinv.io.outputs import OutputBusyError
@@ -25,8 +25,10 @@ def run(main) -> None:
     """Runs `main` under absl; bad input (ValueError, FileNotFoundError), an optimisation that diverged
     (FloatingPointError) or a busy output folder (OutputBusyError) ends it with one line and exit
     code 2; Ctrl-C with one line and exit code 130. Compiled programs persist between runs unless
-    --nocompilation_cache."""
+    --nocompilation_cache. Quiet by default: INFO logs (orbax's, absl's) only with --verbosity=0."""
     def guarded(argv):
+        if not FLAGS["verbosity"].present:  # orbax logs every checkpoint and restore at INFO
+            logging.set_verbosity(logging.WARNING)
         if FLAGS.compilation_cache:
             from jaxinv.engine import compilation
 
