@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from scipy import io, ndimage
 
+from jaxinv import features
 from jaxinv.engine import preimage
 from jaxinv.methods import hog_templates
 from jaxinv.nets import cifar10
@@ -56,7 +57,7 @@ def test_learned_template_ranks_its_class_and_its_visualisation_raises_the_score
     picked = np.concatenate([np.flatnonzero(cifar["test_labels"] == c)[:40] for c in range(10)])
     labels, test = cifar["test_labels"][picked], cifar["test_images"][picked].astype(np.float32)
     grey = test @ np.array([0.299, 0.587, 0.114], np.float32)
-    scores = hog_templates.hog_features(grey).reshape(len(grey), -1) @ template.weights.ravel()
+    scores = features.batched_hog(grey).reshape(len(grey), -1) @ template.weights.ravel()
     assert scores[labels == 1].mean() > scores[labels != 1].mean() + 2 * scores.std() / np.sqrt((labels == 1).sum())
     result = hog_templates.visualise_template(template, restarts=2, stages=QUICK)
     assert np.all(result.responses > result.initial_responses)

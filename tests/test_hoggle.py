@@ -192,7 +192,7 @@ def test_invert_hog_shape_and_range(dictionary):
 
 def test_training_images_are_reconstructed_better_than_flat_grey(dictionary, training_paths):
     grey = np.stack([images.load_image(path, grey=True, size=64) for path in training_paths[:4]])
-    codes = hoggle.batched_hog(grey)
+    codes = features.batched_hog(grey)
     out = hoggle.invert_hogs(dictionary, codes, (64, 64))
     flat = grey.mean(axis=(1, 2), keepdims=True)  # the best flat image of each
     assert np.linalg.norm(out - grey) < 0.9 * np.linalg.norm(flat - grey)

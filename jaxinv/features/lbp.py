@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinv.features.hog import _pool_leading_axis, check_cell_size
+from jaxinv.features.cell_pooling import _pool_leading_axis
+from jaxinv.features.hog import check_cell_size
 from jaxinv.engine.graph import Layer, run
 from jaxinv.io.images import validate_image
 

@@ -63,7 +63,7 @@ import numpy as np
 
 from jaxinv import features
 from jaxinv.io import cache, outputs
-from jaxinv.features.hog import check_cell_size, validate_hog_input
+from jaxinv.features.hog import check_cell_size
 
 HOG_DIMS = 31
 GAUSSIAN_SIGMA = 9.0
@@ -188,28 +188,6 @@ def zero_mean_unit_norm(vectors, eps: float = 1e-8) -> np.ndarray:
     vectors = np.asarray(vectors, np.float32)
     centred = vectors - vectors.mean(axis=-1, keepdims=True)
     return centred / (np.linalg.norm(centred, axis=-1, keepdims=True) + eps)
-
-
-@functools.lru_cache(maxsize=None)
-def _batched_hog(cell_size: int):
-    """HOG of a batch (B, H, W) of same-size grey images, vmapped and compiled once per shape."""
-    return jax.jit(jax.vmap(functools.partial(features.hog, cell_size=cell_size)))
-
-
-def batched_hog(grey_images: np.ndarray, cell_size: int = 8, batch_size: int = 32) -> np.ndarray:
-    """(N, H, W) grey images in [0, 255] -> (N, hogH, hogW, 31), `batch_size` images per vmapped call."""
-    grey_images = np.asarray(grey_images, np.float32)
-    if grey_images.ndim != 3:
-        raise ValueError(f"grey images must be stacked as (N, H, W); got shape {grey_images.shape}")
-    validate_hog_input(grey_images[0], cell_size)
-    compute = _batched_hog(check_cell_size(cell_size))
-    out = []
-    for start in range(0, len(grey_images), batch_size):
-        batch = grey_images[start:start + batch_size]
-        pad = batch_size - len(batch)  # a full batch every call: one compiled shape
-        padded = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:], batch.dtype)]) if pad else batch
-        out.append(np.asarray(compute(padded))[:len(batch)])
-    return np.concatenate(out)
 
 
 @functools.partial(jax.jit, static_argnames=("iterations",))

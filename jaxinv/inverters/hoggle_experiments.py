@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from jaxinv import features
 from jaxinv.inverters import hoggle, hoggle_learning
 from jaxinv.io import images, outputs
 from jaxinv.methods import metrics
@@ -79,7 +80,7 @@ def evaluate(dictionary_path: str | None, *, images_dir: str | None = None, num_
     dictionary = hoggle.PairedDictionary.load(dictionary_path)
     paths = images.imagenet_sample_paths(images_dir)[-num_test:]
     originals = np.stack([images.load_image(p, grey=True, size=size) for p in paths])
-    codes = hoggle.batched_hog(originals, dictionary.cell_size)
+    codes = features.batched_hog(originals, dictionary.cell_size)
     log(f"{len(paths)} test images of {size}x{size} ({os.path.basename(paths[0])} .. "
         f"{os.path.basename(paths[-1])}), dictionary {dictionary_path} ({dictionary.num_atoms} atoms)")
     mean, ci = metrics.mean_with_ci95(metrics.cvpr_errors(np.full_like(originals, dictionary.patch_mean), originals))

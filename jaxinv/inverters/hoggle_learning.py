@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from jaxinv.features.hog import check_cell_size
-from jaxinv.inverters.hoggle import PairedDictionary, _positive_int, batched_hog, zero_mean_unit_norm
+from jaxinv.features.hog import batched_hog
+from jaxinv.inverters.hoggle import PairedDictionary, _positive_int, zero_mean_unit_norm
 from jaxinv.io import images
 
 

@@ -210,17 +210,10 @@ def visualise_template(template: Template, *, restarts: int = 4, seed: int = 0, 
 # Learning a template from images
 
 
-def hog_features(grey_images, cell_size: int = 8) -> np.ndarray:
-    """HOG of a stack of grey images (N, H, W) in [0, 255] -> (N, h, w, 31)."""
-    stack = jnp.asarray(np.asarray(grey_images, np.float32))
-    hog = representations.get("hog", cell_size=cell_size)
-    return np.asarray(jax.jit(jax.vmap(lambda im: hog.apply(None, im[..., None])))(stack))
-
-
 def train_template(positives, negatives, *, cell_size: int = 8, ridge: float = 1.0, name: str = "trained") -> Template:
     """A linear HOG template by ridge regression of +1 (positives) / -1 (negatives) on HOG features
     (grey images of one size, [0, 255]); the weights are centred so that <w, HOG> ranks images."""
-    pos, neg = hog_features(positives, cell_size), hog_features(negatives, cell_size)
+    pos, neg = features.batched_hog(positives, cell_size), features.batched_hog(negatives, cell_size)
     if not len(pos) or not len(neg):
         raise ValueError("training a template needs positive and negative images")
     x = np.concatenate([pos, neg]).reshape(len(pos) + len(neg), -1).astype(np.float64)
