@@ -158,6 +158,22 @@ def inversion_problem(model, layer: str, *, C: float | None = None, jitter: bool
     return geometry.problem_for(model.representation(layer), C=C, jitter=jitter, geometry=_measured(model, layer))
 
 
+def layer_C(model, layer: str) -> float:
+    """The loss weight C of IJCV Sect. 5.2 for inverting `layer` (`inversion_problem`'s rule)."""
+    from jaxinv.methods import layer_rules
+    if isinstance(model, Model):
+        return layer_rules.layer_C(model, layer)
+    from jaxinv.adapters import geometry
+    check_layer(model, layer)
+    return geometry.measured_C(_measured(model, layer))
+
+
+def prediction_layer(model) -> str:
+    """The layer whose argmax is the predicted class: a table's last layer (its softmax), or an
+    adapted model's class output (`class_layer`)."""
+    return model.layer_names[-1] if isinstance(model, Model) else class_layer(model)
+
+
 def invertible_layers(model) -> list[str]:
     """Every layer except a final softmax (the layers of IJCV Fig. 12)."""
     if isinstance(model, Model):

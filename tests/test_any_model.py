@@ -132,3 +132,14 @@ def test_a_class_of_a_small_trained_cnn_is_maximised_to_probability_090():
     # Measured: probability 0.997 for both restarts (the CNN classifies 50% of 2000 test images right).
     assert np.all(result.scores["probability"] >= 0.9), result.scores
     assert activation_max.unit_name(model, "output", 1, True) == "1 automobile"
+
+
+def test_the_deep_study_runs_on_an_adapted_model(linen_model, image, tmp_path):
+    from jaxinv.studies import deep_networks
+    study = deep_networks.run_study(linen_model, image[None], layers=["conv1", "output"], C=[20.0], restarts=2,
+                                    stages=STAGES, checkpoint_dir=str(tmp_path / "study"), log=lambda line: None)
+    assert study.rule_C == {"conv1": 300.0, "output": 1.0}  # RF 3/32 -> 300; no spatial map -> 1
+    for layer in ("conv1", "output"):
+        unit = study.units[(layer, 20.0)]
+        assert unit["errors"].shape == (1, 2) and np.all(np.isfinite(unit["errors"]))
+    assert study.units[("conv1", 20.0)]["errors"].mean() < 1.0
