@@ -151,13 +151,20 @@ def learn_paired_dictionary(pairs: TrainingPairs, num_atoms: int = 1024, lam: fl
                             training_info=info)
 
 
-def _online_dictionary_learning(data, initial_atoms, lam, batch_size, epochs, coding_sweeps, rng, seed, log):
-    """`epochs` passes of scikit-learn's minibatch dictionary learning from `initial_atoms`: (K, D) atoms."""
+def require_scikit_learn() -> None:
+    """An ImportError saying how to install scikit-learn when it is missing (dictionary learning needs it):
+    callers check before any computation starts."""
     try:
-        from sklearn.decomposition import MiniBatchDictionaryLearning
-        from sklearn.exceptions import ConvergenceWarning
+        import sklearn  # noqa: F401
     except ImportError:
         raise ImportError("learning a HOGgle dictionary needs scikit-learn: pip install 'jaxinv[hoggle]'") from None
+
+
+def _online_dictionary_learning(data, initial_atoms, lam, batch_size, epochs, coding_sweeps, rng, seed, log):
+    """`epochs` passes of scikit-learn's minibatch dictionary learning from `initial_atoms`: (K, D) atoms."""
+    require_scikit_learn()
+    from sklearn.decomposition import MiniBatchDictionaryLearning
+    from sklearn.exceptions import ConvergenceWarning
     model = MiniBatchDictionaryLearning(n_components=len(initial_atoms), alpha=lam, batch_size=batch_size,
                                         fit_algorithm="cd", positive_code=True, dict_init=initial_atoms,
                                         transform_max_iter=coding_sweeps, random_state=seed)

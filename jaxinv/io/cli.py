@@ -23,9 +23,9 @@ IMAGES_DIR_HELP = "folder of images (default: ../shared/data/imagenet_samples)"
 
 def run(main) -> None:
     """Runs `main` under absl; bad input (ValueError, FileNotFoundError), an optimisation that diverged
-    (FloatingPointError) or a busy output folder (OutputBusyError) ends it with one line and exit
-    code 2; Ctrl-C with one line and exit code 130. Compiled programs persist between runs unless
-    --nocompilation_cache. Quiet by default: INFO logs (orbax's, absl's) only with --verbosity=0."""
+    (FloatingPointError), a busy output folder (OutputBusyError) or a missing optional dependency
+    (an ImportError not of jaxinv: scikit-learn, torch...) ends it with one line and exit code 2; Ctrl-C
+    with one line and exit code 130. Compiled programs persist between runs unless --nocompilation_cache. Quiet by default: INFO logs (orbax's, absl's) only with --verbosity=0."""
     def guarded(argv):
         if not FLAGS["verbosity"].present:  # orbax logs every checkpoint and restore at INFO
             logging.set_verbosity(logging.WARNING)
@@ -38,10 +38,27 @@ def run(main) -> None:
         except (ValueError, FileNotFoundError, FloatingPointError, OutputBusyError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except ImportError as e:
+            if (e.name or "").split(".")[0] == "jaxinv":
+                raise  # a broken jaxinv, not a missing optional dependency
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+    _help_from(sys.modules[main.__module__])
     app.run(guarded)
+
+
+def _help_from(binary) -> None:
+    """--help shows `binary`'s docstring and flags even when it is not __main__ (a console script, or a
+    `python -m experiments.NAME` forwarder): absl takes both from the main module."""
+    main_module = sys.modules["__main__"]
+    if binary is main_module:
+        return
+    main_module.__doc__ = binary.__doc__
+    for flag in FLAGS.get_key_flags_for_module(binary.__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def _define(define, name: str, default, help: str, flag_values=None) -> None:

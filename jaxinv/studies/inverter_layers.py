@@ -76,7 +76,7 @@ def trained_inverter(config: StudyConfig, layer: str, autoencoder: bool = False)
     names the missing checkpoint and the command that trains it."""
     representation = f"{config.net}:{layer}"
     directory = inverter_dir(config, representation, autoencoder)
-    command = (f"python -m experiments.train_inverter --representation={representation} "
+    command = (f"jaxinv-train-inverter --representation={representation} "
                + ("--finetune_encoder " if autoencoder else "") + f"--output_dir={directory}")
     if not os.path.isfile(os.path.join(directory, inverter_model.METADATA_FILE)):
         raise FileNotFoundError(f"no trained {'autoencoder' if autoencoder else 'inverter'} of {representation} "
