@@ -34,6 +34,7 @@ flags.DEFINE_integer("reference_images", None, "measure M on only N reference im
 flags.DEFINE_string("cache_dir", None, "where the maxima M are cached (default: ~/.cache/jaxinv/activation_max)")
 cli.define_seed()
 flags.DEFINE_integer("scale", D.scale, "grid enlargement factor (0: so that tiles are about 128 pixels)")
+cli.define_data_dir()
 cli.define_output_dir("outputs/activation_max")
 flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 

@@ -41,6 +41,7 @@ flags.DEFINE_string("representation", D.representation, "the representation (opt
 flags.DEFINE_string("inverter_dir", None, "trained inverter (default: jaxinv.inverters.default_dir(representation, size))")
 flags.DEFINE_integer("size", None, "image size (default: 64, or the inverter's when --inverter_dir is given)")
 cli.define_images_dir()
+cli.define_data_dir()
 flags.DEFINE_enum("split", D.split, ["test", "all"], "test: the last 50 sorted files (held out); all: every file")
 flags.DEFINE_integer("num_images", D.num_images, "the first N images of the split")
 flags.DEFINE_float("C", D.C, "optimisation: weight of the representation loss (IJCV Sect. 5.1)")

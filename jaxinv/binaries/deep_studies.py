@@ -7,7 +7,7 @@ For every layer (default: all named layers) and every C (default 1, 20, 100, 300
 layer's code of N reference images from K random restarts each (one vmapped run of N * K
 problems per (layer, C), sharded over devices when several), with the per-layer jitter rule and
 300 + 50 iterations. Reference images: the CIFAR-10 test set for a CIFAR-10 network (N evenly
-spaced), else the first N of ../shared/data/imagenet_samples, resized and centre-cropped to the
+spaced), else the first N of DATA/imagenet_samples (DATA: --data_dir), resized and centre-cropped to the
 network's input size (or --images_dir). See jaxinv/deep_networks.py for the exact statistics.
 
 Writes OUTPUT_DIR/results.json ({"layers", "C", "error", "error_ci95", "restart_std",

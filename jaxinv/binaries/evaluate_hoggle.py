@@ -20,6 +20,7 @@ from jaxinv.io import cli
 
 flags.DEFINE_string("dictionary", None, "paired dictionary (default: ~/.cache/jaxinv/hoggle/dictionary.npz)")
 cli.define_images_dir()
+cli.define_data_dir()
 flags.DEFINE_integer("num_test", 50, "the last N sorted files are the test images")
 flags.DEFINE_integer("size", 64, "test images are grey size x size centre crops")
 flags.DEFINE_list("pixel_mappings", list(hoggle.PIXEL_MAPPINGS), "how patches become grey levels (see jaxinv.inverters.hoggle)")

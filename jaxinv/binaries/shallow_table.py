@@ -21,6 +21,7 @@ from jaxinv.studies import shallow
 D = shallow.TableConfig()
 FLAGS = flags.FLAGS
 cli.define_images_dir()
+cli.define_data_dir()
 flags.DEFINE_integer("num_images", D.num_images, "the first N images in sorted order")
 flags.DEFINE_integer("size", D.size, "images are centre-cropped and resized to size x size")
 flags.DEFINE_list("representations", list(D.representations), "which representations")

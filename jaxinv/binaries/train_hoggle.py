@@ -23,6 +23,7 @@ from jaxinv.io import cli
 
 D = H.TrainConfig()
 cli.define_images_dir()
+cli.define_data_dir()
 flags.DEFINE_integer("num_images", None, "use only the first N training images (after the hold-out)")
 flags.DEFINE_integer("exclude_last", D.exclude_last, "hold out the last N sorted files (the evaluation split)")
 flags.DEFINE_integer("image_size", D.image_size, "training images are grey centre crops of this size (the "

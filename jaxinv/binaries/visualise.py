@@ -48,6 +48,7 @@ flags.DEFINE_list("template", None, "HOG template files (.npy (h, w, 31) or DPM 
                                     "trained on CIFAR-10 automobiles plus vertical/horizontal edge templates")
 cli.define_seed()
 flags.DEFINE_integer("scale", D.scale, "grid enlargement factor (0: tiles of about 128 pixels)")
+cli.define_data_dir()
 cli.define_output_dir(None, "where to write (default: outputs/visualise/<mode>)")
 flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 

@@ -12,13 +12,15 @@ import sys
 from absl import app, flags, logging
 
 from jaxinv.engine import preimage
+from jaxinv.io import images
 from jaxinv.io.outputs import OutputBusyError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("compilation_cache", True, "keep compiled programs in <cache root>/xla for later runs "
                      "(JAX's persistent compilation cache; --nocompilation_cache turns it off)")
-DATA_DIR_HELP = "shared data folder (default: $JAXINV_DATA or ../shared/data)"
-IMAGES_DIR_HELP = "folder of images (default: ../shared/data/imagenet_samples)"
+DATA_DIR_HELP = ("the data folder DATA, holding imagenet_samples/ and cifar10/ (default: $JAXINV_DATA, else "
+                 "../shared/data beside a checkout; see jaxinv.io.images.data_root)")
+IMAGES_DIR_HELP = "folder of images (default: DATA/imagenet_samples, DATA as --data_dir says)"
 
 
 def run(main) -> None:
@@ -29,6 +31,8 @@ def run(main) -> None:
     def guarded(argv):
         if not FLAGS["verbosity"].present:  # orbax logs every checkpoint and restore at INFO
             logging.set_verbosity(logging.WARNING)
+        if "data_dir" in FLAGS:
+            images.use_data_dir(FLAGS.data_dir)  # every default data path of the run, not only those passed on
         if FLAGS.compilation_cache:
             from jaxinv.engine import compilation
 
@@ -95,7 +99,8 @@ def define_restarts(default: int | None, help: str = "random restarts per proble
 
 
 def define_data_dir(help: str = DATA_DIR_HELP, flag_values=None) -> None:
-    """--data_dir: the shared data folder (CIFAR-10 and the ImageNet samples)."""
+    """--data_dir: the data folder (CIFAR-10 and the ImageNet samples), for every binary that reads data; `run`
+    makes it the process's data folder (`images.use_data_dir`), ahead of $JAXINV_DATA."""
     _define(flags.DEFINE_string, "data_dir", None, help, flag_values)
 
 

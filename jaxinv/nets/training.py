@@ -33,7 +33,7 @@ class ClassifierConfig:
     weight_decay: float = 5e-4  # AdamW decoupled weight decay
     label_smoothing: float = 0.1
     seed: int = 0  # initialisation, shuffling and augmentation
-    data_dir: str | None = None  # holding cifar10/ (default: $JAXINV_DATA or ../shared/data)
+    data_dir: str | None = None  # the data folder holding cifar10/ (default: jaxinv.io.images.data_root)
     init_from: str | None = None  # a network directory to fine-tune (its params and input convention)
     max_train_images: int | None = None  # only N evenly spaced training images (smoke tests)
     max_test_images: int | None = None  # evaluate on only N evenly spaced test images
