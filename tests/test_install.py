@@ -65,5 +65,6 @@ print(*sorted(name for name in %r if importlib.util.find_spec(name)))
     done = run(["jaxinv-invert", "--iterations=5", "--refine_iterations=2", "--restarts=1", f"--output_dir={out}"],
                cwd=empty, env=env)
     assert sorted(os.listdir(out)) == ["energy.png", "grid.png", "metrics.json"], done.stdout
+    assert "iterations: 100%" in done.stderr and "7/7 [" in done.stderr, done.stderr  # the progress bar
     assert os.listdir(empty) == ["out"]  # nothing written beside the outputs
     print(f"install {installed - began:.0f} s, checks {time.perf_counter() - installed:.0f} s")

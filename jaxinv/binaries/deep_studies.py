@@ -77,7 +77,7 @@ def main(argv):
     print("at the best C per layer (lowest error):")
     for layer in study.layers:
         row = results["at_best_C"][layer]
-        std = "n/a" if row["restart_std"] is None else f"{row['restart_std']:.3f}"
+        std = "-" if row["restart_std"] is None else f"{row['restart_std']:.3f}"
         print(f"  {layer:8s} C={results['best_C'][layer]:<4g} error {row['error']:.3f}  consistency "
               f"{row['class_consistency']:.2f}  restart std {std}  hist. intersection {row['hist_intersection']:.3f}")
     for key in ("results", "index"):

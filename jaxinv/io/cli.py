@@ -12,7 +12,7 @@ import sys
 from absl import app, flags, logging
 
 from jaxinv.engine import preimage
-from jaxinv.io import images
+from jaxinv.io import images, progress
 from jaxinv.io.outputs import OutputBusyError
 
 FLAGS = flags.FLAGS
@@ -27,10 +27,13 @@ def run(main) -> None:
     """Runs `main` under absl; bad input (ValueError, FileNotFoundError), an optimisation that diverged
     (FloatingPointError), a busy output folder (OutputBusyError) or a missing optional dependency
     (an ImportError not of jaxinv: scikit-learn, torch...) ends it with one line and exit code 2; Ctrl-C
-    with one line and exit code 130. Compiled programs persist between runs unless --nocompilation_cache. Quiet by default: INFO logs (orbax's, absl's) only with --verbosity=0."""
+    with one line and exit code 130. Compiled programs persist between runs unless --nocompilation_cache.
+    Progress bars go to stderr (`jaxinv.io.progress`); on a terminal, printed lines leave them intact.
+    Quiet by default: INFO logs (orbax's, absl's) only with --verbosity=0."""
     def guarded(argv):
         if not FLAGS["verbosity"].present:  # orbax logs every checkpoint and restore at INFO
             logging.set_verbosity(logging.WARNING)
+        progress.show_by_default()  # every long run shows its bars (stderr)
         if "data_dir" in FLAGS:
             images.use_data_dir(FLAGS.data_dir)  # every default data path of the run, not only those passed on
         if FLAGS.compilation_cache:
@@ -38,16 +41,20 @@ def run(main) -> None:
 
             compilation.enable_persistent_cache()
         try:
-            return main(argv)
+            with progress.lines_beside_bars():
+                return main(argv)
         except (ValueError, FileNotFoundError, FloatingPointError, OutputBusyError) as e:
+            progress.close_all()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except ImportError as e:
             if (e.name or "").split(".")[0] == "jaxinv":
                 raise  # a broken jaxinv, not a missing optional dependency
+            progress.close_all()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
+            progress.close_all()
             print("interrupted", file=sys.stderr)
             sys.exit(130)
     _help_from(sys.modules[main.__module__])

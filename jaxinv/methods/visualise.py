@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.io import datasets, images
+from jaxinv.io import progress as bars
 from jaxinv.methods import inversion, layer_rules, metrics, windows
 from jaxinv.nets import taps
 from jaxinv.nets import cifar10
@@ -73,7 +74,7 @@ def solve_targets(representation: Representation, problem: Problem, targets: Seq
     stacked = jax.tree_util.tree_map(lambda *leaves: jnp.repeat(jnp.stack(leaves), restarts, axis=0), *targets)
     result = preimage.solve(representation, problem, stacked, image_shape=image_shape, key=jax.random.key(seed),
                             restarts=len(targets) * restarts, stages=stages, x_init=x_init, batched_target=True,
-                            progress=progress, progress_every=progress_every)
+                            progress=bars.solver_progress(progress, stages), progress_every=progress_every)
     shaped = result.images.reshape((len(targets), restarts) + result.images.shape[1:])
     return preimage.PreimageResult(shaped, result.history, result.seconds)
 
@@ -93,11 +94,12 @@ def invert_layers(model: Model, rgb_images, layers: Sequence[str], *, restarts: 
     """Inverts each layer's code of every image (RGB [0, 255], (N, S, S, 3) at the network's input size)
     from `restarts` random starts, with `layer_rules.inversion_problem`'s C and jitter (`C` overrides).
 
-    Returns {layer: inversion.Inversion} (images (N, K, S, S, 3) in [0, 255], errors (N, K) of Eq. 3)."""
+    Returns {layer: inversion.Inversion} (images (N, K, S, S, 3) in [0, 255], errors (N, K) of Eq. 3).
+    `progress`: a bar of the layers done and one of each layer's iterations (`jaxinv.io.progress`)."""
     for layer in layers:
         taps.check_layer(model, layer)
     results = {}
-    for layer in layers:
+    for layer in bars.each(layers, "layers", progress):
         representation = taps.representation(model, layer)
         problem = layer_rules.inversion_problem(model, layer, C=C, jitter=jitter)
         results[layer] = inversion.invert_images(representation, list(rgb_images), problem=problem,

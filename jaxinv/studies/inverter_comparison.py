@@ -170,13 +170,13 @@ def summary_lines(results: dict) -> list[str]:
         if entry["image_error"] is None:
             lines.append(f"{method:13s} skipped ({entry['skipped']})")
             continue
-        line = f"{method:13s} image error {entry['image_error']:.3f} +- {entry['ci95']:.3f} (grey)"
+        line = f"{method:13s} image error {entry['image_error']:.3f} +- {metrics.shown(entry['ci95'])} (grey)"
         if method == "learned":
             line += f", {entry['image_error_colour']:.3f} (colour)"
         paper = paper_value(method, results["representation"])
         lines.append(line + (f"   paper (256x256): {paper:.2f}" if paper is not None else ""))
     for name, entry in results["baselines"].items():
-        lines.append(f"baseline: {name:15s} image error {entry['image_error']:.3f} +- {entry['ci95']:.3f} "
+        lines.append(f"baseline: {name:15s} image error {entry['image_error']:.3f} +- {metrics.shown(entry['ci95'])} "
                      f"(grey, no feature used)")
     return lines
 
