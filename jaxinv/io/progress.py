@@ -87,16 +87,29 @@ def close_all() -> None:
 
 
 class _LinesBesideBars:
-    """stdout that lifts the bars on stderr while it writes (on a terminal both share the screen)."""
+    """stdout that lifts the bars on stderr while it writes (on a terminal both share the screen). Text is
+    written a whole line at a time: a redrawn bar would overwrite the start of a line written in pieces."""
 
     def __init__(self, stream):
-        self._stream = stream
+        self._stream, self._pending = stream, ""
 
     def write(self, text):
+        self._pending += text
+        if "\n" in self._pending:
+            lines, self._pending = self._pending.rsplit("\n", 1)
+            self._write(lines + "\n")
+        return len(text)
+
+    def flush(self):
+        if self._pending:
+            self._write(self._pending)
+            self._pending = ""
+        self._stream.flush()
+
+    def _write(self, text):
         with tqdm.external_write_mode(file=sys.stderr):
-            written = self._stream.write(text)
+            self._stream.write(text)
             self._stream.flush()
-        return written
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
@@ -109,8 +122,9 @@ def lines_beside_bars():
     if not (getattr(stdout, "isatty", lambda: False)() and getattr(sys.stderr, "isatty", lambda: False)()):
         yield
         return
-    sys.stdout = _LinesBesideBars(stdout)
+    sys.stdout = lines = _LinesBesideBars(stdout)
     try:
         yield
     finally:
+        lines.flush()
         sys.stdout = stdout
