@@ -291,14 +291,18 @@ class UnhashableTaps:
         return {"x": x}
 
 
-def test_readme_example_runs():
+def test_readme_example_runs(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Your own model"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) <= 15
+    monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    assert namespace["rep"].stride == 2
     import jaxinv
     assert jaxinv.adapters is adapters
-    assert namespace["result"].history["loss"][-1, 0] < namespace["result"].history["loss"][0, 0]
+    assert namespace["model"].representation("Conv_1").stride == 2
+    result = namespace["result"]
+    assert result.history["loss"][-1, 0] < result.history["loss"][0, 0]
+    assert (tmp_path / "outputs" / "my_model" / "grid.png").is_file()
+    assert namespace["model"].layers() == {"Conv_0": (32, 32, 8), "Conv_1": (16, 16, 16), "output": (16, 16, 16)}
