@@ -22,6 +22,7 @@ import numpy as np
 from jaxinv.engine import preimage
 from jaxinv.inverters import hoggle
 from jaxinv.io import images, outputs
+from jaxinv.io import progress as bars
 from jaxinv.methods import metrics
 from jaxinv.studies import shallow
 from jaxinv.inverters import data, features as inverter_features
@@ -113,10 +114,11 @@ def skip_reason(config: CompareConfig, method: str) -> str | None:
 def hog_method(config: CompareConfig, method: str, grey: np.ndarray, dictionary) -> np.ndarray:
     """Reconstructions of the grey images from their HOG by optimisation or by HOGgle."""
     if method == "optimisation":
-        study = shallow.invert_in_batches(
-            "hog", list(grey), batch_size=config.batch_size, restarts=1, C=config.C,
-            stages=preimage.default_stages(config.iterations, config.refine_iterations),
-            cache_dir=config.cache_dir and os.path.join(config.cache_dir, "cache"))
+        with bars.units(-(-len(grey) // config.batch_size), "batches") as done:
+            study = shallow.invert_in_batches(
+                "hog", list(grey), batch_size=config.batch_size, restarts=1, C=config.C,
+                stages=preimage.default_stages(config.iterations, config.refine_iterations),
+                cache_dir=config.cache_dir and os.path.join(config.cache_dir, "cache"), on_batch=done.update)
         return study["reconstructions"][:, 0]
     codes = inverter_features.compute(inverter_features.representation("hog"), grey)
     return hoggle.invert_hogs(dictionary, codes, grey.shape[1:])  # one lasso solve for all images
