@@ -356,8 +356,11 @@ def write_outputs(result: ActivationMaxResult, out: str) -> list[str]:
     p = result.parameters
     restarts = result.images.shape[1]
     rows = [list(result.images[:, k]) for k in range(restarts)]
+    captions = [[f"p {u['probabilities'][k]:.2f}" if "probabilities" in u else f"v/M {u['value_over_M'][k]:.2f}"
+                 for u in result.units] for k in range(restarts)]
     grid = images.labelled_grid(rows, column_labels=[u["name"] for u in result.units],
-                                row_labels=[f"restart {k}" for k in range(restarts)], scale=result.scale)
+                                row_labels=[f"restart {k}" for k in range(restarts)], tile_labels=captions,
+                                scale=result.scale)
     written = [images.save_image(os.path.join(out, "grid.png"), grid),
                outputs.plot_energy_terms(result.history, os.path.join(out, "energy.png"),
                                          title=f"activation maximisation {p['arch']}:{p['layer']}"),
