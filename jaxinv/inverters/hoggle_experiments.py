@@ -45,6 +45,8 @@ class TrainConfig:
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> hoggle.PairedDictionary:
     """Samples windows from the training split and learns the dictionary; its training_info names the
     images it saw."""
+    if config.epochs:
+        hoggle_learning.require_scikit_learn()
     paths = training_paths(config.images_dir, config.exclude_last, config.num_images)
     start = time.time()
     pairs = hoggle_learning.sample_training_pairs(paths, config.num_patches, image_size=config.image_size, seed=config.seed)

@@ -321,7 +321,8 @@ def unit_lines(entries: Sequence[dict], summary: dict) -> list[str]:
     return lines
 
 
-def run(config: ActivationMaxConfig, log: Callable[[str], None] = print) -> ActivationMaxResult:
+def run(config: ActivationMaxConfig, log: Callable[[str], None] = print, progress=None) -> ActivationMaxResult:
+    """The experiment of `jaxinv-activation-max` (`progress`: a bar of the iterations, `jaxinv.io.progress`)."""
     model = nets.load(config.net)
     layer = config.layer
     taps.check_layer(model, layer)
@@ -336,7 +337,7 @@ def run(config: ActivationMaxConfig, log: Callable[[str], None] = print) -> Acti
         f"{config.restarts} restarts, {config.iterations}+{config.refine_iterations} iterations")
     result = maximise_activation(
         model, layer, units, restarts=config.restarts, seed=config.seed, C=C, bound=bound, maxima=maxima,
-        stages=preimage.default_stages(config.iterations, config.refine_iterations), progress=preimage.print_progress)
+        stages=preimage.default_stages(config.iterations, config.refine_iterations), progress=progress)
     names = [unit_name(model, layer, u, class_layer) for u in units]
     parameters = {"net": config.net, "arch": model.arch, "layer": layer, "units": units, "image_size": size,
                   "restarts": config.restarts, "iterations": config.iterations,
