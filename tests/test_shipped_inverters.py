@@ -43,7 +43,7 @@ def test_a_shipped_inverter_on_a_fresh_machine(name, tmp_path):
     except FileNotFoundError as e:
         pytest.skip(str(e))
     env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "cache"), HOME=str(tmp_path),
-               JAXINV_DATA=images.shared_data_dir())
+               JAXINV_DATA=images.data_root())
     out = subprocess.run([sys.executable, "-c", FRESH, name], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     found = json.loads(out.stdout.strip().splitlines()[-1])

@@ -103,9 +103,9 @@ class ImageSource:
     def __init__(self, dataset: str, size: int, *, images_dir: str | None = None, data_dir: str | None = None,
                  max_train_images: int | None = None, crops: str = "multiscale",
                  min_crop_scale: float = DEFAULT_MIN_CROP_SCALE, validation_images: int | None = None):
-        """`images_dir`: the ImageNet samples folder; `data_dir`: the shared data folder holding cifar10/
-        (both default to $JAXINV_DATA or ../shared/data); `max_train_images`: evenly spaced subset of the
-        training split; `crops`, `min_crop_scale`: the ImageNet training crops (module docstring);
+        """`images_dir`: the ImageNet samples folder; `data_dir`: the data folder holding cifar10/ (defaults:
+        `jaxinv.io.images.data_root` and its imagenet_samples/); `max_train_images`: evenly spaced subset of
+        the training split; `crops`, `min_crop_scale`: the ImageNet training crops (module docstring);
         `validation_images`: the size of the validation split (None: DEFAULT_VALIDATION_IMAGES)."""
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")

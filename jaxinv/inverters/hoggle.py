@@ -162,7 +162,7 @@ class PairedDictionary:
         """Reads a dictionary written by `save`; FileNotFoundError if missing, ValueError if malformed."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"HOGgle dictionary not found: {path} (train one with "
-                                    f"`python -m experiments.train_hoggle --output={path}`)")
+                                    f"`jaxinv-train-hoggle --output={path}`)")
         try:
             with np.load(path, allow_pickle=False) as data:
                 stored = {key: data[key] for key in data.files}

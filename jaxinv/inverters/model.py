@@ -177,7 +177,7 @@ def load(directory: str) -> Inverter:
     if not os.path.isdir(directory):
         shipped = builtin_names()
         raise FileNotFoundError(f"inverter directory not found: {directory} (train one with "
-                                f"`python -m experiments.train_inverter --output_dir={directory}`"
+                                f"`jaxinv-train-inverter --output_dir={directory}`"
                                 f"{'; shipped with jaxinv: ' + ', '.join(shipped) if shipped else ''})")
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(f"{metadata_path} not found: not a trained inverter directory "

@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from jaxinv.io import checkpoints, outputs
+from jaxinv.io import progress as bars
 from jaxinv.inverters import architectures, data
 from jaxinv.inverters import metrics as inverter_metrics
 from jaxinv.inverters import features
@@ -457,6 +458,7 @@ def _loop(config: TrainConfig, output_dir: str, feature, source, run: _Run, stat
     window, window_start, last = [], time.perf_counter(), first
     loss_sum, loss_count = state["loss_sum"], state["loss_count"]
     done = first
+    steps_bar = bars.bar(config.steps, "steps", "step", enabled=bars.wanted(None), initial=first)
     for t in range(first, config.steps):
         if run.validation and patience_steps and t - int(state["best_step"]) >= patience_steps and t > 0:
             log(f"stopping early at step {t}: no better validation error in {config.patience} validations "
@@ -469,6 +471,7 @@ def _loop(config: TrainConfig, output_dir: str, feature, source, run: _Run, stat
         loss_sum, loss_count = loss_sum + loss, loss_count + 1
         window.append(loss)
         done = t + 1
+        steps_bar.update()
         if done % log_every == 0 or done == config.steps:
             elapsed = time.perf_counter() - window_start
             mean_loss = float(np.mean(np.asarray(window)))
@@ -487,8 +490,10 @@ def _loop(config: TrainConfig, output_dir: str, feature, source, run: _Run, stat
         if validating or done % checkpoint_every == 0 or done == config.steps or done == stop_after:
             run.manager.save(done, state)
         if done == stop_after:
+            steps_bar.close()
             log(f"stopped after step {done} (checkpoint in {run.manager.directory})")
             return None
+    steps_bar.close()
     seconds = seconds_before + time.perf_counter() - run_start
     if run.validation is None:
         return params, scale, seconds, done, None
