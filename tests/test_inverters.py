@@ -265,6 +265,13 @@ def test_the_best_validation_step_is_kept_and_patience_stops_early(tmp_path, mon
     assert inverter.metadata["validation"]["stopped_early"] is True
 
 
+def test_without_a_validation_split_the_last_step_is_kept(tmp_path):
+    config = inverters.TrainConfig(steps=2, validation_images=0, **TINY)
+    inverter = inverters.train(config, str(tmp_path), eval_images=0, log=lambda s: None)
+    assert inverter.metadata["validation"] is None and inverter.metadata["selected_step"] == 2
+    assert not os.path.exists(tmp_path / training.VALIDATION_FILE)
+
+
 def test_learning_rate_fits_the_run_length():
     schedule = training.learning_rate_schedule(inverters.TrainConfig("hog", 16, steps=1000))
     assert float(schedule(0)) == pytest.approx(1e-3)

@@ -297,7 +297,7 @@ class Validation:
         self.metric = "image_error_grey" if self.grey else "image_error"
         self._config, self._family, self._feature_shape = config, family, feature_shape
         # Fixed encoders: the validation features once (host features such as SIFT are slow).
-        self._features = None if config.finetune_encoder else np.concatenate(
+        self._features = None if config.finetune_encoder or not len(self.images) else np.concatenate(
             [features.compute(feature, self.images[i:i + 64]) for i in range(0, len(self.images), 64)])
 
     def __len__(self) -> int:
