@@ -16,7 +16,7 @@ from __future__ import annotations
 from absl import flags
 
 from jaxinv import nets
-from jaxinv.io import cli
+from jaxinv.io import arguments, checkpoints, cli
 from jaxinv.nets import tables
 from jaxinv.nets import model as model_lib
 
@@ -39,6 +39,8 @@ def convert(source_format: str, arch: str, path: str, prototxt: str | None = Non
     table = tables.build(arch)  # an unknown arch fails here, listing the valid ones
     if source_format not in FORMATS:
         raise ValueError(f"unknown format {source_format!r}; valid: {', '.join(FORMATS)}")
+    if input_size is not None:
+        arguments.check_count("input_size", input_size)
     input_size = input_size or tables.INPUT_SIZES[arch]
     convention, class_names, mean_image = default_convention(arch, source_format), None, None
     if source_format == "torch":
@@ -55,6 +57,10 @@ def convert(source_format: str, arch: str, path: str, prototxt: str | None = Non
         from weights_conversion import caffe_reader
         params = caffe_reader.to_params(table, input_size, caffe_reader.read_caffemodel(path),
                                         caffe_reader.read_prototxt(prototxt) if prototxt else None, path)
+    bad = checkpoints.non_finite_leaves(params)
+    if bad:
+        raise ValueError(f"{path}: non-finite weights (NaN or infinity) in {', '.join(bad[:3])}"
+                         f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}: a corrupt file or a diverged network")
     return nets.Model(arch=arch, table=table, params=params, input_size=input_size, convention=convention,
                       class_names=class_names, mean_image=mean_image,
                       metadata=dict(source=dict(format=source_format, input=path, prototxt=prototxt)))
@@ -62,6 +68,7 @@ def convert(source_format: str, arch: str, path: str, prototxt: str | None = Non
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output)  # refused if another run writes there; fails now if it cannot be written
     model = convert(FLAGS.format, FLAGS.arch, FLAGS.input, FLAGS.prototxt, FLAGS.input_size)
     nets.save(FLAGS.output, model)
     print(f"wrote {FLAGS.arch} ({len(model.params)} parametric layers) to {FLAGS.output}")

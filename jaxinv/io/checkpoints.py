@@ -6,6 +6,8 @@
   that a resumed run hits the compiled step of a fresh one.
 - `weights_fingerprint` (the one weights hash), `fingerprints`, `check_weights` (finite, fingerprint) and
   `check_fields` (metadata schema): what saved networks and inverters record and verify.
+- `check_fingerprint`: the one rule of resumable runs and studies (a folder of checkpoints or cached batches
+  records every setting that changes its results; a run with other settings is refused before it computes).
 """
 from __future__ import annotations
 
@@ -152,6 +154,33 @@ def number_list(length: int | None = None):
             return f"should be a list of {length or 'some'} finite numbers, got {value!r}"
         return None
     return check
+
+
+def check_fingerprint(directory: str, fingerprint: dict, holds: str, file: str) -> None:
+    """Records `fingerprint` (every setting that changes the results kept in `directory`, as JSON) in
+    `directory`/`file` on a first run; on a later run, raises ValueError naming the keys that differ (saved and
+    asked values) unless they agree, before anything is computed. `holds` says what the folder holds ("units of a
+    different study"). Callers hold the folder's lock (`jaxinv.io.paths.lock_folder`) around the check and the run."""
+    from jaxinv.io import outputs
+
+    wanted = json.loads(json.dumps(outputs.strict_json(fingerprint)))  # as it reads back: tuples as lists, NaN None
+    path = os.path.join(directory, file)
+    if not os.path.isfile(path):
+        outputs.write_json(path, wanted)
+        return
+    stored = outputs.read_json(path)
+    if stored == wanted:
+        return
+    stored = stored if isinstance(stored, dict) else {}
+    keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    shown = ", ".join(f"{k} (saved {_short(stored.get(k))}, asked {_short(wanted.get(k))})" for k in keys)
+    raise ValueError(f"{directory} holds {holds} (differs in: {shown}); use another output folder, or the same "
+                     f"settings to resume")
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 from PIL import Image
 
-from jaxinv.io import cache, images, outputs
+from jaxinv.io import cache, images, outputs, paths
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -30,9 +30,11 @@ def load(data_dir: str | None = None) -> dict:
         source = tarball_path(data_dir)
         if not os.path.isfile(source):
             raise FileNotFoundError(f"CIFAR-10 tarball not found: {source} (set --data_dir or $JAXINV_DATA)")
-        arrays = _decode(source)
-        # atomic: concurrent first uses never see half a file
-        outputs.atomic_write(decoded, lambda tmp: np.savez(tmp, **arrays), ".npz")
+        # One writer (a second process waits for it, then reads its file); atomic: readers never see half a file.
+        with paths.lock_file(decoded, wait=paths.CACHE_WAIT):
+            if not os.path.isfile(decoded):
+                arrays = _decode(source)
+                outputs.atomic_write(decoded, lambda tmp: np.savez(tmp, **arrays), ".npz")
     with np.load(decoded) as data:
         return {key: data[key] for key in data.files}
 
