@@ -8,9 +8,10 @@ import textwrap
 import threading
 import time
 
+import numpy as np
 import pytest
 
-from jaxinv.io import paths
+from jaxinv.io import checkpoints, paths
 from jaxinv.io.outputs import OutputBusyError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,9 +116,11 @@ def test_outputs_that_cannot_be_folders_are_refused(tmp_path, where, message):
 
 
 def unwritable(tmp_path):
-    """A folder that cannot be written (chattr +i for root, a 0555 folder for other users), or a skip."""
+    """A folder that cannot be written (chattr +i for root, a 0555 folder for other users), or a skip; it holds
+    one writable folder, `net`."""
     path = tmp_path / "locked"
     path.mkdir()
+    (path / "net").mkdir()
     if os.geteuid() != 0:
         path.chmod(0o555)
         return path
@@ -141,6 +144,16 @@ def test_unwritable_outputs_are_refused(tmp_path):
             paths.hold_folder(str(locked / "out"))
         with pytest.raises(ValueError, match=rf"cannot write to the output folder {locked}: "):
             paths.hold_file(str(locked / "d.npz"))
+        # A folder saved whole (replace_directory) is written beside: its parent must be writable too.
+        with paths.lock_folder(str(locked / "net")):
+            pass
+        with pytest.raises(ValueError, match=rf"cannot write to the folder {locked}: "):
+            paths.hold_folder(str(locked / "net"), replaced=True)
+        # orbax is not started on a folder it cannot write (a failed save would keep the process from exiting).
+        with pytest.raises(ValueError, match=rf"cannot write to the folder {locked}: "):
+            checkpoints.write_tree(str(locked / "params"), {"w": np.ones(3, np.float32)})
+        with pytest.raises(ValueError, match=rf"cannot write to the checkpoint folder {locked}: "):
+            checkpoints.RunCheckpoints(str(locked))
     finally:
         writable_again(locked)
 

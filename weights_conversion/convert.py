@@ -68,7 +68,7 @@ def convert(source_format: str, arch: str, path: str, prototxt: str | None = Non
 
 def main(argv):
     del argv
-    cli.hold_output(FLAGS.output)  # refused if another run writes there; fails now if it cannot be written
+    cli.hold_output(FLAGS.output, replaced=True)  # refused if another run writes there; fails now if unwritable
     model = convert(FLAGS.format, FLAGS.arch, FLAGS.input, FLAGS.prototxt, FLAGS.input_size)
     nets.save(FLAGS.output, model)
     print(f"wrote {FLAGS.arch} ({len(model.params)} parametric layers) to {FLAGS.output}")

@@ -213,7 +213,7 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
     feature = features.representation(config.representation, config.image_size)
     if config.finetune_encoder and feature.params is None:
         raise ValueError(f"representation {config.representation!r} has no encoder weights to fine-tune")
-    with paths.lock_folder(output_dir) as output_dir:
+    with paths.lock_folder(output_dir, replaced=True) as output_dir:
         return _train_locked(config, output_dir, feature, images_dir=images_dir, data_dir=data_dir,
                              eval_images=eval_images, checkpoint_every=checkpoint_every, log_every=log_every,
                              stop_after=stop_after, log=log, extra_metadata=extra_metadata)

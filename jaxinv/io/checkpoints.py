@@ -16,6 +16,8 @@ import json
 import math
 import os
 
+from jaxinv.io import outputs, paths
+
 FINGERPRINT_VERSION = 1
 
 
@@ -161,8 +163,6 @@ def check_fingerprint(directory: str, fingerprint: dict, holds: str, file: str) 
     `directory`/`file` on a first run; on a later run, raises ValueError naming the keys that differ (saved and
     asked values) unless they agree, before anything is computed. `holds` says what the folder holds ("units of a
     different study"). Callers hold the folder's lock (`jaxinv.io.paths.lock_folder`) around the check and the run."""
-    from jaxinv.io import outputs
-
     wanted = json.loads(json.dumps(outputs.strict_json(fingerprint)))  # as it reads back: tuples as lists, NaN None
     path = os.path.join(directory, file)
     if not os.path.isfile(path):
@@ -189,9 +189,12 @@ def _short(value) -> str:
 
 def write_tree(path: str, tree) -> None:
     """Saves a pytree of arrays in the folder `path`, replacing one there (orbax: a temporary folder
-    renamed when complete, so a killed write leaves no half-written checkpoint under `path`)."""
+    renamed when complete, so a killed write leaves no half-written checkpoint under `path`). A folder that cannot
+    be written is a ValueError before orbax starts (a failed orbax save leaves a thread that keeps the process
+    from exiting)."""
     import orbax.checkpoint as ocp
 
+    paths.check_writable(os.path.dirname(os.path.abspath(path)), "folder")
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(os.path.abspath(path), tree, force=True)
 
@@ -212,6 +215,7 @@ class RunCheckpoints:
     def __init__(self, directory: str, keep: int = 2):
         import orbax.checkpoint as ocp
 
+        paths.check_writable(directory, "checkpoint folder")  # before orbax (see write_tree)
         self._ocp = ocp
         self.manager = ocp.CheckpointManager(os.path.abspath(directory),
                                              options=ocp.CheckpointManagerOptions(max_to_keep=keep))

@@ -55,11 +55,12 @@ def run(main) -> None:
     app.run(guarded, flags_parser=_parse_flags)
 
 
-def hold_output(path: str, file: bool = False) -> str:
+def hold_output(path: str, file: bool = False, replaced: bool = False) -> str:
     """Takes the binary's output folder (or with `file`, its output file) for the rest of the run, before any
     computation: a second run writing there is refused naming this one's pid, and an output that cannot be
-    written fails now (`jaxinv.io.paths`). Returns `path`."""
-    paths.hold_file(path) if file else paths.hold_folder(path)
+    written fails now (`jaxinv.io.paths`; `replaced`: a saved network or inverter, written beside the folder and
+    renamed, so its parent must be writable too). Returns `path`."""
+    paths.hold_file(path) if file else paths.hold_folder(path, replaced=replaced)
     return path
 
 

@@ -61,6 +61,17 @@ def writable_folder(directory: str) -> bool:
     return True
 
 
+def check_writable(directory: str, what: str = "output folder") -> str:
+    """Makes sure new entries can be made in the folder `directory` (created if missing): a ValueError otherwise.
+    Writers that fail late and badly call it first: orbax, whose background thread keeps a process from exiting
+    after a failed save, and replacements of a whole folder, which write beside it."""
+    directory = os.path.abspath(directory)
+    writable_folder(directory)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to the {what} {directory}: permission denied or read-only")
+    return directory
+
+
 def _holder(lock_path: str) -> str:
     """The pid recorded in a lock file (a holder that has not written it yet reads as 'unknown')."""
     for _ in range(20):
@@ -136,12 +147,20 @@ def _busy_folder(directory: str) -> str:
             "another output folder")
 
 
-@contextlib.contextmanager
-def lock_folder(directory: str, wait: float = 0):
-    """Holds the exclusive lock on the folder `directory` (created if missing) for the `with` block; yields its
-    absolute path. Another holder makes this wait up to `wait` seconds, then raise OutputBusyError."""
+def _folder(directory: str, replaced: bool) -> tuple[str, bool]:
     directory = os.path.abspath(directory)
-    created = writable_folder(directory)
+    if replaced:  # saved by outputs.replace_directory, which writes a sibling folder and renames
+        check_writable(os.path.dirname(directory), "folder")
+    return directory, writable_folder(directory)
+
+
+@contextlib.contextmanager
+def lock_folder(directory: str, wait: float = 0, replaced: bool = False):
+    """Holds the exclusive lock on the folder `directory` (created if missing) for the `with` block; yields its
+    absolute path. Another holder makes this wait up to `wait` seconds, then raise OutputBusyError. `replaced`:
+    the folder will be saved whole (`outputs.replace_directory`, saved networks and inverters), so its parent
+    must be writable too."""
+    directory, created = _folder(directory, replaced)
     lock = _Lock(os.path.join(directory, LOCK_FILE), directory, created, _busy_folder(directory), wait)
     try:
         yield directory
@@ -175,11 +194,10 @@ def _hold(lock: _Lock) -> None:
         _HELD[lock.path] = lock
 
 
-def hold_folder(directory: str) -> str:
+def hold_folder(directory: str, replaced: bool = False) -> str:
     """`lock_folder` for the rest of the process (released at exit): a binary's output folder, taken before any
     computation. Returns the absolute path."""
-    directory = os.path.abspath(directory)
-    created = writable_folder(directory)
+    directory, created = _folder(directory, replaced)
     _hold(_Lock(os.path.join(directory, LOCK_FILE), directory, created, _busy_folder(directory), 0))
     return directory
 
@@ -215,5 +233,5 @@ def input_file(path: str, what: str = "input file") -> str:
     raise ValueError(f"the {what} {path} is {kind}, not a regular file")
 
 
-__all__ = ["LOCK_FILE", "CACHE_WAIT", "OutputBusyError", "writable_folder", "lock_folder", "lock_file", "hold_folder", "hold_file",
-           "input_file"]
+__all__ = ["LOCK_FILE", "CACHE_WAIT", "OutputBusyError", "writable_folder", "check_writable", "lock_folder",
+           "lock_file", "hold_folder", "hold_file", "input_file"]

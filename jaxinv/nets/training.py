@@ -132,7 +132,7 @@ def train(config: ClassifierConfig, output_dir: str, *, command: str = "",
     holds `output_dir`'s lock (`io.paths`: a second run there is refused), and a run resuming checkpoints made
     with another configuration (OUTPUT_DIR/config.json; only `epochs` may change, to train on) is refused before
     it trains."""
-    with paths.lock_folder(output_dir):
+    with paths.lock_folder(output_dir, replaced=True):
         settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data_dir", "epochs")}
         checkpoints.check_fingerprint(output_dir, settings, "a training run with another configuration",
                                       CONFIG_FILE)

@@ -316,7 +316,8 @@ def run_study(model: Model, reference: np.ndarray, *, reference_names: Sequence[
             remaining = sum((lay, cc) not in study.units for lay, cc in work)
             log(f"unit {index}/{len(work)} {layer} C={c:g}: error {stats['error']:.3f}  restart std "
                 f"{stats['restart_std']:.3f}  consistency {stats['class_consistency']:.2f}  hist. intersection "
-                f"{stats['hist_intersection']:.3f}  {seconds[-1]:.1f} s  ETA {remaining * np.mean(seconds) / 60:.1f} min")
+                f"{stats['hist_intersection']:.3f}  {seconds[-1]:.1f} s  "
+                f"ETA {remaining * np.mean(seconds) / 60:.1f} min")
             if on_unit:
                 on_unit(index, layer, c, unit)
         return study

@@ -53,7 +53,7 @@ class CompareConfig:
 
     def __post_init__(self):
         if arguments.check_count("num_images", self.num_images) < 2:
-            raise ValueError(f"num_images must be at least 2 (the image error is normalised by the distances "
+            raise ValueError(f"num_images must be at least 2 images (the image error is normalised by the distances "
                              f"between images); got {self.num_images}")
         arguments.check_count("size", self.size, optional=True)
         arguments.check_count("batch_size", self.batch_size)
