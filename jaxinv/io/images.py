@@ -86,6 +86,16 @@ def _resize(im: Image.Image, size) -> Image.Image:
     return im.resize((int(width), int(height)), Image.BICUBIC)
 
 
+def resized(image, size: int | Sequence[int]) -> np.ndarray:
+    """An array image in [0, 255] resized as `load_image` resizes files (an int: shorter side to it,
+    centre square crop; a pair: exactly); returned unchanged (not quantised) when already that size."""
+    array = np.asarray(image, np.float32)
+    target = (size, size) if isinstance(size, int) else tuple(size)
+    if array.shape[:2] == tuple(target):
+        return array
+    return np.asarray(_resize(Image.fromarray(to_uint8(array)), size), np.float32)
+
+
 LUMA = (0.299, 0.587, 0.114)
 """ITU-R 601 luma weights of R, G and B: jaxinv's one colour-to-grey rule (what PIL's convert('L')
 computes, without rounding). `to_grey` applies it to numpy arrays; traceable (jnp) code multiplies
