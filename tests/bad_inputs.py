@@ -138,6 +138,16 @@ def _seed_overflow(scratch):
     return _invert([_image()], seed=2 ** 70)
 
 
+def _one_call(**settings):
+    import jaxinv
+    return jaxinv.invert("hog", settings.pop("image", _image((64, 64))), iterations=2, refine_iterations=1,
+                         **settings)
+
+
+def _one_call_file(scratch):
+    return _one_call(image=os.path.join(scratch, "fifo"))
+
+
 API_CASES = [
     api("preimage.solve(restarts=2.5)", "restarts", lambda s: _solve(restarts=2.5)),
     api("preimage.solve(image_shape=(0, 0))", "image_shape", lambda s: _solve(image_shape=(0, 0))),
@@ -154,6 +164,9 @@ API_CASES = [
     api("inverters.TrainConfig(learning_rate=nan)", "learning_rate", _train_config_nan),
     api("run_study(max_units=-1)", "max_units", _max_units),
     api("a folder locked twice (paths.lock_folder)", r"in use by another run \(pid \d+\)", _busy),
+    api("jaxinv.invert('hog', restarts=0)", "restarts", lambda s: _one_call(restarts=0)),
+    api("jaxinv.invert('hog', seed=-1)", "seed", lambda s: _one_call(seed=-1)),
+    api("jaxinv.invert('hog', image=<named pipe>)", "named pipe", lambda s: _one_call_file(s)),
 ]
 
 
