@@ -149,9 +149,10 @@ def _busy_folder(directory: str) -> str:
 
 def _folder(directory: str, replaced: bool) -> tuple[str, bool]:
     directory = os.path.abspath(directory)
+    created = writable_folder(directory)
     if replaced:  # saved by outputs.replace_directory, which writes a sibling folder and renames
         check_writable(os.path.dirname(directory), "folder")
-    return directory, writable_folder(directory)
+    return directory, created
 
 
 @contextlib.contextmanager
