@@ -124,7 +124,8 @@ def test_convert_to_an_unwritable_folder_fails_promptly(tmp_path):
     locked = unwritable(tmp_path)
     try:
         for output, message in ((locked, "cannot write to the output folder"),
-                                (locked / "net", "cannot create the output folder")):
+                                (locked / "new", "cannot create the output folder"),
+                                (locked / "net", f"cannot write to the folder {locked}")):  # saved beside: refused
             done, seconds = run("weights_conversion.convert", "--format=torch", "--arch=cifar-ref",
                                 f"--input={weights}", f"--output={output}", timeout=60)
             assert message in refused_line(done) and seconds < 10
