@@ -110,8 +110,9 @@ def _stages(iterations: int, refine_iterations: int):
     return preimage.default_stages(int(iterations), int(refine_iterations))
 
 
-def _progress(progress: bool):
-    return preimage.print_progress if progress else None
+def _progress(progress: bool) -> bool:
+    """True: progress bars (`jaxinv.io.progress`); False: none, whatever the process's default."""
+    return bool(progress)
 
 
 def _resolve(model, layer: str | None) -> tuple[Any, str | None]:

@@ -260,7 +260,7 @@ def test_train_and_compare_binaries_at_tiny_size(tmp_path):
                      f"--output_dir={inverter_dir}")
     assert "step 4/4" in out and "held-out image error" in out
     metadata = inverters.load(inverter_dir).metadata
-    assert metadata["steps"] == 4 and "train_inverter" in metadata["command"]
+    assert metadata["steps"] == 4 and metadata["command"].startswith("jaxinv-train-inverter ")
     out = run_binary("experiments.compare_inverters", f"--inverter_dir={inverter_dir}", "--num_images=3",
                      "--iterations=5", "--refine_iterations=0", "--skip_hoggle", f"--output_dir={compare_dir}")
     results = json.load(open(os.path.join(compare_dir, "results.json")))

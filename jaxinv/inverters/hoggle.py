@@ -160,7 +160,7 @@ class PairedDictionary:
         """Reads a dictionary written by `save`; FileNotFoundError if missing, ValueError if malformed."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"HOGgle dictionary not found: {path} (train one with "
-                                    f"`python -m experiments.train_hoggle --output={path}`)")
+                                    f"`jaxinv-train-hoggle --output={path}`)")
         paths.input_file(path, "HOGgle dictionary")  # a pipe or a folder: ValueError
         try:
             with np.load(path, allow_pickle=False) as data:

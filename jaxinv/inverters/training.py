@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from jaxinv.io import arguments, checkpoints, outputs, paths
+from jaxinv.io import progress as bars
 from jaxinv.inverters import architectures, data
 from jaxinv.inverters import metrics as inverter_metrics
 from jaxinv.inverters import features
@@ -305,6 +306,7 @@ def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoi
     encoder_params = None if config.finetune_encoder else run.encoder
     first = int(state["step"])
     window, window_start, last = [], time.perf_counter(), first
+    steps_bar = bars.bar(config.steps, "steps", "step", enabled=bars.wanted(None), initial=first)
     for t in range(first, config.steps):
         key, sub = jax.random.split(key)
         images, phi = _batch(run, feature, source, _numpy_rng(sub), config.batch_size)
@@ -312,6 +314,7 @@ def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoi
                                               images, phi)
         window.append(loss)
         done = t + 1
+        steps_bar.update()
         if done % log_every == 0 or done == config.steps:
             elapsed = time.perf_counter() - window_start
             mean_loss = float(np.mean(np.asarray(window)))
@@ -325,6 +328,8 @@ def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoi
             run.manager.save(done, {"params": params, "opt_state": opt_state, "step": jnp.asarray(done, jnp.int32),
                                     "rng": key, "feature_scale": scale, "seconds": jnp.asarray(seconds, jnp.float32)})
         if done == stop_after:
+            steps_bar.close()
             log(f"stopped after step {done} (checkpoint in {run.manager.directory})")
             return None
+    steps_bar.close()
     return params, scale, seconds_before + time.perf_counter() - run_start

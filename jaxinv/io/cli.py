@@ -12,14 +12,15 @@ import sys
 from absl import app, flags, logging
 
 from jaxinv.engine import preimage
-from jaxinv.io import arguments, paths
+from jaxinv.io import arguments, images, paths, progress
 from jaxinv.io.outputs import OutputBusyError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("compilation_cache", True, "keep compiled programs in <cache root>/xla for later runs "
                      "(JAX's persistent compilation cache; --nocompilation_cache turns it off)")
-DATA_DIR_HELP = "shared data folder (default: $JAXINV_DATA or ../shared/data)"
-IMAGES_DIR_HELP = "folder of images (default: ../shared/data/imagenet_samples)"
+DATA_DIR_HELP = ("the data folder DATA, holding imagenet_samples/ and cifar10/ (default: $JAXINV_DATA, else "
+                 "../shared/data beside a checkout; see jaxinv.io.images.data_root)")
+IMAGES_DIR_HELP = "folder of images (default: DATA/imagenet_samples, DATA as --data_dir says)"
 
 
 def _parse_flags(argv):
@@ -33,26 +34,52 @@ def _parse_flags(argv):
 
 def run(main) -> None:
     """Runs `main` under absl; bad input (a flag that does not parse, ValueError, a file that is missing or cannot
-    be read or written: OSError), an optimisation that diverged (FloatingPointError) or a busy output folder
-    (OutputBusyError) ends it with one line `error: ...` and exit code 2; Ctrl-C with one line and exit code 130.
-    Compiled programs persist between runs unless --nocompilation_cache. Quiet by default: INFO logs (orbax's,
-    absl's) only with --verbosity=0."""
+    be read or written: OSError), an optimisation that diverged (FloatingPointError), a busy output folder
+    (OutputBusyError) or a missing optional dependency (an ImportError not of jaxinv: scikit-learn, torch...) ends
+    it with one line `error: ...` and exit code 2; Ctrl-C with one line and exit code 130. Compiled programs
+    persist between runs unless --nocompilation_cache. Progress bars go to stderr (`jaxinv.io.progress`); on a
+    terminal, printed lines leave them intact. Quiet by default: INFO logs (orbax's, absl's) only with
+    --verbosity=0."""
     def guarded(argv):
         if not FLAGS["verbosity"].present:  # orbax logs every checkpoint and restore at INFO
             logging.set_verbosity(logging.WARNING)
+        progress.show_by_default()  # every long run shows its bars (stderr)
+        if "data_dir" in FLAGS:
+            images.use_data_dir(FLAGS.data_dir)  # every default data path of the run, not only those passed on
         if FLAGS.compilation_cache:
             from jaxinv.engine import compilation
 
             compilation.enable_persistent_cache()
         try:
-            return main(argv)
+            with progress.lines_beside_bars():
+                return main(argv)
         except (ValueError, OSError, FloatingPointError, OutputBusyError) as e:
+            progress.close_all()
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            sys.exit(2)
+        except ImportError as e:
+            if (e.name or "").split(".")[0] == "jaxinv":
+                raise  # a broken jaxinv, not a missing optional dependency
+            progress.close_all()
             print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
+            progress.close_all()
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+    _help_from(sys.modules[main.__module__])
     app.run(guarded, flags_parser=_parse_flags)
+
+
+def _help_from(binary) -> None:
+    """--help shows `binary`'s docstring and flags even when it is not __main__ (a console script, or a
+    `python -m experiments.NAME` forwarder): absl takes both from the main module."""
+    main_module = sys.modules["__main__"]
+    if binary is main_module:
+        return
+    main_module.__doc__ = binary.__doc__
+    for flag in FLAGS.get_key_flags_for_module(binary.__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def hold_output(path: str, file: bool = False, replaced: bool = False) -> str:
@@ -99,7 +126,8 @@ def define_restarts(default: int | None, help: str = "random restarts per proble
 
 
 def define_data_dir(help: str = DATA_DIR_HELP, flag_values=None) -> None:
-    """--data_dir: the shared data folder (CIFAR-10 and the ImageNet samples)."""
+    """--data_dir: the data folder (CIFAR-10 and the ImageNet samples), for every binary that reads data; `run`
+    makes it the process's data folder (`images.use_data_dir`), ahead of $JAXINV_DATA."""
     _define(flags.DEFINE_string, "data_dir", None, help, flag_values)
 
 

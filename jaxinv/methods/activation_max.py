@@ -335,7 +335,8 @@ def unit_lines(entries: Sequence[dict], summary: dict) -> list[str]:
     return lines
 
 
-def run(config: ActivationMaxConfig, log: Callable[[str], None] = print) -> ActivationMaxResult:
+def run(config: ActivationMaxConfig, log: Callable[[str], None] = print, progress=None) -> ActivationMaxResult:
+    """The experiment of `jaxinv-activation-max` (`progress`: a bar of the iterations, `jaxinv.io.progress`)."""
     model = nets.load(config.net)
     layer = config.layer
     taps.check_layer(model, layer)
@@ -350,7 +351,7 @@ def run(config: ActivationMaxConfig, log: Callable[[str], None] = print) -> Acti
         f"{config.restarts} restarts, {config.iterations}+{config.refine_iterations} iterations")
     result = maximise_activation(
         model, layer, units, restarts=config.restarts, seed=config.seed, C=C, bound=bound, maxima=maxima,
-        stages=preimage.default_stages(config.iterations, config.refine_iterations), progress=preimage.print_progress)
+        stages=preimage.default_stages(config.iterations, config.refine_iterations), progress=progress)
     names = [unit_name(model, layer, u, class_layer) for u in units]
     parameters = {"net": config.net, "arch": model.arch, "layer": layer, "units": units, "image_size": size,
                   "restarts": config.restarts, "iterations": config.iterations,
@@ -369,8 +370,11 @@ def write_outputs(result: ActivationMaxResult, out: str) -> list[str]:
     p = result.parameters
     restarts = result.images.shape[1]
     rows = [list(result.images[:, k]) for k in range(restarts)]
+    captions = [[f"p {u['probabilities'][k]:.2f}" if "probabilities" in u else f"v/M {u['value_over_M'][k]:.2f}"
+                 for u in result.units] for k in range(restarts)]
     grid = images.labelled_grid(rows, column_labels=[u["name"] for u in result.units],
-                                row_labels=[f"restart {k}" for k in range(restarts)], scale=result.scale)
+                                row_labels=[f"restart {k}" for k in range(restarts)], tile_labels=captions,
+                                scale=result.scale)
     written = [images.save_image(os.path.join(out, "grid.png"), grid),
                outputs.plot_energy_terms(result.history, os.path.join(out, "energy.png"),
                                          title=f"activation maximisation {p['arch']}:{p['layer']}"),

@@ -23,6 +23,7 @@ import numpy as np
 from jaxinv import features, representations
 from jaxinv.engine import preimage
 from jaxinv.io import images, paths
+from jaxinv.io.progress import solver_progress
 from jaxinv.engine.preimage import Problem, Stage
 from jaxinv.engine.representation import Representation
 
@@ -197,7 +198,8 @@ def visualise_template(template: Template, *, restarts: int = 4, seed: int = 0, 
     shape = (restarts,) + template.image_shape + (1,)
     x_init = preimage.random_init(jax.random.fold_in(key, 1), shape, problem.bound)
     result = preimage.solve(representation, problem, target, image_shape=template.image_shape, key=key,
-                            restarts=restarts, stages=stages, x_init=x_init, progress=progress)
+                            restarts=restarts, stages=stages, x_init=x_init,
+                            progress=solver_progress(progress, stages))
     shown = representation.to_display(result.images)
     initial = representation.to_display(x_init)
     return TemplateVisualisation(template, shown, np.array([template_response(template, im) for im in shown]),

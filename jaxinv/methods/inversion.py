@@ -12,6 +12,7 @@ import optax
 
 from jaxinv.engine import preimage
 from jaxinv.io import arguments
+from jaxinv.io.progress import solver_progress
 from jaxinv.methods import metrics
 from jaxinv.engine import solver as solvers
 from jaxinv.engine.preimage import Problem, Stage
@@ -122,7 +123,7 @@ def invert_images(representation: Representation, images_in: Sequence[np.ndarray
     batched = preimage.Target(jnp.repeat(jnp.asarray(target_codes), restarts, axis=0))
     result = preimage.solve(representation, problem, batched, image_shape=(height, width), key=jax.random.key(seed),
                             restarts=num * restarts, stages=stages, loop=loop, batched_target=True, solver=solver,
-                            progress=progress, progress_every=progress_every)
+                            progress=solver_progress(progress, stages), progress_every=progress_every)
     seen = preimage.crop_seen(problem, result.images)
     codes = codes_of(representation, seen)
     errors = np.array([metrics.normalised_error(c, target_codes[i // restarts]) for i, c in enumerate(codes)])

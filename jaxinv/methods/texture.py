@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.io import images
+from jaxinv.io.progress import solver_progress
 from jaxinv import models
 from jaxinv.objectives import gram_matrix
 from jaxinv.engine.preimage import Problem, Stage, Target
@@ -128,7 +129,7 @@ def synthesise_texture(model, texture_image, layers: Sequence[str] | None = None
     problem = _problem(model, deepest_layer(model, representation), "texture", C, jitter)
     target = preimage.make_target(representation, problem, phi0={"grams": grams}, weights=weights)
     result = preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(seed),
-                            restarts=restarts, stages=stages, progress=progress)
+                            restarts=restarts, stages=stages, progress=solver_progress(progress, stages))
     total = sum(lambdas[layer] for layer in layers) if isinstance(lambdas, dict) else lambdas * len(layers)
     return _finish(representation, problem, target, result, total)
 
@@ -154,7 +155,8 @@ def transfer_style(model, content_image, style_image, content_layer: str, style_
     if from_content:
         x_init = preimage.start_from(representation.to_null_mean(content_image), problem, restarts)
     result = preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(seed),
-                            restarts=restarts, stages=stages, x_init=x_init, progress=progress)
+                            restarts=restarts, stages=stages, x_init=x_init,
+                            progress=solver_progress(progress, stages))
     return _finish(representation, problem, target, result, style_weight)
 
 

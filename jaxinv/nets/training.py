@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from jaxinv.io import arguments, checkpoints, datasets, paths
+from jaxinv.io import progress as bars
 from jaxinv.nets import cifar10, model as net_model, tables
 
 ARCH = "cifar-ref"
@@ -34,7 +35,7 @@ class ClassifierConfig:
     weight_decay: float = 5e-4  # AdamW decoupled weight decay
     label_smoothing: float = 0.1
     seed: int = 0  # initialisation, shuffling and augmentation
-    data_dir: str | None = None  # holding cifar10/ (default: $JAXINV_DATA or ../shared/data)
+    data_dir: str | None = None  # the data folder holding cifar10/ (default: jaxinv.io.images.data_root)
     init_from: str | None = None  # a network directory to fine-tune (its params and input convention)
     max_train_images: int | None = None  # only N evenly spaced training images (smoke tests)
     max_test_images: int | None = None  # evaluate on only N evenly spaced test images
@@ -109,8 +110,9 @@ def initial_model(config: ClassifierConfig, train_images: np.ndarray):
     return model, params, initial
 
 
-def run_epoch(model, step, state, images, labels, batch_size: int, rng) -> tuple[dict, float, float]:
-    """One shuffled, augmented pass: the new state, mean loss and mean training accuracy."""
+def run_epoch(model, step, state, images, labels, batch_size: int, rng, on_batch=None) -> tuple[dict, float, float]:
+    """One shuffled, augmented pass: the new state, mean loss and mean training accuracy (`on_batch()` after
+    each batch)."""
     order = rng.permutation(len(labels))
     params, opt_state = state["params"], state["opt_state"]
     losses, accs = [], []
@@ -120,6 +122,8 @@ def run_epoch(model, step, state, images, labels, batch_size: int, rng) -> tuple
                                             labels[batch])
         losses.append(loss)
         accs.append(acc)
+        if on_batch:
+            on_batch()
     return dict(state, params=params, opt_state=opt_state), float(np.mean(losses)), float(np.mean(accs))
 
 
@@ -154,10 +158,13 @@ def _train(config: ClassifierConfig, output_dir: str, *, command: str, log: Call
         state = run_checkpoints.restore(state)
         log(f"resuming after epoch {first_epoch} from {run_checkpoints.directory}")
     step = make_train_step(model, optimizer, config.label_smoothing)
+    per_epoch = len(train_labels) // config.batch_size
+    batches_bar = bars.bar(config.epochs * per_epoch, "batches", "batch", enabled=bars.wanted(None),
+                           initial=first_epoch * per_epoch)
     for epoch in range(first_epoch, config.epochs):
         start = time.time()
         state, loss, acc = run_epoch(model, step, state, train_images, train_labels, config.batch_size,
-                                     np.random.default_rng([config.seed, epoch]))
+                                     np.random.default_rng([config.seed, epoch]), on_batch=batches_bar.update)
         model.params = state["params"]
         test_accuracy = cifar10.accuracy(model, test_images, test_labels)
         seconds = time.time() - start
@@ -165,6 +172,7 @@ def _train(config: ClassifierConfig, output_dir: str, *, command: str, log: Call
         run_checkpoints.save(epoch + 1, state)
         log(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f} train acc {acc:.4f} test acc {test_accuracy:.4f} "
             f"{seconds:.0f} s")
+    batches_bar.close()
     model.params = state["params"]
     test_accuracy = cifar10.accuracy(model, test_images, test_labels)
     net_model.save(output_dir, model, extra_metadata=dict(

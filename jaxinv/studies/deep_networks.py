@@ -50,6 +50,7 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.io import cache, checkpoints, images, paths
+from jaxinv.io import progress as bars
 from jaxinv import models
 from jaxinv.methods import inversion, metrics
 from jaxinv.engine.preimage import Stage
@@ -256,8 +257,9 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
               stages: Sequence[Stage] = preimage.default_stages(), seed: int = 0, jitter: bool = True,
               images_per_call: int | None = None, invariance_images: int = 2, checkpoint_dir: str | None = None,
               max_units: int | None = None, on_unit: Callable[[int, str, float, dict], None] | None = None,
-              log: Callable[[str], None] = print) -> Study:
-    """Runs every (layer, C) unit (layers in table order, then C) not already in `checkpoint_dir`.
+              log: Callable[[str], None] = print, progress=None) -> Study:
+    """Runs every (layer, C) unit (layers in table order, then C) not already in `checkpoint_dir`; `progress`:
+    a bar of the units done and one of each unit's iterations (`jaxinv.io.progress`).
 
     `reference` is (N, H, W, 3) RGB [0, 255] at the network's input size. `max_units` stops after
     computing that many units (the rest can be resumed by calling again); `on_unit(i, layer, C,
@@ -294,6 +296,8 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
                       {layer: models.layer_C(model, layer) for layer in layers})
         work = [(layer, c) for layer in layers for c in C]
         computed, seconds = 0, []
+        saved = sum(os.path.isdir(_unit_path(checkpoint_dir, lay, cc)) for lay, cc in work) if checkpoint_dir else 0
+        units_bar = bars.units(len(work), "units", progress, initial=saved)
         for index, (layer, c) in enumerate(work, 1):
             path = checkpoint_dir and _unit_path(checkpoint_dir, layer, c)
             unit = _load_unit(path, log) if path else None
@@ -306,21 +310,23 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
                 break
             unit = invert_unit(model, layer, c, reference, restarts=restarts, stages=stages, seed=seed,
                                jitter=jitter, images_per_call=images_per_call,
-                               invariance_images=settings["invariance_images"])
+                               invariance_images=settings["invariance_images"], progress=progress)
             if path:
                 _save_unit(path, unit)
             study.units[(layer, c)] = unit
             computed += 1
+            units_bar.update()
             seconds.append(float(unit["seconds"]))
             stats = unit_statistics(unit["errors"], unit["predictions"], study.reference_predictions, unit["hist"],
                                     study.reference_hist)
             remaining = sum((lay, cc) not in study.units for lay, cc in work)
             log(f"unit {index}/{len(work)} {layer} C={c:g}: error {stats['error']:.3f}  restart std "
-                f"{stats['restart_std']:.3f}  consistency {stats['class_consistency']:.2f}  hist. intersection "
-                f"{stats['hist_intersection']:.3f}  {seconds[-1]:.1f} s  "
+                f"{metrics.shown(stats['restart_std'])}  consistency {stats['class_consistency']:.2f}  "
+                f"hist. intersection {stats['hist_intersection']:.3f}  {seconds[-1]:.1f} s  "
                 f"ETA {remaining * np.mean(seconds) / 60:.1f} min")
             if on_unit:
                 on_unit(index, layer, c, unit)
+        units_bar.close()
         return study
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxinv.io import paths
 from jaxinv.nets import layers as L
-from weights_conversion import common
+from jaxinv.conversion import common
 
 
 @dataclasses.dataclass

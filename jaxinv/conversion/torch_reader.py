@@ -6,7 +6,7 @@ import re
 
 from jaxinv.io import paths
 from jaxinv.nets import tables
-from weights_conversion import common
+from jaxinv.conversion import common
 
 
 def read_state_dict(path: str) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 from jaxinv.io import paths
 from jaxinv.nets import layers as L
 from jaxinv.nets import tables
-from weights_conversion import common
+from jaxinv.conversion import common
 
 V1_LAYER_TYPES = {4: "Convolution", 14: "InnerProduct", 15: "LRN", 17: "Pooling", 18: "ReLU",
                   20: "Softmax", 6: "Dropout", 5: "Data"}
