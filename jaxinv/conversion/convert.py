@@ -5,6 +5,7 @@ weights from the file and check them against it. The command line is `jaxinv-con
 from __future__ import annotations
 
 from jaxinv import nets
+from jaxinv.io import arguments, checkpoints
 from jaxinv.nets import tables
 from jaxinv.nets import model as model_lib
 
@@ -27,6 +28,8 @@ def convert(source_format: str, arch: str, path: str, prototxt: str | None = Non
     table = tables.build(arch)  # an unknown arch fails here, listing the valid ones
     if source_format not in FORMATS:
         raise ValueError(f"unknown format {source_format!r}; valid: {', '.join(FORMATS)}")
+    if input_size is not None:
+        arguments.check_count("input_size", input_size)
     input_size = input_size or tables.INPUT_SIZES[arch]
     convention, class_names, mean_image = default_convention(arch, source_format), None, None
     if source_format == "torch":
@@ -43,6 +46,10 @@ def convert(source_format: str, arch: str, path: str, prototxt: str | None = Non
         from jaxinv.conversion import caffe_reader
         params = caffe_reader.to_params(table, input_size, caffe_reader.read_caffemodel(path),
                                         caffe_reader.read_prototxt(prototxt) if prototxt else None, path)
+    bad = checkpoints.non_finite_leaves(params)
+    if bad:
+        raise ValueError(f"{path}: non-finite weights (NaN or infinity) in {', '.join(bad[:3])}"
+                         f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}: a corrupt file or a diverged network")
     return nets.Model(arch=arch, table=table, params=params, input_size=input_size, convention=convention,
                       class_names=class_names, mean_image=mean_image,
                       metadata=dict(source=dict(format=source_format, input=path, prototxt=prototxt)))
