@@ -282,6 +282,15 @@ def test_conventions_are_checked():
         adapters.from_function(function_stack, function_params(), input_size=SIZE, convention={"mean": (0.5,)})
     with pytest.raises(ValueError, match="hashable"):
         adapters.TappedModel(UnhashableTaps(), None, input_size=SIZE)
+    with pytest.raises(ValueError, match=r"mean \(123.68, 116.78, 103.94\) lies outside the pixel range \[0, 1\]"):
+        adapters.input_convention(mean=(123.68, 116.78, 103.94), std=(1, 1, 1))
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx", "equinox", "function"])
+def test_a_model_that_does_not_take_the_conventions_channels_is_refused(kind):
+    grey = adapters.input_convention(1)
+    with pytest.raises(ValueError, match=r"does not run on 32x32 images with 1 channel\(s\)"):
+        make(kind, convention=grey)
 
 
 class UnhashableTaps:
@@ -291,14 +300,18 @@ class UnhashableTaps:
         return {"x": x}
 
 
-def test_readme_example_runs():
+def test_readme_example_runs(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Your own model"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) <= 15
+    monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    assert namespace["rep"].stride == 2
     import jaxinv
     assert jaxinv.adapters is adapters
-    assert namespace["result"].history["loss"][-1, 0] < namespace["result"].history["loss"][0, 0]
+    assert namespace["model"].representation("Conv_1").stride == 2
+    result = namespace["result"]
+    assert result.history["loss"][-1, 0] < result.history["loss"][0, 0]
+    assert (tmp_path / "outputs" / "my_model" / "grid.png").is_file()
+    assert namespace["model"].layers() == {"Conv_0": (32, 32, 8), "Conv_1": (16, 16, 16), "output": (16, 16, 16)}

@@ -111,7 +111,10 @@ def test_shallow_table_library_inverts_every_representation(tmp_path):
     results_path, figure, columns = shallow.write_table(table, str(tmp_path), figure_images=1)
     assert columns == ["original", "HOG glyphs", "hog^-1", "dsift^-1"]
     assert set(json.loads(open(results_path).read())) == {"hog", "dsift"}
-    assert images.load_image(figure).shape[1] > 3 * images.load_image(figure).shape[0]  # one row of 4 tiles
+    tile = np.zeros((32, 32))  # one row of 4 labelled tiles, the reconstructions captioned with their errors
+    expected = images.labelled_grid([[tile] * 4], column_labels=columns, row_labels=["image 0"],
+                                    tile_labels=[["", "", "e", "e"]], tile=(32, 32))
+    assert images.load_image(figure).shape == expected.shape
     with pytest.raises(ValueError, match="valid representations"):
         shallow.run_table(shallow.TableConfig(representations=("gist",)))
 

@@ -47,6 +47,9 @@ def input_convention(channels: int = 3, *, channel_order: str = "RGB", pixel_ran
         raise ValueError("channel_order 'BGR' needs 3 channels")
     if not pixel_range > 0 or not all(s > 0 for s in std):
         raise ValueError(f"pixel_range and std must be positive, got {pixel_range} and {std}")
+    if not all(0 <= m <= pixel_range for m in mean):
+        raise ValueError(f"the mean {mean} lies outside the pixel range [0, {pixel_range:g}]: give the mean in the "
+                         "model's own range (e.g. pixel_range=255 with means near 120)")
     return dict(channel_order=channel_order, pixel_range=float(pixel_range), mean=mean, std=std)
 
 
@@ -117,6 +120,24 @@ class TapCode:
         return self._unbatch(self.taps(params, self._model_input(image))[self.tap])
 
 
+@dataclasses.dataclass(frozen=True)
+class GramTapCode:
+    """apply(params, image) of the texture and style losses on a wrapped model: {"features": {tap:
+    map}} of `gram_layers` (plus "content": the output of tap `layer` when `content` is set), from one
+    forward pass. Fields named as `jaxinv.nets.taps.NetworkCode`'s."""
+    code: TapCode
+    layer: str
+    gram_layers: tuple[str, ...]
+    content: bool = True
+
+    def __call__(self, params, image):
+        out = self.code.all_taps(params, image)
+        code = {"features": {tap: out[tap] for tap in self.gram_layers}}
+        if self.content:
+            code["content"] = out[self.layer]
+        return code
+
+
 def _size(input_size) -> tuple[int, int]:
     size = (input_size, input_size) if np.ndim(input_size) == 0 else tuple(input_size)
     if len(size) != 2 or min(size) < 1:
@@ -144,10 +165,18 @@ class TappedModel:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         self.convention = _checked_convention(convention)
         self.params, self.input_size, self.name = params, _size(input_size), name
+        # Names of the units of the class-score output, if the model has one (set after wrapping).
+        self.class_names: list[str] | None = None
         c = self.convention
         self._code = TapCode(taps, OUTPUT, c["channel_order"], c["pixel_range"], c["mean"], c["std"],
                              bool(batched), layout)
         self._shapes: dict = {}
+        try:
+            self.layers()
+        except Exception as e:  # the framework's own shape errors, whatever their type
+            raise ValueError(f"{name} does not run on {self.input_size[0]}x{self.input_size[1]} images with "
+                             f"{self.channels} channel(s) (layout {layout}, the input convention's channel count): "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
     @property
     def channels(self) -> int:
@@ -201,6 +230,26 @@ class TappedModel:
                                default=None)
                 stride = 1 if coarsest is None else self.representation(coarsest, input_size=size).stride
         return dataclasses.replace(rep, stride=int(stride))
+
+    def gram_representation(self, taps: Sequence[str], content: str | None = None, *, input_size=None) -> Representation:
+        """The code {"features": {tap: map}} (and "content") of the texture and style losses (IJCV Eq. 8)
+        as a Representation; its stride is the measured stride of the last tap listed."""
+        taps = tuple(taps)
+        if not taps:
+            raise ValueError(f"no texture taps given for {self.name}")
+        size = self.input_size if input_size is None else _size(input_size)
+        shapes = self.layers(size)
+        for tap in taps + ((content,) if content else ()):
+            self.check_tap(tap, size)
+        flat = [tap for tap in taps if len(shapes[tap]) != 3]
+        if flat:
+            raise ValueError(f"texture tap {flat[0]!r} of {self.name} has no spatial map (shape {shapes[flat[0]]}); "
+                             f"taps with maps: {', '.join(t for t, s in shapes.items() if len(s) == 3)}")
+        stride = self.representation(taps[-1], input_size=size).stride
+        name = f"{self.name}:gram({','.join(taps)})" + (f"+{content}" if content else "")
+        return Representation(name, GramTapCode(self._code, content or taps[-1], taps, content is not None), self.params, channels=self.channels,
+                              mean=self.mean, stride=stride, input_size=size, min_size=min(size),
+                              layers=tuple(shapes))
 
     def geometry(self, tap: str, input_size=None, **kwargs):
         """The measured receptive field and stride of `tap` (`jaxinv.adapters.geometry.measure`)."""

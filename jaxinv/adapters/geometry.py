@@ -130,6 +130,29 @@ def measure(representation: Representation, input_size=None, *, probes: int = 8,
     return Geometry((height, width), True, (box[2] - box[0], box[3] - box[1]), stride, box, (i, j), clipped)
 
 
+def window_support(representation: Representation, window, input_size=None, *, probes: int = 8,
+                   seed: int = 0) -> tuple[int, int, int, int]:
+    """Input pixels (top, left, bottom, right; exclusive ends) that influence the cells
+    `window` = (top, left, bottom, right) of a spatial code: the extent of the union of the
+    input-gradient supports of those cells (every channel, random positive weights) over `probes`
+    random images. The measured counterpart of `jaxinv.methods.windows.receptive_field_box`."""
+    height, width = _probe_size(representation, input_size)
+    rng = np.random.default_rng(seed)
+    xs = (rng.standard_normal((probes, height, width, representation.channels)) * PROBE_STD).astype(np.float32)
+    shape = tuple(jax.eval_shape(representation, jax.ShapeDtypeStruct(xs.shape[1:], jnp.float32)).shape)
+    if len(shape) != 3:
+        raise ValueError(f"a window needs a spatial map; {representation.name!r} outputs {shape}")
+    top, left, bottom, right = (int(v) for v in window)
+    if not (0 <= top < bottom <= shape[0] and 0 <= left < right <= shape[1]):
+        raise ValueError(f"window {tuple(window)} is not inside the {shape[0]}x{shape[1]} map of {representation.name!r}")
+    cotangent = np.zeros((1,) + shape, np.float32)
+    cotangent[0, top:bottom, left:right] = rng.uniform(0.5, 1.5, (bottom - top, right - left) + shape[2:])
+    mask = np.asarray(_support_fn(representation)(place_weights(representation.params, shard=False), xs, cotangent))[0]
+    if not mask.any():
+        raise ValueError(f"the window {tuple(window)} of {representation.name!r} has zero input gradient on every probe")
+    return _extent(mask)
+
+
 def stride_of(representation: Representation, input_size=None, **kwargs) -> int | None:
     """The measured stride (the larger of rows and columns), None for codes with no spatial map."""
     geometry = measure(representation, input_size, **kwargs)

@@ -102,7 +102,9 @@ def evaluate(dictionary_path: str | None, *, images_dir: str | None = None, num_
 def write_evaluation(evaluation: Evaluation, output_dir: str, figure_images: int = 8) -> list[str]:
     """figure.png (rows: original, then each pixel mapping) and results.json."""
     shown = range(min(figure_images, len(evaluation.originals)))
-    grid = images.image_grid([[evaluation.originals[i] for i in shown]] +
-                             [[r[i] for i in shown] for r in evaluation.reconstructions.values()])
+    mappings = list(evaluation.reconstructions)
+    grid = images.labelled_grid([[evaluation.originals[i] for i in shown]] +
+                                [[evaluation.reconstructions[m][i] for i in shown] for m in mappings],
+                                row_labels=["original"] + mappings, column_labels=[f"image {i}" for i in shown])
     return [outputs.write_json(os.path.join(output_dir, "results.json"), evaluation.results),
             images.save_image(os.path.join(output_dir, "figure.png"), grid)]

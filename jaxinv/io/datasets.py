@@ -34,7 +34,16 @@ def is_cifar10_network(model: Model) -> bool:
     - A 32 px network without class names (converted from a checkpoint that did not record them)
       counts as CIFAR-10's: 32 px natural images are the closest match jaxinv has.
     """
-    return model.input_size == 32 and (not model.class_names or list(model.class_names) == cifar10.CLASS_NAMES)
+    names = getattr(model, "class_names", None)
+    return (input_side(model) == 32 and getattr(model, "channels", 3) == 3
+            and (not names or list(names) == cifar10.CLASS_NAMES))
+
+
+def input_side(model) -> int:
+    """The side of a model's square input: `input_size` is an int for layer-table networks and
+    (height, width) for adapted models (`jaxinv.models.input_side` checks that it is square)."""
+    size = model.input_size
+    return int(size) if np.ndim(size) == 0 else int(max(size))
 
 
 def reference_images(model: Model, num_images: int | None = None, *, images_dir: str | None = None,
@@ -64,7 +73,7 @@ def reference_images(model: Model, num_images: int | None = None, *, images_dir:
     paths = images.imagenet_sample_paths(images_dir, num_images)
     if num_images is not None and len(paths) < num_images:
         raise ValueError(f"asked for {num_images} images; {os.path.dirname(paths[0])} has {len(paths)}")
-    loaded = np.stack([images.load_image(p, size=model.input_size) for p in paths])
+    loaded = np.stack([images.load_image(p, size=input_side(model)) for p in paths])
     return loaded, [os.path.basename(p) for p in paths]
 
 

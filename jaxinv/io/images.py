@@ -85,6 +85,16 @@ def _resize(im: Image.Image, size) -> Image.Image:
     return im.resize((int(width), int(height)), Image.BICUBIC)
 
 
+def resized(image, size: int | Sequence[int]) -> np.ndarray:
+    """An array image in [0, 255] resized as `load_image` resizes files (an int: shorter side to it,
+    centre square crop; a pair: exactly); returned unchanged (not quantised) when already that size."""
+    array = np.asarray(image, np.float32)
+    target = (size, size) if isinstance(size, int) else tuple(size)
+    if array.shape[:2] == tuple(target):
+        return array
+    return np.asarray(_resize(Image.fromarray(to_uint8(array)), size), np.float32)
+
+
 LUMA = (0.299, 0.587, 0.114)
 """ITU-R 601 luma weights of R, G and B: jaxinv's one colour-to-grey rule (what PIL's convert('L')
 computes, without rounding). `to_grey` applies it to numpy arrays; traceable (jnp) code multiplies
@@ -163,17 +173,32 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 4, background
     return grid
 
 
+CAPTION_HEIGHT = 12  # pixels of the strip under a tile that holds its caption
+
+
 def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_labels: Sequence[str] = (),
-                  row_labels: Sequence[str] = (), tile: tuple[int, int] | None = None, scale: int = 1,
-                  pad: int = 4) -> np.ndarray:
+                  row_labels: Sequence[str] = (), tile_labels: Sequence[Sequence[str]] | None = None,
+                  tile: tuple[int, int] | None = None, scale: int = 1, pad: int = 4) -> np.ndarray:
     """`image_grid` with text labels above the columns and left of the rows, as the papers' figures
-    (layers across, restarts or images down). `scale` enlarges small tiles (nearest neighbour)."""
+    (layers across, restarts or images down), and with `tile_labels` (nested like `rows`; "" for
+    none) a caption under each tile, e.g. its reconstruction error. `scale` enlarges small tiles
+    (nearest neighbour)."""
     from PIL import ImageDraw
 
     if scale > 1:
         rows = [[np.kron(np.asarray(a, np.float32), np.ones((scale, scale) + (1,) * (np.ndim(a) - 2), np.float32))
                  for a in row] for row in rows]
         tile = None if tile is None else (tile[0] * scale, tile[1] * scale)
+    heights = [[(tile or np.shape(a))[0] for a in row] for row in rows]
+    if tile_labels is not None:
+        if [len(r) for r in tile_labels] != [len(r) for r in rows]:
+            raise ValueError("tile_labels must be nested like rows")
+        def captioned(a):
+            a = np.asarray(fit(a, *tile) if tile is not None else a, np.float32)
+            strip = np.full((CAPTION_HEIGHT,) + a.shape[1:], 255.0, np.float32)
+            return np.concatenate([a, strip])
+        rows = [[captioned(a) for a in row] for row in rows]
+        tile = None
     grid = image_grid(rows, pad=pad, tile=tile)
     cell_h = (grid.shape[0] - pad) // max(len(rows), 1) - pad
     cell_w = (grid.shape[1] - pad) // max(max(len(r) for r in rows), 1) - pad
@@ -186,6 +211,11 @@ def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_labels: Sequen
         draw.text((left + pad + j * (cell_w + pad), 1), str(label), fill=(0, 0, 0))
     for i, label in enumerate(row_labels):
         draw.text((2, top + pad + i * (cell_h + pad) + cell_h // 2 - 5), str(label), fill=(0, 0, 0))
+    for i, row in enumerate(tile_labels or ()):
+        for j, label in enumerate(row):
+            if label:
+                draw.text((left + pad + j * (cell_w + pad) + 1, top + pad + i * (cell_h + pad) + heights[i][j]),
+                          str(label), fill=(0, 0, 0))
     return np.asarray(canvas, np.float32)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Callable, Sequence
 
 import jax
@@ -23,11 +24,10 @@ from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.engine.preimage import Problem, Stage
 from jaxinv.io import cache, checkpoints, datasets, images, outputs, report
-from jaxinv.methods import inversion, layer_rules
+from jaxinv import models
+from jaxinv.methods import inversion
 from jaxinv.methods.visualise import solve_targets
-from jaxinv.nets import layers as L
 from jaxinv.nets import taps
-from jaxinv.nets.model import Model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -41,25 +41,26 @@ AM_C_PER_RHO2 = 3.0
 as the data term is 1/rho^2 of per-pixel-averaged regularisers; README: "Activation maximisation")."""
 
 
-def activation_max_cells(model: Model, layer: str) -> int:
+def activation_max_cells(model, layer: str) -> int:
     """Side of the layer's output map for activation maximisation: the odd number nearest to
-    1.1 rf / stride (rf, stride of the layer from the table), at least 1."""
-    rf, stride = model.receptive_fields[layer]
+    1.1 rf / stride (rf, stride of the layer: `models.receptive_field`), at least 1."""
+    rf, stride = models.receptive_field(model, layer)
     return max(2 * int(round((1.1 * rf / stride - 1) / 2)) + 1, 1)
 
 
-def activation_max_input_size(model: Model, layer: str) -> int:
+def activation_max_input_size(model, layer: str) -> int:
     """Image side S for maximising a component of `layer`: the smallest S whose output map has at least
     `activation_max_cells` cells a side (the image then spans about 1.1 receptive fields); the network's
-    input size for layers from the first fully connected (or adaptive pooling) layer on."""
-    taps.check_layer(model, layer)
-    if layer not in taps.spatial_trunk(model):
-        return model.input_size
+    input size for layers from the first fully connected (or adaptive pooling) layer on, and for
+    every layer of an adapted model (whose layers may run at its own size only)."""
+    models.check_layer(model, layer)
+    if not models.is_table(model) or layer not in models.spatial_layers(model):
+        return models.input_side(model)
     cells = activation_max_cells(model, layer)
-    rf, stride = model.receptive_fields[layer]
+    rf, stride = models.receptive_field(model, layer)
     for size in range(1, rf + (cells + 1) * stride + 1):
         try:
-            if taps.layer_output_shape(model, layer, size)[0] >= cells:
+            if models.layer_shape(model, layer, size)[0] >= cells:
                 return size
         except ValueError:  # too small for some layer on the way
             continue
@@ -71,26 +72,26 @@ def unit_position(map_shape: Sequence[int]) -> tuple[int, int]:
     return (int(map_shape[0]) - 1) // 2, (int(map_shape[1]) - 1) // 2
 
 
-def num_units(model: Model, layer: str) -> int:
+def num_units(model, layer: str) -> int:
     """Channels of a feature map layer, units of a fully connected one."""
-    return taps.layer_output_shape(model, layer)[-1]
+    return models.layer_shape(model, layer)[-1]
 
 
-def check_units(model: Model, layer: str, units: Sequence[int]) -> None:
+def check_units(model, layer: str, units: Sequence[int]) -> None:
     n = num_units(model, layer)
     if not len(units):
         raise ValueError(f"no units given for layer {layer!r}")
     for unit in units:
         if not 0 <= int(unit) < n:
-            raise ValueError(f"unit index {unit} out of range for layer {layer!r} of network {model.arch!r} "
+            raise ValueError(f"unit index {unit} out of range for layer {layer!r} of network {models.name(model)!r} "
                              f"({n} units: 0..{n - 1})")
 
 
-def unit_code(model: Model, layer: str, unit: int, input_size: int | None = None) -> np.ndarray:
+def unit_code(model, layer: str, unit: int, input_size: int | None = None) -> np.ndarray:
     """One-hot Phi0 shaped like `layer`'s output at `input_size`: 1 at channel `unit` of the centre
     cell of a map (`unit_position`), or at unit `unit` of a fully connected layer."""
     check_units(model, layer, [unit])
-    shape = taps.layer_output_shape(model, layer, input_size)
+    shape = models.layer_shape(model, layer, input_size)
     code = np.zeros(shape, np.float32)
     if len(shape) == 3:
         row, col = unit_position(shape)
@@ -100,27 +101,26 @@ def unit_code(model: Model, layer: str, unit: int, input_size: int | None = None
     return code
 
 
-def maximised_layer(model: Model, layer: str) -> str:
+def maximised_layer(model, layer: str) -> str:
     """The layer whose unit is optimised when maximising a unit of `layer`: the ReLU's input for a ReLU
-    layer (the same maximiser where the unit is positive, but with a gradient where it is zero: a
-    unit that starts inactive would otherwise never move), else `layer` itself."""
-    names = model.layer_names
-    index = names.index(layer)
-    return names[index - 1] if model.table[index].op is L.relu and index > 0 else layer
+    layer of a table (the same maximiser where the unit is positive, but with a gradient where it is
+    zero: a unit that starts inactive would otherwise never move), else `layer` itself."""
+    return models.pre_activation(model, layer)
 
 
-def class_score_layer(model: Model) -> str:
-    """The layer of class scores: the last fully connected layer (fc8; prob is its softmax)."""
-    fcs = [layer.name for layer in model.table if layer.op is L.fc]
-    if not fcs:
-        raise ValueError(f"network {model.arch!r} has no fully connected layer of class scores")
-    return fcs[-1]
+def class_score_layer(model) -> str:
+    """The layer of class scores (`models.class_layer`: fc8 of a table; prob is its softmax)."""
+    return models.class_layer(model)
 
 
-def is_class_layer(model: Model, layer: str) -> bool:
+def is_class_layer(model, layer: str) -> bool:
     """True for the class-score layer and the layers after it (its softmax): a unit is a class."""
-    names = model.layer_names
-    return names.index(layer) >= names.index(class_score_layer(model))
+    return models.is_class_layer(model, layer)
+
+
+REFERENCE_IMAGES_ADAPTED = 8
+"""Reference images for M of an adapted model with no reference set: the built-in sample and the
+first ImageNet samples at the model's input size (`visualise.default_images`)."""
 
 
 def cache_dir() -> str:
@@ -128,32 +128,35 @@ def cache_dir() -> str:
     return os.path.join(cache.cache_root(), "activation_max")
 
 
-def activation_maxima_path(model: Model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
+def activation_maxima_path(model, layer: str, reference: np.ndarray, directory: str | None = None) -> str:
     """<cache root>/activation_max/<arch>-<weights fingerprint>-<layer>-<images fingerprint>.npy, the
     fingerprints (`jaxinv.io.cache`) cut to 16 hex digits."""
     weights, image_set = checkpoints.weights_fingerprint(model.params)[:16], cache.images_fingerprint(reference)[:16]
-    return os.path.join(directory or cache_dir(), f"{model.arch}-{weights}-{layer}-{image_set}.npy")
+    name, layer = (re.sub(r"[^A-Za-z0-9._-]", "_", text) for text in (models.name(model), layer))
+    return os.path.join(directory or cache_dir(), f"{name}-{weights}-{layer}-{image_set}.npy")
 
 
-def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = None, *,
+def activation_maxima(model, layer: str, reference: np.ndarray | None = None, *,
                       directory: str | None = None, batch_size: int = 250,
                       log: Callable[[str], None] = print) -> np.ndarray:
     """M per unit of `layer`: the largest value each channel (fc unit) takes over the reference images
     (RGB [0, 255] at the network's input size; default `datasets.reference_images`: all of them) and,
     for maps, all positions.
     Computed once and cached as .npy, keyed by a hash of the weights and of the image set."""
-    taps.check_layer(model, layer)
+    models.check_layer(model, layer)
     if reference is None:
-        reference, _ = datasets.reference_images(model)
+        from jaxinv.methods import visualise
+        reference = (datasets.reference_images(model)[0] if models.is_table(model)
+                     else visualise.default_images(model, REFERENCE_IMAGES_ADAPTED)[0])
     reference = np.asarray(reference)
-    if reference.ndim != 4 or reference.shape[1:] != (model.input_size, model.input_size, 3):
-        raise ValueError(f"reference images must be (N, {model.input_size}, {model.input_size}, 3) RGB; "
-                         f"got shape {reference.shape}")
+    side, channels = models.input_side(model), models.channels(model)
+    if reference.ndim != 4 or reference.shape[1:] != (side, side, channels):
+        raise ValueError(f"reference images must be (N, {side}, {side}, {channels}); got shape {reference.shape}")
     path = activation_maxima_path(model, layer, reference, directory)
     if os.path.isfile(path):
         return np.load(path)
     log(f"  computing the maxima of {layer} over {len(reference)} reference images (cached in {path})")
-    representation = taps.representation(model, layer)
+    representation = models.representation(model, layer)
     maxima = None
     for start in range(0, len(reference), batch_size):
         codes = inversion.codes_of(representation, representation.to_null_mean(reference[start:start + batch_size]))
@@ -164,19 +167,19 @@ def activation_maxima(model: Model, layer: str, reference: np.ndarray | None = N
     return maxima
 
 
-def activation_max_normaliser(model: Model, layer: str, maximum: float) -> float:
+def activation_max_normaliser(model, layer: str, maximum: float) -> float:
     """Z = M rho^2 (IJCV Sect. 6): M the unit's maximum over the reference set, rho its receptive field."""
-    rho = model.receptive_fields[layer][0]
+    rho = models.receptive_field(model, layer)[0]
     return float(maximum) * rho ** 2
 
 
-def activation_max_problem(model: Model, layer: str, *, C: float | None = None, bound: float = AM_BOUND,
+def activation_max_problem(model, layer: str, *, C: float | None = None, bound: float = AM_BOUND,
                            jitter: bool = True) -> Problem:
     """IJCV Eq. 1 with the inner-product loss (Eq. 4) for maximising a unit of `layer`: jitter as for
     inversion; C = `AM_C_PER_RHO2` rho^2 and B = `AM_BOUND` by default (`C=1, bound=80`: the paper's)."""
-    rho = model.receptive_fields[layer][0]
+    rho = models.receptive_field(model, layer)[0]
     return Problem(loss="inner_product", C=AM_C_PER_RHO2 * rho ** 2 if C is None else float(C), bound=float(bound),
-                   jitter=layer_rules.layer_jitter(model, layer) if jitter else 1)
+                   jitter=models.layer_jitter(model, layer) if jitter else 1)
 
 
 @dataclasses.dataclass
@@ -196,14 +199,14 @@ class ActivationMax:
     seconds: float
 
 
-def class_probabilities(model: Model, rgb_images) -> np.ndarray:
+def class_probabilities(model, rgb_images) -> np.ndarray:
     """Softmax of the class scores of RGB [0, 255] images (N, S, S, 3) at the network's input size."""
-    representation = taps.representation(model, class_score_layer(model))
+    representation = models.representation(model, class_score_layer(model))
     scores = inversion.codes_of(representation, representation.to_null_mean(rgb_images))
     return np.asarray(jax.nn.softmax(jnp.asarray(scores), axis=-1))
 
 
-def maximise_activation(model: Model, layer: str, units: Sequence[int], *, restarts: int = 4, seed: int = 0,
+def maximise_activation(model, layer: str, units: Sequence[int], *, restarts: int = 4, seed: int = 0,
                         stages: Sequence[Stage] = preimage.default_stages(), C: float | None = None,
                         bound: float = AM_BOUND, jitter: bool = True, maxima: np.ndarray | None = None,
                         progress: Callable | None = None, log: Callable[[str], None] = print) -> ActivationMax:
@@ -215,7 +218,7 @@ def maximise_activation(model: Model, layer: str, units: Sequence[int], *, resta
     units = [int(u) for u in units]
     check_units(model, layer, units)
     size = activation_max_input_size(model, layer)
-    representation = taps.representation(model, maximised_layer(model, layer), input_size=size)
+    representation = models.representation(model, maximised_layer(model, layer), input_size=size)
     problem = activation_max_problem(model, layer, C=C, bound=bound, jitter=jitter)
     maxima = activation_maxima(model, layer, log=log) if maxima is None else np.asarray(maxima, np.float32)
     chosen = maxima[units]
@@ -230,7 +233,7 @@ def maximise_activation(model: Model, layer: str, units: Sequence[int], *, resta
                            stages=stages, progress=progress)
     seen = preimage.crop_seen(problem, result.images)
     flat = seen.reshape((-1,) + seen.shape[2:])
-    codes = inversion.codes_of(taps.representation(model, layer, input_size=size), flat).reshape(seen.shape[:2] + (-1,))
+    codes = inversion.codes_of(models.representation(model, layer, input_size=size), flat).reshape(seen.shape[:2] + (-1,))
     onehots = np.stack([t.phi0.reshape(-1) for t in targets])
     values = np.einsum("ukn,un->uk", codes, np.asarray(onehots))
     display = representation.to_display(seen)
@@ -352,8 +355,11 @@ def write_outputs(result: ActivationMaxResult, out: str) -> list[str]:
     p = result.parameters
     restarts = result.images.shape[1]
     rows = [list(result.images[:, k]) for k in range(restarts)]
+    captions = [[f"p {u['probabilities'][k]:.2f}" if "probabilities" in u else f"v/M {u['value_over_M'][k]:.2f}"
+                 for u in result.units] for k in range(restarts)]
     grid = images.labelled_grid(rows, column_labels=[u["name"] for u in result.units],
-                                row_labels=[f"restart {k}" for k in range(restarts)], scale=result.scale)
+                                row_labels=[f"restart {k}" for k in range(restarts)], tile_labels=captions,
+                                scale=result.scale)
     written = [images.save_image(os.path.join(out, "grid.png"), grid),
                outputs.plot_energy_terms(result.history, os.path.join(out, "energy.png"),
                                          title=f"activation maximisation {p['arch']}:{p['layer']}"),

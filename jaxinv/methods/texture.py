@@ -23,10 +23,7 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.io import images
-from jaxinv.methods import layer_rules
-from jaxinv.nets import taps
-from jaxinv.nets import layers as L
-from jaxinv.nets.model import Model
+from jaxinv import models
 from jaxinv.objectives import gram_matrix
 from jaxinv.engine.preimage import Problem, Stage, Target
 from jaxinv.engine.representation import Representation
@@ -35,40 +32,26 @@ TEXTURE_C = 100.0
 """C of the texture and style problems (README: "Texture synthesis and style transfer")."""
 
 
-def default_texture_layers(model: Model) -> list[str]:
-    """The ReLU layers of the spatial trunk (relu1, relu2, relu3 on cifar-ref)."""
-    trunk = set(taps.spatial_trunk(model))
-    return [layer.name for layer in model.table if layer.op is L.relu and layer.name in trunk]
+def default_texture_layers(model) -> list[str]:
+    """`models.texture_layers`: the ReLU layers of the spatial trunk (relu1, relu2, relu3 on cifar-ref)."""
+    return models.texture_layers(model)
 
 
-def check_texture_layers(model: Model, layers: Sequence[str]) -> None:
-    if not layers:
-        raise ValueError("no texture layers given")
-    trunk = taps.spatial_trunk(model)
-    for layer in layers:
-        taps.check_layer(model, layer)
-        if layer not in trunk:
-            raise ValueError(f"texture layer {layer!r} has no spatial map; use layers of the trunk: {', '.join(trunk)}")
-
-
-def gram_representation(model: Model, layers: Sequence[str], content_layer: str | None = None,
+def gram_representation(model, layers: Sequence[str], content_layer: str | None = None,
                         input_size: int | None = None) -> Representation:
     """A Representation whose code is {"features": {layer: map}} (and "content": the content layer's code)
-    of one RGB image (H, W, 3) minus the network's mean, from one forward pass."""
-    layers = tuple(layers)
-    check_texture_layers(model, layers)
-    size = model.input_size if input_size is None else int(input_size)
-    for layer in layers + ((content_layer,) if content_layer else ()):
-        taps.check_input_size(model, layer, size)
-    name = f"{model.arch}:gram({','.join(layers)})" + (f"+{content_layer}" if content_layer else "")
-    return taps.network_representation(model, content_layer or layers[-1], size, name, gram_layers=layers,
-                                       content=content_layer is not None)
+    of one RGB image (H, W, 3) minus the model's mean, from one forward pass (`models.gram_representation`)."""
+    return models.gram_representation(model, layers, content_layer, input_size)
 
 
-def deepest_layer(model: Model, representation: Representation) -> str:
-    """The deepest layer a network representation computes (its jitter follows that layer's stride)."""
-    code = representation.apply
-    return max((code.layer,) + code.gram_layers, key=model.layer_names.index)
+def check_texture_layers(model, layers: Sequence[str]) -> None:
+    """`models.check_texture_layers`: every layer exists and has a spatial map."""
+    models.check_texture_layers(model, layers)
+
+
+def deepest_layer(model, representation: Representation) -> str:
+    """The deepest layer a Gram representation computes (its jitter follows that layer's stride)."""
+    return models.deepest_layer(model, representation)
 
 
 def grams_of(representation: Representation, rgb_image) -> dict:
@@ -90,9 +73,11 @@ def layer_weights(grams: dict, lambdas: dict | float = 1.0) -> dict:
     return weights
 
 
-def texture_size(model: Model) -> int:
-    """Default synthesised size: twice a small (< 64 px) network's input size, else its input size."""
-    return 2 * model.input_size if model.input_size < 64 else model.input_size
+def texture_size(model) -> int:
+    """Default synthesised size: twice a small (< 64 px) network's input size, else its input size
+    (an adapted model's own size: its layers may run at that size only)."""
+    side = models.input_side(model)
+    return 2 * side if side < 64 and models.is_table(model) else side
 
 
 @dataclasses.dataclass
@@ -106,8 +91,8 @@ class Synthesis:
     seconds: float
 
 
-def _problem(model: Model, layer: str, loss: str, C: float, jitter: bool) -> Problem:
-    return Problem(loss=loss, C=float(C), jitter=layer_rules.layer_jitter(model, layer) if jitter else 1)
+def _problem(model, layer: str, loss: str, C: float, jitter: bool) -> Problem:
+    return Problem(loss=loss, C=float(C), jitter=models.layer_jitter(model, layer) if jitter else 1)
 
 
 def _finish(representation, problem, target, result, lambdas_total) -> Synthesis:
@@ -126,7 +111,7 @@ def _finish(representation, problem, target, result, lambdas_total) -> Synthesis
                      problem, result.history, result.seconds)
 
 
-def synthesise_texture(model: Model, texture_image, layers: Sequence[str] | None = None, *, size: int | None = None,
+def synthesise_texture(model, texture_image, layers: Sequence[str] | None = None, *, size: int | None = None,
                        lambdas: dict | float = 1.0, restarts: int = 1, seed: int = 0, C: float = TEXTURE_C,
                        jitter: bool = True, stages: Sequence[Stage] = preimage.default_stages(),
                        progress: Callable | None = None) -> Synthesis:
@@ -146,7 +131,7 @@ def synthesise_texture(model: Model, texture_image, layers: Sequence[str] | None
     return _finish(representation, problem, target, result, total)
 
 
-def transfer_style(model: Model, content_image, style_image, content_layer: str, style_layers: Sequence[str] | None = None,
+def transfer_style(model, content_image, style_image, content_layer: str, style_layers: Sequence[str] | None = None,
                    *, style_weight: float = 1.0, size: int | None = None, restarts: int = 1, seed: int = 0,
                    C: float = TEXTURE_C, jitter: bool = True, from_content: bool = False,
                    stages: Sequence[Stage] = preimage.default_stages(), progress: Callable | None = None) -> Synthesis:

@@ -7,7 +7,8 @@
 - caricatures (Sect. 7): Phi0 = max(0, Phi(x0)), Z = ||Phi0||^2, starting from x0.
 
 Images given and returned are RGB in [0, 255], (H, W, 3); the engine optimises null-mean images
-(the image minus the network's RGB mean, `taps.rgb_mean`), which the results also carry.
+(the image minus the model's mean colour), which the results also carry. Every function takes any
+model (`jaxinv.models`): a layer-table network or your own adapted one.
 """
 from __future__ import annotations
 
@@ -21,22 +22,20 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.io import datasets, images
-from jaxinv.methods import inversion, layer_rules, metrics, windows
-from jaxinv.nets import taps
+from jaxinv import models
+from jaxinv.methods import inversion, metrics, windows
 from jaxinv.nets import cifar10
-from jaxinv.nets import layers as L
-from jaxinv.nets.model import Model
 from jaxinv.engine.preimage import Problem, Representation, Stage, Target
 
 # ---------------------------------------------------------------------------------------------
 # Images a network is shown by default
 
 
-def default_images(model: Model, num_images: int = 1, *, data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """The images a visualisation of `model` uses unless told otherwise, at the network's input size,
-    RGB [0, 255] float32 (N, S, S, 3), with a name for each: the first CIFAR-10 test images (one per
-    class in turn) for CIFAR networks; the built-in sample then the ImageNet samples otherwise."""
-    size = model.input_size
+def default_images(model, num_images: int = 1, *, data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """The images a visualisation of `model` (any model, `jaxinv.models`) uses unless told otherwise,
+    at the model's input size, RGB [0, 255] float32 (N, S, S, 3), with a name for each: the first
+    CIFAR-10 test images (one per class in turn) for CIFAR networks; the built-in sample then the
+    ImageNet samples otherwise."""
     if datasets.is_cifar10_network(model):
         data = cifar10.load(data_dir)
         labels = data["test_labels"]
@@ -46,13 +45,16 @@ def default_images(model: Model, num_images: int = 1, *, data_dir: str | None = 
         return data["test_images"][picked].astype(np.float32), names
     paths = [images.sample_image_path()]
     if num_images > 1:
-        paths += images.imagenet_sample_paths(None, num_images - 1)
-    return np.stack([images.load_image(p, size=size) for p in paths]), [os.path.basename(p) for p in paths]
+        paths += images.imagenet_sample_paths(images.imagenet_samples_dir(data_dir), num_images - 1)
+    return load_images(model, paths), [os.path.basename(p) for p in paths]
 
 
-def load_images(model: Model, paths: Sequence[str]) -> np.ndarray:
-    """Image files -> RGB [0, 255] (N, S, S, 3) centre crops at the network's input size S."""
-    return np.stack([images.load_image(p, size=model.input_size) for p in paths])
+def load_images(model, paths: Sequence[str]) -> np.ndarray:
+    """Image files -> RGB [0, 255] (N, S, S, 3) centre crops at the model's input size S ((N, S, S, 1)
+    grey for one-channel models)."""
+    grey = models.channels(model) == 1
+    loaded = np.stack([images.load_image(p, size=models.input_side(model), grey=grey) for p in paths])
+    return loaded[..., None] if grey else loaded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,24 +84,25 @@ def solve_targets(representation: Representation, problem: Problem, targets: Seq
 # Inversion from any layer, with restarts (IJCV Sect. 5.3, Figs. 10-12)
 
 
-def invertible_layers(model: Model) -> list[str]:
+def invertible_layers(model) -> list[str]:
     """Every layer except the final softmax (the layers of IJCV Fig. 12)."""
-    return [layer.name for layer in model.table if layer.op is not L.softmax]
+    return models.invertible_layers(model)
 
 
-def invert_layers(model: Model, rgb_images, layers: Sequence[str], *, restarts: int = 1, seed: int = 0,
+def invert_layers(model, rgb_images, layers: Sequence[str], *, restarts: int = 1, seed: int = 0,
                   stages: Sequence[Stage] = preimage.default_stages(), C: float | None = None, jitter: bool = True,
                   progress: Callable | None = None, log: Callable[[str], None] = print) -> dict:
-    """Inverts each layer's code of every image (RGB [0, 255], (N, S, S, 3) at the network's input size)
-    from `restarts` random starts, with `layer_rules.inversion_problem`'s C and jitter (`C` overrides).
+    """Inverts each layer's code of every image (RGB [0, 255], (N, S, S, 3) at the model's input size)
+    from `restarts` random starts, with the per-layer C and jitter rules (`models.inversion_problem`;
+    `C` overrides). `model` is any model (`jaxinv.models`).
 
     Returns {layer: inversion.Inversion} (images (N, K, S, S, 3) in [0, 255], errors (N, K) of Eq. 3)."""
     for layer in layers:
-        taps.check_layer(model, layer)
+        models.check_layer(model, layer)
     results = {}
     for layer in layers:
-        representation = taps.representation(model, layer)
-        problem = layer_rules.inversion_problem(model, layer, C=C, jitter=jitter)
+        representation = models.representation(model, layer)
+        problem = models.inversion_problem(model, layer, C=C, jitter=jitter)
         results[layer] = inversion.invert_images(representation, list(rgb_images), problem=problem,
                                                  restarts=restarts, seed=seed, stages=stages, progress=progress)
         log(f"  {layer}: C={problem.C:g} T={problem.jitter} error {results[layer].errors.mean():.3f} "
@@ -122,16 +125,16 @@ class ComponentInversion:
     seconds: float
 
 
-def invert_components(model: Model, rgb_image, layer: str, masks: Sequence[np.ndarray], *, restarts: int = 1,
+def invert_components(model, rgb_image, layer: str, masks: Sequence[np.ndarray], *, restarts: int = 1,
                       seed: int = 0, stages: Sequence[Stage] = preimage.default_stages(), C: float | None = None,
                       jitter: bool = True, progress: Callable | None = None) -> ComponentInversion:
     """Inverts the components of `layer`'s code of one image (RGB [0, 255] at the network's input size)
     selected by each mask with the masked loss (IJCV Eq. 3), all masks and restarts in one run."""
-    representation = taps.representation(model, layer)
-    problem = dataclasses.replace(layer_rules.inversion_problem(model, layer, C=C, jitter=jitter), loss="masked_inversion")
+    representation = models.representation(model, layer)
+    problem = dataclasses.replace(models.inversion_problem(model, layer, C=C, jitter=jitter), loss="masked_inversion")
     phi0 = representation(representation.to_null_mean(rgb_image))
     targets = [preimage.make_target(representation, problem, phi0=phi0, mask=mask) for mask in masks]
-    size = model.input_size
+    size = models.input_side(model)
     result = solve_targets(representation, problem, targets, image_shape=(size, size), restarts=restarts, seed=seed,
                            stages=stages, progress=progress)
     seen = preimage.crop_seen(problem, result.images)
@@ -143,15 +146,15 @@ def invert_components(model: Model, rgb_image, layer: str, masks: Sequence[np.nd
     return ComponentInversion(layer, representation.to_display(seen), seen, errors, np.stack(masks), result.seconds)
 
 
-def invert_window(model: Model, rgb_image, layer: str, *, size: int = 5, **kwargs) -> tuple[ComponentInversion, tuple]:
+def invert_window(model, rgb_image, layer: str, *, size: int = 5, **kwargs) -> tuple[ComponentInversion, tuple]:
     """Inverts the central size x size window of `layer`'s map (all channels) (IJCV Fig. 13).
     Returns the inversion and the window's receptive field box (top, left, bottom, right) in pixels."""
     mask = windows.window_mask(model, layer, size)
     window = windows.central_window(mask.shape, size)
-    return invert_components(model, rgb_image, layer, [mask], **kwargs), windows.receptive_field_box(model, layer, window)
+    return invert_components(model, rgb_image, layer, [mask], **kwargs), models.window_box(model, layer, window)
 
 
-def invert_channel_groups(model: Model, rgb_image, layer: str, groups: Sequence[Sequence[int]] | None = None,
+def invert_channel_groups(model, rgb_image, layer: str, groups: Sequence[Sequence[int]] | None = None,
                           **kwargs) -> tuple[ComponentInversion, list[np.ndarray]]:
     """Inverts each group of channels of `layer` (default `windows.channel_groups`: the filter groups of
     grouped convolutions, IJCV Fig. 14). Returns the inversion (one mask per group) and the groups."""
@@ -160,9 +163,9 @@ def invert_channel_groups(model: Model, rgb_image, layer: str, groups: Sequence[
     return invert_components(model, rgb_image, layer, masks, **kwargs), groups
 
 
-def equal_channel_split(model: Model, layer: str, parts: int) -> list[np.ndarray]:
+def equal_channel_split(model, layer: str, parts: int) -> list[np.ndarray]:
     """The channels of `layer` in `parts` contiguous blocks of (nearly) equal size."""
-    channels = taps.layer_output_shape(model, layer)[-1]
+    channels = models.layer_shape(model, layer)[-1]
     if not 1 <= parts <= channels:
         raise ValueError(f"cannot split the {channels} channels of layer {layer!r} into {parts} parts")
     return [np.arange(g * channels // parts, (g + 1) * channels // parts) for g in range(parts)]
@@ -192,10 +195,11 @@ class Caricature:
     null_mean: np.ndarray  # (N, K, S, S, 3) as optimised (seen part)
     gain: np.ndarray  # (N, K) <Phi(x*), Phi0> / ||Phi0||^2 (1 at x0): how much the image's own pattern grew
     problem: Problem
+    history: dict  # term -> (iterations, N * K)
     seconds: float
 
 
-def caricature(model: Model, rgb_images, layer: str, *, restarts: int = 1, seed: int = 0,
+def caricature(model, rgb_images, layer: str, *, restarts: int = 1, seed: int = 0,
                stages: Sequence[Stage] = preimage.default_stages(), C: float = CARICATURE_C, bound: float = 80.0,
                jitter: bool = True, progress: Callable | None = None) -> Caricature:
     """Caricatures of images (RGB [0, 255], (N, S, S, 3) at the network's input size) at `layer`: each
@@ -204,11 +208,11 @@ def caricature(model: Model, rgb_images, layer: str, *, restarts: int = 1, seed:
     rgb_images = np.asarray(rgb_images, np.float32)
     if rgb_images.ndim == 3:
         rgb_images = rgb_images[None]
-    representation = taps.representation(model, layer)
+    representation = models.representation(model, layer)
     problem = Problem(loss="inner_product", C=float(C), bound=float(bound),
-                      jitter=layer_rules.layer_jitter(model, layer) if jitter else 1)
+                      jitter=models.layer_jitter(model, layer) if jitter else 1)
     targets = [caricature_target(representation, image) for image in rgb_images]
-    size = model.input_size
+    size = models.input_side(model)
     x_init = np.concatenate([preimage.start_from(representation.to_null_mean(image), problem, restarts)
                              for image in rgb_images])
     result = solve_targets(representation, problem, targets, image_shape=(size, size), restarts=restarts, seed=seed,
@@ -216,4 +220,4 @@ def caricature(model: Model, rgb_images, layer: str, *, restarts: int = 1, seed:
     seen = preimage.crop_seen(problem, result.images)
     codes = inversion.codes_of(representation, seen.reshape((-1,) + seen.shape[2:])).reshape(seen.shape[:2] + (-1,))
     gain = np.stack([codes[i] @ np.asarray(t.phi0).ravel() / float(t.z) for i, t in enumerate(targets)])
-    return Caricature(layer, representation.to_display(seen), seen, gain, problem, result.seconds)
+    return Caricature(layer, representation.to_display(seen), seen, gain, problem, result.history, result.seconds)

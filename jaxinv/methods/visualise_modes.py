@@ -83,8 +83,9 @@ def layers_mode(config, model, stages, log):
     results = visualise.invert_layers(model, rgb, layers, restarts=restarts_for(config, 1), seed=config.seed, stages=stages,
                                       C=config.C)
     rows = [[rgb[i]] + [results[layer].images[i, 0] for layer in layers] for i in range(len(rgb))]
+    captions = [[""] + [f"{results[layer].errors[i, 0]:.3f}" for layer in layers] for i in range(len(rgb))]
     figure = images.labelled_grid(rows, column_labels=["original"] + layers, row_labels=[f"image {i}" for i in range(len(rgb))],
-                                  scale=scale_for(config, model.input_size))
+                                  tile_labels=captions, scale=scale_for(config, model.input_size))
     return figure, {"layers": layers, "images": names}, {"errors": {l: results[l].errors.tolist() for l in layers},
                                                           "C": {l: layer_rules.layer_C(model, l) if config.C is None else config.C for l in layers},
                                                           "jitter": {l: layer_rules.layer_jitter(model, l) for l in layers}}
@@ -98,8 +99,9 @@ def restarts_mode(config, model, stages, log):
     log(f"inverting {len(layers)} layers of {names[0]} from {k} restarts each")
     results = visualise.invert_layers(model, rgb[:1], layers, restarts=k, seed=config.seed, stages=stages, C=config.C)
     rows = [[rgb[0] if r == 0 else blank(rgb[0])] + [results[layer].images[0, r] for layer in layers] for r in range(k)]
+    captions = [[""] + [f"{results[layer].errors[0, r]:.3f}" for layer in layers] for r in range(k)]
     figure = images.labelled_grid(rows, column_labels=["original"] + layers, row_labels=[f"restart {r}" for r in range(k)],
-                                  scale=scale_for(config, model.input_size))
+                                  tile_labels=captions, scale=scale_for(config, model.input_size))
     errors = {l: results[l].errors[0].tolist() for l in layers}
     return figure, {"layers": layers, "image": names[0], "restarts": k}, {
         "errors": errors, "restart_std": {l: float(np.std(e, ddof=1)) if k > 1 else 0.0 for l, e in errors.items()}}

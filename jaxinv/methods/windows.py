@@ -13,7 +13,8 @@ from jaxinv.engine import graph
 from jaxinv.nets import layers as L
 from jaxinv.nets import tables
 from jaxinv.nets.model import Model
-from jaxinv.nets.taps import check_layer, layer_output_shape
+from jaxinv.nets.taps import check_layer
+from jaxinv import models
 
 
 def central_window(map_shape: Sequence[int], size: int = 5) -> tuple[int, int, int, int]:
@@ -26,18 +27,10 @@ def central_window(map_shape: Sequence[int], size: int = 5) -> tuple[int, int, i
     return top, left, min(top + size, h), min(left + size, w)
 
 
-def _feature_map_shape(model: Model, layer: str, input_size: int | None, what: str) -> tuple[int, int, int]:
-    shape = layer_output_shape(model, layer, input_size)
-    if len(shape) != 3:
-        raise ValueError(f"{what} needs a layer with a spatial map; layer {layer!r} of network {model.arch!r} "
-                         f"outputs {shape}")
-    return shape
-
-
-def window_mask(model: Model, layer: str, size: int = 5, input_size: int | None = None) -> np.ndarray:
+def window_mask(model, layer: str, size: int = 5, input_size: int | None = None) -> np.ndarray:
     """Mask shaped like `layer`'s output (h, w, c): 1 on the cells of the central size x size window
-    (all channels), 0 elsewhere (the M of IJCV Eq. 3 for Fig. 13)."""
-    shape = _feature_map_shape(model, layer, input_size, "a window mask")
+    (all channels), 0 elsewhere (the M of IJCV Eq. 3 for Fig. 13). Any model (`jaxinv.models`)."""
+    shape = models.feature_map_shape(model, layer, "a window mask", input_size)
     top, left, bottom, right = central_window(shape, size)
     mask = np.zeros(shape, np.float32)
     mask[top:bottom, left:right] = 1.0
@@ -91,9 +84,10 @@ def receptive_field_box(model: Model, layer: str, window: Sequence[int] | None =
     return rows[0], cols[0], rows[1], cols[1]
 
 
-def channel_mask(model: Model, layer: str, channels: Sequence[int], input_size: int | None = None) -> np.ndarray:
-    """Mask shaped like `layer`'s output, 1 on the listed channels (units of an fc layer), all positions."""
-    shape = layer_output_shape(model, layer, input_size)
+def channel_mask(model, layer: str, channels: Sequence[int], input_size: int | None = None) -> np.ndarray:
+    """Mask shaped like `layer`'s output, 1 on the listed channels (units of an fc layer), all positions.
+    Any model (`jaxinv.models`)."""
+    shape = models.layer_shape(model, layer, input_size)
     channels = np.asarray(list(channels), np.int64)
     if channels.size == 0:
         raise ValueError(f"no channels given for the mask of layer {layer!r}")
@@ -109,20 +103,18 @@ def channel_mask(model: Model, layer: str, channels: Sequence[int], input_size: 
 CHANNEL_PRESERVING_OPS = (L.relu, L.lrn, L.maxpool, L.adaptive_avgpool)
 
 
-def channel_groups(model: Model, layer: str) -> list[np.ndarray]:
+def channel_groups(model, layer: str) -> list[np.ndarray]:
     """The channels of `layer`'s output split by the grouped convolution that defines them:
     the convolution producing them (conv2 of CaffeNet: groups=2) or, when that one is not grouped,
     the next convolution consuming them (conv1's channels, read by CaffeNet's two conv2 groups).
     Group g is a contiguous block of channels/groups. One group holding every channel when
     neither convolution is grouped. Pointwise, pooling and LRN layers keep their input's channels
-    (LRN mixes a few channels across a group boundary)."""
-    check_layer(model, layer)
-    names = model.layer_names
-    index = names.index(layer)
-    shape = layer_output_shape(model, layer)
-    if len(shape) != 3:
-        raise ValueError(f"channel groups need a layer with a spatial map; layer {layer!r} outputs {shape}")
+    (LRN mixes a few channels across a group boundary). An adapted model (no table) has one group."""
+    shape = models.feature_map_shape(model, layer, "channel groups")
     channels = shape[-1]
+    if not models.is_table(model):
+        return [np.arange(channels)]
+    index = model.layer_names.index(layer)
     groups = 1
     producer = index
     while producer >= 0 and model.table[producer].op in CHANNEL_PRESERVING_OPS:

@@ -49,9 +49,8 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.io import cache, checkpoints, images, outputs
-from jaxinv.methods import inversion, layer_rules, metrics
-from jaxinv.nets import taps
-from jaxinv.nets.model import Model
+from jaxinv import models
+from jaxinv.methods import inversion, metrics
 from jaxinv.engine.preimage import Stage
 
 DEFAULT_C = (1.0, 20.0, 100.0, 300.0)
@@ -127,23 +126,24 @@ def parse_C(values: Sequence) -> tuple[float, ...]:
     return parsed
 
 
-def check_layers(model: Model, layers: Sequence[str] | None) -> tuple[str, ...]:
+def check_layers(model, layers: Sequence[str] | None) -> tuple[str, ...]:
     """The layers to study (default: every named layer), checked against the network, in table order."""
+    names = models.layer_names(model)
     if layers is None:
-        return tuple(model.layer_names)
+        return tuple(names)
     layers = tuple(layers)
     if not layers:
         raise ValueError("give at least one layer")
     for layer in layers:
-        taps.check_layer(model, layer)
+        models.check_layer(model, layer)
     if len(set(layers)) != len(layers):
         raise ValueError(f"layers repeat: {list(layers)}")
-    return tuple(sorted(layers, key=model.layer_names.index))
+    return tuple(sorted(layers, key=names.index))
 
 
-def class_predictions(model: Model, null_mean) -> np.ndarray:
+def class_predictions(model, null_mean) -> np.ndarray:
     """argmax over the network's last layer (class scores or probabilities) of null-mean images (B, H, W, 3)."""
-    rep = taps.representation(model, model.layer_names[-1])
+    rep = models.representation(model, models.prediction_layer(model))
     codes = inversion.codes_of(rep, null_mean)
     return codes.reshape(len(codes), -1).argmax(axis=1).astype(np.int32)
 
@@ -164,7 +164,7 @@ def c_number(C: float):
 
 # ---------------------------------------------------------------- one unit
 
-def invert_unit(model: Model, layer: str, C: float, reference: np.ndarray, *, restarts: int,
+def invert_unit(model, layer: str, C: float, reference: np.ndarray, *, restarts: int,
                 stages: Sequence[Stage], seed: int, jitter: bool = True, images_per_call: int | None = None,
                 invariance_images: int = 2, progress=None) -> dict:
     """Inverts `layer` of the N reference images at weight C from `restarts` random starts each
@@ -174,8 +174,8 @@ def invert_unit(model: Model, layer: str, C: float, reference: np.ndarray, *, re
     reconstructions, first_restart (N, H, W, 3) uint8, restarts (M, K, H, W, 3) uint8 of the first
     M = `invariance_images` images, seconds.
     """
-    rep = taps.representation(model, layer)
-    problem = layer_rules.inversion_problem(model, layer, C=C, jitter=jitter)
+    rep = models.representation(model, layer)
+    problem = models.inversion_problem(model, layer, C=C, jitter=jitter)
     step = len(reference) if not images_per_call else int(images_per_call)
     errors, predictions, displays = [], [], []
     hist = np.zeros(HIST_BINS, np.int64)
@@ -210,16 +210,16 @@ class Study:
     reference_hist: np.ndarray  # (HIST_BINS,)
     units: dict
     settings: dict
-    rule_C: dict  # layer -> layer_rules.layer_C
+    rule_C: dict  # layer -> models.layer_C
 
     @property
     def complete(self) -> bool:
         return all((layer, c) in self.units for layer in self.layers for c in self.C)
 
 
-def fingerprint(model: Model, reference: np.ndarray, settings: Mapping) -> dict:
+def fingerprint(model, reference: np.ndarray, settings: Mapping) -> dict:
     """What determines a unit's results besides (layer, C): weights, images and the settings."""
-    return dict(settings, network=model.arch, weights_sha256=checkpoints.weights_fingerprint(model.params),
+    return dict(settings, network=models.name(model), weights_sha256=checkpoints.weights_fingerprint(model.params),
                 images_sha256=cache.images_fingerprint(reference), hist_bins=HIST_BINS)
 
 
@@ -262,7 +262,7 @@ def _save_unit(path: str, unit: dict) -> None:
     checkpoints.write_tree(path, unit)
 
 
-def run_study(model: Model, reference: np.ndarray, *, reference_names: Sequence[str] | None = None,
+def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | None = None,
               layers: Sequence[str] | None = None, C: Sequence[float] = DEFAULT_C, restarts: int = 4,
               stages: Sequence[Stage] = preimage.default_stages(), seed: int = 0, jitter: bool = True,
               images_per_call: int | None = None, invariance_images: int = 2, checkpoint_dir: str | None = None,
@@ -278,9 +278,10 @@ def run_study(model: Model, reference: np.ndarray, *, reference_names: Sequence[
     layers = check_layers(model, layers)
     C = parse_C(C)
     reference = np.asarray(reference, np.float32)
-    size = model.input_size
-    if reference.ndim != 4 or reference.shape[1:] != (size, size, 3):
-        raise ValueError(f"reference images must be (N, {size}, {size}, 3) for {model.arch!r}; got {reference.shape}")
+    size, channels = models.input_side(model), models.channels(model)
+    if reference.ndim != 4 or reference.shape[1:] != (size, size, channels):
+        raise ValueError(f"reference images must be (N, {size}, {size}, {channels}) for {models.name(model)!r}; "
+                         f"got {reference.shape}")
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     if images_per_call is not None and images_per_call < 1:
@@ -294,10 +295,10 @@ def run_study(model: Model, reference: np.ndarray, *, reference_names: Sequence[
                     invariance_images=min(invariance_images, len(reference)))
     if checkpoint_dir:
         _open_checkpoints(checkpoint_dir, fingerprint(model, reference, settings))
-    null_mean = np.stack([np.asarray(taps.representation(model, layers[0]).to_null_mean(im)) for im in reference])
-    study = Study(model.arch, layers, C, reference, list(reference_names or range(len(reference))),
+    null_mean = np.stack([np.asarray(models.representation(model, layers[0]).to_null_mean(im)) for im in reference])
+    study = Study(models.name(model), layers, C, reference, list(reference_names or range(len(reference))),
                   class_predictions(model, null_mean), gradient_magnitude_histogram(reference), {}, settings,
-                  {layer: layer_rules.layer_C(model, layer) for layer in layers})
+                  {layer: models.layer_C(model, layer) for layer in layers})
     work = [(layer, c) for layer in layers for c in C]
     computed, seconds = 0, []
     for index, (layer, c) in enumerate(work, 1):

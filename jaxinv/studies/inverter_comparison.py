@@ -186,8 +186,12 @@ def write_outputs(comparison: Comparison, output_dir: str, figure_images: int = 
     optimisation | HOGgle, the methods that ran)."""
     size = comparison.results["size"]
     shown = range(min(figure_images, len(comparison.originals)))
-    rows = [[comparison.originals[i]] + [r[i] for r in comparison.reconstructions.values()] for i in shown]
+    methods = list(comparison.reconstructions)
+    rows = [[comparison.originals[i]] + [comparison.reconstructions[m][i] for m in methods] for i in shown]
+    captions = [[""] + [f"error {comparison.per_image[m][i]:.3f}" for m in methods] for i in shown]
+    grid = images.labelled_grid(rows, column_labels=["original"] + methods, tile_labels=captions,
+                                row_labels=[str(comparison.per_image["images"][i])[:12] for i in shown],
+                                tile=(max(size, 128), max(size, 128)))
     return [outputs.write_json(os.path.join(output_dir, "results.json"), comparison.results),
             outputs.write_json(os.path.join(output_dir, "per_image.json"), comparison.per_image),
-            images.save_image(os.path.join(output_dir, "figure.png"),
-                              images.image_grid(rows, tile=(max(size, 128), max(size, 128))))]
+            images.save_image(os.path.join(output_dir, "figure.png"), grid)]

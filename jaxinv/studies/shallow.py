@@ -118,13 +118,15 @@ def write_table(table: Table, output_dir: str, figure_images: int = 4) -> tuple[
     """results.json and figure.png like IJCV Fig. 5 (original, HOG glyphs when HOG is inverted, then
     each representation's pre-image); returns both paths and the figure's column names."""
     names, studies = list(table.config.representations), table.studies
-    rows = []
+    rows, captions = [], []
     for i in range(min(figure_images, len(table.grey))):
         glyphs = [representations.render("hog", studies["hog"]["targets"][i])] if "hog" in studies else []
         rows.append([table.grey[i]] + glyphs + [studies[name]["reconstructions"][i, 0] for name in names])
-    figure = images.save_image(os.path.join(output_dir, "figure.png"),
-                               images.image_grid(rows, tile=table.grey[0].shape[:2]))
+        captions.append([""] * (1 + len(glyphs)) + [f"error {studies[name]['errors'][i, 0]:.3f}" for name in names])
     columns = ["original"] + (["HOG glyphs"] if "hog" in studies else []) + [f"{n}^-1" for n in names]
+    figure = images.save_image(os.path.join(output_dir, "figure.png"), images.labelled_grid(
+        rows, column_labels=columns, row_labels=[f"image {i}" for i in range(len(rows))], tile_labels=captions,
+        tile=table.grey[0].shape[:2]))
     return outputs.write_json(os.path.join(output_dir, "results.json"), table.results), figure, columns
 
 
@@ -167,7 +169,11 @@ def invert_image(config: InvertConfig, log: Callable[[str], None] = print) -> Im
     errors = result.errors[0]
     glyphs = representations.render(config.representation, result.target_codes[0], image_shape=image.shape,
                                     cell_size=config.cell_size)
-    grid = images.image_grid([[image, glyphs], list(result.images[0])], tile=image.shape[:2])
+    restarts = list(result.images[0])
+    grid = images.labelled_grid(
+        [[image, glyphs] + restarts],
+        column_labels=["original", f"{config.representation} glyphs"] + [f"restart {k}" for k in range(len(restarts))],
+        tile_labels=[["", ""] + [f"error {e:.3f}" for e in result.errors[0]]], tile=image.shape[:2])
     found = {"representation": config.representation, "image": path, "image_size": list(image.shape),
              "formulation": config.formulation, "C": config.C, "iterations": config.iterations,
              "refine_iterations": config.refine_iterations, "restarts": config.restarts, "seed": config.seed,
