@@ -21,6 +21,7 @@ from typing import Sequence
 
 
 from jaxinv.adapters.core import TappedModel
+from jaxinv.engine import graph
 from jaxinv.engine.preimage import Problem
 from jaxinv.engine.representation import Representation
 from jaxinv.nets import layers as L
@@ -207,12 +208,12 @@ def is_class_layer(model, layer: str) -> bool:
 
 
 def pre_activation(model, layer: str) -> str:
-    """The ReLU's input for a table's ReLU layer (maximising it has a gradient where the unit is
-    zero), else `layer` itself."""
+    """The ReLU's input for a table's ReLU (or ReLU6) layer (maximising it has a gradient where the
+    unit is zero), else `layer` itself."""
     if isinstance(model, Model):
-        names = model.layer_names
-        index = names.index(layer)
-        return names[index - 1] if model.table[index].op is L.relu and index > 0 else layer
+        index = model.layer_names.index(layer)
+        source = graph.input_names(model.table)[index][0]
+        return source if model.table[index].op in (L.relu, L.relu6) and source != graph.INPUT else layer
     return layer
 
 

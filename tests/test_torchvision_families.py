@@ -26,7 +26,8 @@ torch = pytest.importorskip("torch")
 from jaxinv import nets  # noqa: E402
 from jaxinv.adapters import geometry  # noqa: E402
 from jaxinv.engine import layer_shapes  # noqa: E402
-from jaxinv.methods import layer_rules  # noqa: E402
+from jaxinv import models  # noqa: E402
+from jaxinv.methods import layer_rules, windows  # noqa: E402
 from jaxinv.nets import taps, torchvision_tables  # noqa: E402
 from jaxinv.nets.model import TORCHVISION_CONVENTION, Model  # noqa: E402
 from tests import torchvision_reference as R  # noqa: E402
@@ -178,6 +179,7 @@ def test_derived_receptive_field_is_the_measured_gradient_support(arch, layer):
     assert measured.receptive_field == (stop - start,) * 2 == (model.receptive_fields[layer][0],) * 2
     assert measured.stride == (stride, stride)
     assert measured.box == (start + i * stride, start + j * stride, stop + i * stride, stop + j * stride)
+    assert windows.receptive_field_box(model, layer, (i, j, i + 1, j + 1)) == measured.box
 
 
 def test_union_of_branches_that_are_not_centred_alike():
@@ -224,6 +226,20 @@ def test_layer_rules_on_resnet50_and_googlenet(arch):
     found = {layer: model.receptive_fields[layer] + (layer_rules.layer_C(model, layer), layer_rules.layer_jitter(model, layer))
              for layer in RULES[arch]}
     assert found == RULES[arch]
+
+
+def test_graph_aware_helpers():
+    """A ReLU's pre-activation is the layer it reads (ResNet's block output reads the sum); channel
+    groups come from the convolution that produces or reads a map (MobileNetV2's depthwise one)."""
+    model = Model("torchvision-resnet18", nets.build("torchvision-resnet18"), None, 224, dict(TORCHVISION_CONVENTION))
+    assert models.pre_activation(model, "layer2") == "layer2.1.add"
+    assert models.pre_activation(model, "layer2.0.relu1") == "layer2.0.conv1"
+    assert len(windows.channel_groups(model, "layer2.0")) == 1
+    mobilenet = Model("torchvision-mobilenet-v2", nets.build("torchvision-mobilenet-v2"), None, 224,
+                      dict(TORCHVISION_CONVENTION))
+    assert models.pre_activation(mobilenet, "features.2.conv.1") == "features.2.conv.1.0"
+    assert len(windows.channel_groups(mobilenet, "features.2.conv.0")) == 96  # read by a 96-group depthwise conv
+    assert len(windows.channel_groups(mobilenet, "features.2")) == 1
 
 
 def test_tables_shapes_and_names():
