@@ -49,7 +49,7 @@ def images(size, num_images):
 @pytest.fixture(scope="module")
 def resnet18(tmp_path_factory):
     """(PyTorch ResNet-18 with random weights and batch norm statistics, its conversion at 64 px)."""
-    return R.converted("torchvision-resnet18", str(tmp_path_factory.mktemp("resnet18")), SMALL)
+    return R.converted("torchvision-resnet18", str(tmp_path_factory.mktemp("resnet18")), SMALL, images(SMALL, 2))
 
 
 def check(arch, net, model, rgb):
@@ -69,7 +69,7 @@ def test_converted_network_matches_pytorch(arch, tmp_path, request):
     if arch == "torchvision-resnet18":
         net, model = request.getfixturevalue("resnet18")
     else:
-        net, model = R.converted(arch, str(tmp_path), SMALL)
+        net, model = R.converted(arch, str(tmp_path), SMALL, rgb)
     check(arch, net, model, rgb)
     if arch == "torchvision-googlenet":
         # The pretrained weights' transform_input is the (x - 0.5) / 0.5 input convention; the PyTorch
@@ -79,13 +79,14 @@ def test_converted_network_matches_pytorch(arch, tmp_path, request):
 
 
 def test_vgg_with_batch_norm_matches_pytorch_in_float32(tmp_path):
-    """VGG-11-BN in the default suite: every layer in float32, as jaxinv runs. Its 133M parameters
+    """VGG-11-BN in the default suite: every layer run in float32, as jaxinv runs (against PyTorch in
+    float64, `torchvision_reference.layer_differences`). Its 133M parameters
     make the float64 comparison (three float64 copies of the weights, input gradient included) slow,
     so that one runs with the slow suite (above, at 64 and 224 px); VGG's backward is a chain of the
     operators every other family's gradient test covers."""
     arch = "torchvision-vgg11-bn"
     rgb = images(SMALL, 2)
-    net, model = R.converted(arch, str(tmp_path), SMALL)
+    net, model = R.converted(arch, str(tmp_path), SMALL, rgb)
     differences = R.layer_differences(model, net, rgb)
     print(arch, "float32 worst", max(differences.values()))
     assert max(differences.values()) <= TOLERANCE, differences
@@ -95,9 +96,9 @@ def test_vgg_with_batch_norm_matches_pytorch_in_float32(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", R.ARCHS)
 def test_converted_network_matches_pytorch_at_224(arch, tmp_path):
-    """Full size, one image: float64 as above, and every layer in float32 as jaxinv runs."""
+    """Full size, one image: float64 as above, and every layer run in float32 as jaxinv runs."""
     rgb = images(224, 1)
-    net, model = R.converted(arch, str(tmp_path), 224)
+    net, model = R.converted(arch, str(tmp_path), 224, rgb)
     check(arch, net, model, rgb)
     differences = R.layer_differences(model, net, rgb)
     print(arch, "float32 worst", max(differences.values()))

@@ -459,11 +459,17 @@ def reference(arch: str) -> nn.Module:
     return _named(net).eval()
 
 
-def randomise(net: nn.Module, seed: int = 0) -> None:
-    """Random weights (He-normal), biases, and batch norm statistics and affine parameters: running
-    variances log-uniform in [1e-4, 1] (so that eps matters), gammas sqrt(variance) times U(0.5, 1.5)
-    (so that activations stay of order one however deep), betas and means random."""
+def randomise(net: nn.Module, seed: int = 0, rgb: np.ndarray | None = None) -> None:
+    """Random weights (He-normal) and biases, and random batch norm statistics and affine parameters
+    that keep activations of order one however deep, as in a trained network: each BatchNorm's
+    statistics are first measured on `rgb` (training-mode batch statistics; mean 0, variance 1
+    without images), then its running variance set to the measured one times q, log-uniform in
+    [1e-4, 1] (so that eps matters), its running mean moved by 0.2 standard deviations at random,
+    gamma = sqrt((q var + eps) / var) times U(0.5, 1.5) and beta random. (He-normal weights under
+    statistics unrelated to the activations let MobileNetV2's linear bottlenecks double the variance
+    at every block, so that ReLU6 saw pre-activations in the thousands at 224 px.)"""
     g = torch.Generator().manual_seed(seed)
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -471,17 +477,33 @@ def randomise(net: nn.Module, seed: int = 0) -> None:
                 module.weight.copy_(torch.randn(module.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
                 if module.bias is not None:
                     module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.1)
-            elif isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                variance = 10.0 ** (-4.0 * torch.rand(n, generator=g))
-                module.running_var.copy_(variance)
-                module.running_mean.copy_(torch.randn(n, generator=g) * 0.5 * variance.sqrt())
-                module.weight.copy_(variance.sqrt() * (0.5 + torch.rand(n, generator=g)))
-                module.bias.copy_(torch.randn(n, generator=g) * 0.2)
-                module.num_batches_tracked.fill_(1000)
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average: the batch's statistics
+            norm.weight.fill_(1.0)
+            norm.bias.zero_()
+        if rgb is not None and norms:
+            net.train()
+            net(_torchvision_input(torch.tensor(np.transpose(rgb, (0, 3, 1, 2)), dtype=torch.float32)))
+            net.eval()
+        for norm in norms:
+            n, mean, variance = norm.num_features, norm.running_mean.clone(), norm.running_var.clone()
+            q = 10.0 ** (-4.0 * torch.rand(n, generator=g))
+            norm.running_var.copy_(variance * q)
+            norm.running_mean.copy_(mean + 0.2 * variance.sqrt() * torch.randn(n, generator=g))
+            norm.weight.copy_(((variance * q + norm.eps) / variance).sqrt() * (0.5 + torch.rand(n, generator=g)))
+            norm.bias.copy_(torch.randn(n, generator=g) * 0.2)
+            norm.momentum = 0.1
+            norm.num_batches_tracked.fill_(1000)
 
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def _torchvision_input(image):
+    """RGB [0, 255] images (N, 3, H, W) -> torchvision's input: [0, 1], ImageNet's mean and std."""
+    mean, std = (torch.tensor(v, dtype=image.dtype).reshape(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    return (image / 255.0 - mean) / std
 
 
 def torch_layers(net: nn.Module, rgb: np.ndarray, objective: str | None = None, objective_weights=None):
@@ -490,9 +512,8 @@ def torch_layers(net: nn.Module, rgb: np.ndarray, objective: str | None = None, 
     of the network fed torchvision's input: the RGB image in [0, 1] normalised with ImageNet's mean
     and std. In the dtype of `rgb`."""
     image = torch.tensor(np.transpose(rgb, (0, 3, 1, 2)), requires_grad=objective is not None)
-    mean, std = (torch.tensor(v, dtype=image.dtype).reshape(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
     with recording() as outputs:
-        scores = net((image / 255.0 - mean) / std)
+        scores = net(_torchvision_input(image))
         tap("prob", torch.softmax(scores, dim=1))
     gradient = None
     if objective is not None:
@@ -551,12 +572,22 @@ def jax_layers(model, rgb: np.ndarray, objective: str | None = None, objective_w
 
 
 def layer_differences(model, net: nn.Module, rgb: np.ndarray) -> dict:
-    """{layer: max |jaxinv - PyTorch| / max |PyTorch|} over every layer of the converted `model` in
-    float32, as jaxinv runs; both networks see RGB [0, 255] images through their own conventions."""
-    rgb = rgb.astype(np.float32)
+    """{layer: max |jaxinv - PyTorch| / max |PyTorch|} over every layer of the converted `model` run in
+    float32, as jaxinv runs, against the PyTorch network in float64 (both see RGB [0, 255] images
+    through their own input conventions). Against PyTorch in float32 the two float32 errors would add:
+    on MobileNetV2 at 224 px PyTorch's own float32 error reaches 7e-5 of a ReLU6 layer's largest value
+    (`float32_differences`; pre-activations up to ~80 clipped at 6), jaxinv's 6e-5, the two together 1.1e-4."""
     with torch.no_grad():
-        reference, _ = torch_layers(net.float(), rgb)
-    return _compared(model, jax_layers(model, rgb)[0], reference)
+        reference, _ = torch_layers(copy.deepcopy(net).double(), rgb.astype(np.float64))
+    return _compared(model, jax_layers(model, rgb.astype(np.float32))[0], reference)
+
+
+def float32_differences(net: nn.Module, rgb: np.ndarray) -> dict:
+    """PyTorch's own float32 error: {layer: max |float32 - float64| / max |float64|} of the network."""
+    with torch.no_grad():
+        single, _ = torch_layers(copy.deepcopy(net).float(), rgb.astype(np.float32))
+        double, _ = torch_layers(copy.deepcopy(net).double(), rgb.astype(np.float64))
+    return {name: _relative(single[name], double[name]) for name in double}
 
 
 def with_converted_weights(net: nn.Module, model, arch: str) -> nn.Module:
@@ -619,18 +650,19 @@ def objective_layer(arch: str) -> str:
     return next(layer for family, layer in OBJECTIVES.items() if arch.startswith(f"torchvision-{family}"))
 
 
-def converted(arch: str, directory: str, input_size: int, seed: int = 0):
-    """(random-weight PyTorch network, the jaxinv model converted from its saved state_dict)."""
+def converted(arch: str, directory: str, input_size: int, rgb: np.ndarray | None = None, seed: int = 0):
+    """(random-weight PyTorch network, batch norm statistics measured on `rgb` then randomised, and
+    the jaxinv model converted from its saved state_dict)."""
     from weights_conversion import convert
     net = reference(arch)
-    randomise(net, seed)
+    randomise(net, seed, rgb)
     path = os.path.join(directory, f"{arch}.pth")
     torch.save(net.state_dict(), path)
     return net, convert.convert("torch", arch, path, input_size=input_size)
 
 
 def compare(arch: str, input_size: int, rgb: np.ndarray, directory: str) -> dict:
-    net, model = converted(arch, directory, input_size)
+    net, model = converted(arch, directory, input_size, rgb)
     return max_relative_differences(model, net, arch, rgb, objective_layer(arch))
 
 
@@ -652,17 +684,23 @@ def main():
     parser.add_argument("--num_images", type=int, default=1)
     args = parser.parse_args()
     rgb = natural_images(args.size, args.num_images)
-    print(f"{args.num_images} ImageNet sample(s) at {args.size}x{args.size}, random weights and batch norm statistics")
-    print("| architecture | layers | worst layer | its difference | input gradient | s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"{args.num_images} ImageNet sample(s) at {args.size}x{args.size}; random weights, batch norm statistics measured "
+          "then randomised; per layer max |x - PyTorch float64| / max |PyTorch float64|, the worst layer shown")
+    print("| architecture | layers | jaxinv float32 (worst layer) | PyTorch float32 (worst layer) | jaxinv float64 | "
+          "input gradient, float64 | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for arch in args.archs.split(","):
         start = time.time()
         with tempfile.TemporaryDirectory() as directory:
-            differences = compare(arch, args.size, rgb, directory)
-        gradient = differences.pop("input gradient")
-        worst = max(differences, key=differences.get)
-        print(f"| `{arch}` | {len(differences)} | {worst} | {differences[worst]:.1e} | {gradient:.1e} | "
-              f"{time.time() - start:.0f} |", flush=True)
+            net, model = converted(arch, directory, args.size, rgb)
+        single = layer_differences(model, net, rgb)
+        torch_single = {name: d for name, d in float32_differences(net, rgb).items() if name in single}
+        double = max_relative_differences(model, net, arch, rgb, objective_layer(arch))
+        gradient = double.pop("input gradient")
+        worst, torch_worst = max(single, key=single.get), max(torch_single, key=torch_single.get)
+        print(f"| `{arch}` | {len(single)} | {single[worst]:.1e} ({worst}) | {torch_single[torch_worst]:.1e} "
+              f"({torch_worst}) | {max(double.values()):.1e} | {gradient:.1e} | {time.time() - start:.0f} |", flush=True)
+        del net, model
 
 
 if __name__ == "__main__":
