@@ -213,17 +213,17 @@ def pre_activation(model, layer: str) -> str:
     if isinstance(model, Model):
         index = model.layer_names.index(layer)
         source = graph.input_names(model.table)[index][0]
-        return source if model.table[index].op in (L.relu, L.relu6) and source != graph.INPUT else layer
+        return source if model.table[index].op in L.ACTIVATIONS and source != graph.INPUT else layer
     return layer
 
 
 
 def texture_layers(model) -> list[str]:
-    """Default layers of the texture and style losses: the ReLU layers of a table's spatial trunk
+    """Default layers of the texture and style losses: the ReLU (ReLU6) layers of a table's spatial trunk
     (relu1, relu2, relu3 on cifar-ref), or every tap with a spatial map of an adapted model."""
     if isinstance(model, Model):
         trunk = set(taps.spatial_trunk(model))
-        return [layer.name for layer in model.table if layer.op is L.relu and layer.name in trunk]
+        return [layer.name for layer in model.table if layer.op in L.ACTIVATIONS and layer.name in trunk]
     return spatial_layers(model)
 
 

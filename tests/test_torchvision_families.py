@@ -36,7 +36,8 @@ from weights_conversion import convert, torch_reader  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-4
 SMALL = 64
-DEFAULT_ARCHS = ("torchvision-resnet18", "torchvision-googlenet", "torchvision-squeezenet1_1", "torchvision-mobilenet-v2")
+DEFAULT_ARCHS = ("torchvision-resnet18", "torchvision-googlenet", "torchvision-squeezenet1_1",
+                 "torchvision-mobilenet-v2")
 
 
 def images(size, num_images):
@@ -115,7 +116,8 @@ def test_batch_norm_statistics_matter(resnet18, tmp_path):
     state = torch_reader.read_state_dict(path)
     table = nets.build("torchvision-resnet18")
     wrong = torch_reader._layout_params(table, SMALL, state, dataclasses.replace(layout, bn_eps=1e-3), path)
-    assert np.abs(wrong["conv1"]["w"] - model.params["conv1"]["w"]).max() > 1e-3 * np.abs(model.params["conv1"]["w"]).max()
+    weights = model.params["conv1"]["w"]
+    assert np.abs(wrong["conv1"]["w"] - weights).max() > 1e-3 * np.abs(weights).max()
 
 
 def test_reader_names_missing_and_foreign_modules(resnet18, tmp_path):
@@ -153,7 +155,7 @@ def _unclipped_size(layer, table):
 
 
 MEASURED = {  # layers whose receptive field is measured: branches joined by add / concat
-    "torchvision-resnet18": ["pool1", "layer2.0"],
+    "torchvision-resnet18": ["pool1", "layer2.0", "layer3"],
     "torchvision-squeezenet1_1": ["fire2"],
     "torchvision-googlenet": ["inception3a"],
     "torchvision-mobilenet-v2": ["features.3"],
@@ -194,7 +196,8 @@ def test_union_of_branches_that_are_not_centred_alike():
 
     def conv(name, pad):
         return Layer(name, L.conv, dict(out_channels=2, kernel=3, stride=1, pad=pad, groups=1), (INPUT,))
-    table = [conv("before", (2, 0, 2, 0)), conv("after", (0, 2, 0, 2)), Layer("sum", graph.add, inputs=("before", "after"))]
+    table = [conv("before", (2, 0, 2, 0)), conv("after", (0, 2, 0, 2)),
+             Layer("sum", graph.add, inputs=("before", "after"))]
     intervals = layer_shapes.receptive_field_intervals(table, (8, 8, 1))
     assert intervals == {"before": (-2, 1, 1), "after": (0, 3, 1), "sum": (-2, 3, 1)}
     assert layer_shapes.receptive_fields(table, (8, 8, 1))["sum"] == (5, 1)
@@ -224,14 +227,16 @@ def test_layer_rules_on_resnet50_and_googlenet(arch):
     model = Model(arch, nets.build(arch), None, 224, dict(TORCHVISION_CONVENTION))
     assert layer_rules.trunk_end(model.table) == {"torchvision-resnet50": "layer4",
                                                   "torchvision-googlenet": "inception5b"}[arch]
-    found = {layer: model.receptive_fields[layer] + (layer_rules.layer_C(model, layer), layer_rules.layer_jitter(model, layer))
+    found = {layer: model.receptive_fields[layer] + (layer_rules.layer_C(model, layer),
+                                                     layer_rules.layer_jitter(model, layer))
              for layer in RULES[arch]}
     assert found == RULES[arch]
 
 
 def test_graph_aware_helpers():
     """A ReLU's pre-activation is the layer it reads (ResNet's block output reads the sum); channel
-    groups come from the convolution that produces or reads a map (MobileNetV2's depthwise one)."""
+    groups come from the convolution that produces or reads a map (MobileNetV2's depthwise one);
+    ReLU6 layers count as rectifiers (texture layers)."""
     model = Model("torchvision-resnet18", nets.build("torchvision-resnet18"), None, 224, dict(TORCHVISION_CONVENTION))
     assert models.pre_activation(model, "layer2") == "layer2.1.add"
     assert models.pre_activation(model, "layer2.0.relu1") == "layer2.0.conv1"
@@ -241,6 +246,7 @@ def test_graph_aware_helpers():
     assert models.pre_activation(mobilenet, "features.2.conv.1") == "features.2.conv.1.0"
     assert len(windows.channel_groups(mobilenet, "features.2.conv.0")) == 96  # read by a 96-group depthwise conv
     assert len(windows.channel_groups(mobilenet, "features.2")) == 1
+    assert models.texture_layers(mobilenet)[:2] == ["features.0", "features.1.conv.0"]  # ReLU6 layers
 
 
 def test_tables_shapes_and_names():

@@ -339,7 +339,8 @@ class SqueezeNet(nn.Module):
         self.num_classes = num_classes
         if version == "1_0":
             self.features = nn.Sequential(
-                nn.Conv2d(3, 96, kernel_size=7, stride=2), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+                nn.Conv2d(3, 96, kernel_size=7, stride=2), nn.ReLU(),
+                nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
                 Fire(96, 16, 64, 64), Fire(128, 16, 64, 64), Fire(128, 32, 128, 128),
                 nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
                 Fire(256, 32, 128, 128), Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256),
@@ -347,7 +348,8 @@ class SqueezeNet(nn.Module):
                 Fire(512, 64, 256, 256))
         else:
             self.features = nn.Sequential(
-                nn.Conv2d(3, 64, kernel_size=3, stride=2), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+                nn.Conv2d(3, 64, kernel_size=3, stride=2), nn.ReLU(),
+                nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
                 Fire(64, 16, 64, 64), Fire(128, 16, 64, 64),
                 nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
                 Fire(128, 32, 128, 128), Fire(256, 32, 128, 128),
@@ -684,8 +686,9 @@ def main():
     parser.add_argument("--num_images", type=int, default=1)
     args = parser.parse_args()
     rgb = natural_images(args.size, args.num_images)
-    print(f"{args.num_images} ImageNet sample(s) at {args.size}x{args.size}; random weights, batch norm statistics measured "
-          "then randomised; per layer max |x - PyTorch float64| / max |PyTorch float64|, the worst layer shown")
+    print(f"{args.num_images} ImageNet sample(s) at {args.size}x{args.size}; random weights, batch norm statistics "
+          "measured then randomised; per layer max |x - PyTorch float64| / max |PyTorch float64|, the worst layer "
+          "shown")
     print("| architecture | layers | jaxinv float32 (worst layer) | PyTorch float32 (worst layer) | jaxinv float64 | "
           "input gradient, float64 | s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -699,7 +702,8 @@ def main():
         gradient = double.pop("input gradient")
         worst, torch_worst = max(single, key=single.get), max(torch_single, key=torch_single.get)
         print(f"| `{arch}` | {len(single)} | {single[worst]:.1e} ({worst}) | {torch_single[torch_worst]:.1e} "
-              f"({torch_worst}) | {max(double.values()):.1e} | {gradient:.1e} | {time.time() - start:.0f} |", flush=True)
+              f"({torch_worst}) | {max(double.values()):.1e} | {gradient:.1e} | {time.time() - start:.0f} |",
+              flush=True)
         del net, model
 
 

@@ -60,7 +60,8 @@ def fold_batch_norm(weight, bias, bn: dict, eps: float, what: str) -> tuple[np.n
     scale = gamma / np.sqrt(np.asarray(bn["running_var"], np.float64) + eps)
     bias = np.zeros(out) if bias is None else np.asarray(bias, np.float64)
     weight = np.asarray(weight, np.float64) * scale.reshape((out,) + (1,) * (np.ndim(weight) - 1))
-    return weight.astype(np.float32), ((bias - np.asarray(bn["running_mean"], np.float64)) * scale + beta).astype(np.float32)
+    bias = (bias - np.asarray(bn["running_mean"], np.float64)) * scale + beta
+    return weight.astype(np.float32), bias.astype(np.float32)
 
 
 def _layout_params(table, input_size: int, state: dict, layout, path: str) -> dict:

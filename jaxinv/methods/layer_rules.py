@@ -30,7 +30,7 @@ from jaxinv.nets.taps import check_layer, layer_stride
 C_VALUES = (300.0, 100.0, 20.0, 1.0)
 # Receptive field / input size thresholds separating C = 300 | 100 | 20 (see the module docstring).
 C_RF_THRESHOLDS = (0.45, 0.60)
-POINTWISE_OPS = (L.relu, L.relu6)
+POINTWISE_OPS = L.ACTIVATIONS
 # Ops that continue the trunk after its last convolution: pointwise ones and the merges of branches.
 TRUNK_OPS = POINTWISE_OPS + (graph.add, graph.concat)
 

@@ -197,6 +197,7 @@ def softmax(x):
 
 
 PARAMETRIC_OPS = (conv, fc)
+ACTIVATIONS = (relu, relu6)  # the rectifiers: taps of texture, caricature and pre-activation rules
 
 
 # Geometry of the operators (jaxinv.engine.layer_shapes derives a table's shapes and fields from these).
