@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from jaxinv import nets
 from jaxinv.io import arguments, checkpoints
-from jaxinv.nets import tables
+from jaxinv.nets import tables, torchvision_tables
 from jaxinv.nets import model as model_lib
 
 FORMATS = ("torch", "matconvnet", "caffe")
@@ -15,8 +15,8 @@ FORMATS = ("torch", "matconvnet", "caffe")
 def default_convention(arch: str, source_format: str) -> dict:
     """Input convention of a source: torchvision normalisation, MatConvNet's RGB [0, 255] minus the
     ILSVRC mean, Caffe's BGR [0, 255] minus the mean (PyTorch ports of Caffe models keep Caffe's)."""
-    if arch.startswith("torchvision-"):
-        return dict(model_lib.TORCHVISION_CONVENTION)
+    if arch.startswith("torchvision-"):  # GoogLeNet's pretrained weights: transform_input (torchvision_tables)
+        return dict(model_lib.TORCHVISION_CONVENTION, **torchvision_tables.layout(arch).convention)
     if source_format == "matconvnet":
         return dict(model_lib.MATCONVNET_CONVENTION)
     return dict(model_lib.CAFFE_CONVENTION)
@@ -34,7 +34,7 @@ def convert(source_format: str, arch: str, path: str, prototxt: str | None = Non
     convention, class_names, mean_image = default_convention(arch, source_format), None, None
     if source_format == "torch":
         from jaxinv.conversion import torch_reader
-        params = torch_reader.to_params(table, input_size, torch_reader.read_state_dict(path), path)
+        params = torch_reader.to_params(table, input_size, torch_reader.read_state_dict(path), path, arch)
     elif source_format == "matconvnet":
         from jaxinv.conversion import matconvnet_reader
         net = matconvnet_reader.read(path)

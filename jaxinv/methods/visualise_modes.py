@@ -187,7 +187,7 @@ def channels_mode(config, model, stages, log):
 
 
 def default_caricature_layers(model):
-    trunk_and_fc = [l.name for l in model.table if l.op is L.relu]
+    trunk_and_fc = [l.name for l in model.table if l.op in L.ACTIVATIONS]
     return trunk_and_fc + [activation_max.class_score_layer(model)]
 
 
