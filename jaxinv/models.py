@@ -21,6 +21,7 @@ from typing import Sequence
 
 
 from jaxinv.adapters.core import TappedModel
+from jaxinv.engine import graph
 from jaxinv.engine.preimage import Problem
 from jaxinv.engine.representation import Representation
 from jaxinv.nets import layers as L
@@ -207,22 +208,22 @@ def is_class_layer(model, layer: str) -> bool:
 
 
 def pre_activation(model, layer: str) -> str:
-    """The ReLU's input for a table's ReLU layer (maximising it has a gradient where the unit is
-    zero), else `layer` itself."""
+    """The ReLU's input for a table's ReLU (or ReLU6) layer (maximising it has a gradient where the
+    unit is zero), else `layer` itself."""
     if isinstance(model, Model):
-        names = model.layer_names
-        index = names.index(layer)
-        return names[index - 1] if model.table[index].op is L.relu and index > 0 else layer
+        index = model.layer_names.index(layer)
+        source = graph.input_names(model.table)[index][0]
+        return source if model.table[index].op in L.ACTIVATIONS and source != graph.INPUT else layer
     return layer
 
 
 
 def texture_layers(model) -> list[str]:
-    """Default layers of the texture and style losses: the ReLU layers of a table's spatial trunk
+    """Default layers of the texture and style losses: the ReLU (ReLU6) layers of a table's spatial trunk
     (relu1, relu2, relu3 on cifar-ref), or every tap with a spatial map of an adapted model."""
     if isinstance(model, Model):
         trunk = set(taps.spatial_trunk(model))
-        return [layer.name for layer in model.table if layer.op is L.relu and layer.name in trunk]
+        return [layer.name for layer in model.table if layer.op in L.ACTIVATIONS and layer.name in trunk]
     return spatial_layers(model)
 
 

@@ -111,8 +111,12 @@ def torch_network(arch, input_size):
         container = nn.Module()
         container.features = nn.Sequential(*[m for _, m in features])
         container.avgpool = pool[1]
-        container.classifier = nn.Sequential(nn.Dropout(), head[1][1], head[2][1], nn.Dropout(),
-                                             head[4][1], head[5][1], head[7][1])
+        if arch == "torchvision-alexnet":  # torchvision's classifiers: dropout before (AlexNet) or after (VGG) fc6, fc7
+            container.classifier = nn.Sequential(nn.Dropout(), head[1][1], head[2][1], nn.Dropout(),
+                                                 head[4][1], head[5][1], head[7][1])
+        else:
+            container.classifier = nn.Sequential(head[1][1], head[2][1], nn.Dropout(), head[4][1], head[5][1],
+                                                 nn.Dropout(), head[7][1])
         return container, layers
     if arch in ("caffe-alex", "vgg-vd-16"):  # modules named after the layers
         container = nn.Sequential(OrderedDict((name or f"unnamed{i}", m) for i, (name, m) in enumerate(layers)))

@@ -13,6 +13,7 @@ from jax import lax
 
 from jaxinv import inverters
 from jaxinv.engine import graph
+from jaxinv.io import paths
 from jaxinv.io.outputs import OutputBusyError
 from jaxinv.inverters import features as inverter_features
 from jaxinv.inverters import layers, training
@@ -320,8 +321,8 @@ def test_multiscale_crops(tmp_path):
 
 def test_a_folder_being_trained_is_refused_to_a_second_run(tmp_path):
     config = inverters.TrainConfig(steps=2, **TINY)
-    with training.training_lock(str(tmp_path)):
-        with pytest.raises(OutputBusyError, match=rf"{tmp_path} is being trained by another process \(pid {os.getpid()}\)"):
+    with paths.lock_folder(str(tmp_path)):
+        with pytest.raises(OutputBusyError, match=rf"{tmp_path} is in use by another run \(pid {os.getpid()}\)"):
             inverters.train(config, str(tmp_path), eval_images=0, log=lambda s: None)
     assert inverters.train(config, str(tmp_path), eval_images=0, log=lambda s: None) is not None
 

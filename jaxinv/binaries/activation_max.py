@@ -40,6 +40,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output_dir)  # refused if another run writes there; fails now if it cannot be written
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(activation_max.ActivationMaxConfig)}
     config = activation_max.ActivationMaxConfig(**dict(values, units=cli.int_list("units") or None))
     result = activation_max.run(config)

@@ -56,6 +56,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output_dir)  # refused if another run writes there; fails now if it cannot be written
     names = [f.name for f in dataclasses.fields(inverter_comparison.CompareConfig) if f.name != "cache_dir"]
     config = inverter_comparison.CompareConfig(cache_dir=FLAGS.output_dir, **{name: FLAGS[name].value for name in names})
     result = inverter_comparison.compare(config, log=lambda line: print(line, flush=True))

@@ -33,6 +33,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output, replaced=True)  # refused if another run writes there; fails now if unwritable
     model = conversion.convert(FLAGS.format, FLAGS.arch, FLAGS.input, FLAGS.prototxt, FLAGS.input_size)
     nets.save(FLAGS.output, model)
     print(f"wrote {FLAGS.arch} ({len(model.params)} parametric layers) to {FLAGS.output}")

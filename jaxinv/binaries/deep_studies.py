@@ -43,7 +43,7 @@ cli.define_seed("seed; each (layer, C) unit derives its own from it")
 flags.DEFINE_bool("jitter", True, "jitter by the layer rule (T = stride / 4); --nojitter sets T = 1")
 flags.DEFINE_integer("images_per_call", 0, "images per vmapped run (0: all N in one run of N * K problems)")
 flags.DEFINE_integer("invariance_images", 2, "images whose every restart is kept for the invariance grids")
-flags.DEFINE_integer("figure_images", 8, "rows of the reconstruction grids")
+flags.DEFINE_integer("figure_images", 8, "rows of the reconstruction grids", lower_bound=1)
 cli.define_images_dir("folder of reference images (default: by network, see above)")
 cli.define_data_dir()
 flags.DEFINE_integer("max_units", 0, "stop after computing this many (layer, C) units (0: no limit); rerun resumes")
@@ -52,6 +52,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output_dir)  # refused if another run writes there; fails now if it cannot be written
     began = time.perf_counter()
     model = nets.load(FLAGS.net)
     layers = deep_networks.check_layers(model, FLAGS.layers)

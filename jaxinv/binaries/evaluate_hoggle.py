@@ -31,6 +31,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output_dir)  # refused if another run writes there; fails now if it cannot be written
     evaluation = hoggle_experiments.evaluate(FLAGS.dictionary, images_dir=FLAGS.images_dir, num_test=FLAGS.num_test,
                                              size=FLAGS.size, pixel_mappings=FLAGS.pixel_mappings)
     results_path, figure = hoggle_experiments.write_evaluation(evaluation, FLAGS.output_dir, FLAGS.figure_images)

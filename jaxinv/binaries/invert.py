@@ -36,6 +36,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output_dir)  # refused if another run writes there; fails now if it cannot be written
     config = shallow.InvertConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(shallow.InvertConfig)})
     inverted = shallow.invert_image(config)
     print(shallow.error_line(inverted.metrics))

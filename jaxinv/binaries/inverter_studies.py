@@ -44,6 +44,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output_dir)  # refused if another run writes there; fails now if it cannot be written
     config = inverter_layers.StudyConfig(
         layers=tuple(FLAGS.layers or ()), top_k=cli.int_list("top_k"),
         **{name: FLAGS[name].value for name in ("net", "inverters_dir", "autoencoder", "num_images", "grid_images",

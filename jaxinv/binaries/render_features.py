@@ -22,6 +22,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output_dir)  # refused if another run writes there; fails now if it cannot be written
     path = FLAGS.image or images.sample_image_path()
     image = images.load_image(path)
     grey = images.to_grey(image)

@@ -35,6 +35,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    cli.hold_output(FLAGS.output_dir)  # refused if another run writes there; fails now if it cannot be written
     config = shallow.TableConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(shallow.TableConfig)})
     table = shallow.run_table(config, cache_dir=os.path.join(FLAGS.output_dir, "cache"))
     results_path, figure, columns = shallow.write_table(table, FLAGS.output_dir, FLAGS.figure_images)

@@ -40,7 +40,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
-    output = FLAGS.output or hoggle.default_dictionary_path()
+    output = cli.hold_output(FLAGS.output or hoggle.default_dictionary_path(), file=True)
     start = time.time()
     dictionary = H.train(H.TrainConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(H.TrainConfig)}))
     dictionary.save(output)

@@ -54,13 +54,14 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
+    output_dir = cli.hold_output(FLAGS.output_dir or os.path.join("outputs", "visualise", FLAGS.mode))
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(V.VisualiseConfig)}
     try:
         values["style_weights"] = tuple(float(w) for w in values["style_weights"])
     except ValueError:
         raise ValueError(f"--style_weights must be numbers; got {','.join(FLAGS.style_weights)}") from None
     figure = V.run(V.VisualiseConfig(**values))
-    for path in V.write_outputs(figure, FLAGS.output_dir or os.path.join("outputs", "visualise", FLAGS.mode)):
+    for path in V.write_outputs(figure, output_dir):
         print(f"wrote {path}")
 
 

@@ -3,7 +3,7 @@ and stride, parameter shapes and initial parameters. Used by the deep networks a
 
 Each operator declares a `Rule` (`register`, next to the operator's definition; the graph's own
 `add` and `concat` here): its output shape, its parameter shapes if it has any, and its sliding
-window (kernel, stride) in input cells for receptive fields. Shapes never include the batch axis.
+window (kernel, stride, padding) in input cells for receptive fields. Shapes never include the batch axis.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def _pointwise_window(hyper, *shapes):
 class Rule:
     """`output(hyper, *input_shapes)` -> output shape; `params(hyper, *input_shapes)` ->
     {"w": shape, "b": shape} (None: no parameters); `window(hyper, *input_shapes)` -> (kernel,
-    stride) in input cells (None: no receptive field, e.g. an up-sampling or a reshape);
+    stride) or (kernel, stride, leading padding) in input cells (None: no receptive field, e.g. an
+    up-sampling or a reshape; the padding places the window, which only unions of branches need);
     `fan_in_fraction`: the share of the filter's inputs an output actually sees, for initialisation
     (1/4 for the 2x up-convolution, whose input is 3/4 zeros after unpooling)."""
     output: Callable[..., tuple]
@@ -86,20 +87,34 @@ def output_shapes(table: Sequence[graph.Layer], input_shape: Sequence[int]) -> d
     return {layer.name: out for layer, _, _, out in _walk(table, input_shape)}
 
 
-def receptive_fields(table: Sequence[graph.Layer], input_shape: Sequence[int]) -> dict:
-    """{layer: (receptive field size, stride)} in input pixels. A layer reading several maps sees
-    the union of their fields: the largest (the maps of a concat or sum are centred alike), at the
-    coarsest stride."""
-    fields = {graph.INPUT: (1, 1)}
+def receptive_field_intervals(table: Sequence[graph.Layer], input_shape: Sequence[int]) -> dict:
+    """{layer: (start, stop, stride)}: unit 0 of the layer's map sees input pixels [start, stop)
+    (start < 0 where it reaches into padding) and unit i sees [start + i stride, stop + i stride).
+
+    A layer reading several maps (a sum, a concatenation) sees the union of what their units see,
+    i.e. the union over the paths from the input. Maps read together have one shape; at one stride
+    the union of their units' intervals is [min start, max stop) for every unit (maps at different
+    strides, which no shipped table has, take the coarsest: a bound for unit 0)."""
+    fields = {graph.INPUT: (0, 1, 1)}
     for layer, names, ins, _ in _walk(table, input_shape):
         window = rule(layer).window
         if window is None:
             raise ValueError(f"layer {layer.name}: op {layer.op.__name__!r} has no receptive field")
-        kernel, layer_stride = window(layer.hyper, *ins)
-        rf, stride = (max(fields[n][i] for n in names) for i in (0, 1))
-        fields[layer.name] = (rf + (kernel - 1) * stride, stride * layer_stride)
+        kernel, layer_stride, *padding = window(layer.hyper, *ins)
+        pad = padding[0] if padding else 0
+        start = min(fields[n][0] for n in names)
+        stop = max(fields[n][1] for n in names)
+        stride = max(fields[n][2] for n in names)
+        fields[layer.name] = (start - pad * stride, stop + (kernel - 1 - pad) * stride, stride * layer_stride)
     del fields[graph.INPUT]
     return fields
+
+
+def receptive_fields(table: Sequence[graph.Layer], input_shape: Sequence[int]) -> dict:
+    """{layer: (receptive field size, stride)} in input pixels, from `receptive_field_intervals`
+    (through branches: the union of the paths' fields)."""
+    return {name: (stop - start, stride)
+            for name, (start, stop, stride) in receptive_field_intervals(table, input_shape).items()}
 
 
 def param_shapes(table: Sequence[graph.Layer], input_shape: Sequence[int]) -> dict:

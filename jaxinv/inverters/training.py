@@ -25,15 +25,13 @@ best_params, best_error, best_step, loss_sum, loss_count} is written every `chec
 at every validation under OUTPUT_DIR/checkpoints, and a restarted run with the same configuration
 (OUTPUT_DIR/config.json) continues from the last one and ends with the same parameters, the same
 selected parameters and the same validation history as an uninterrupted run (each step's crops come
-from the checkpointed JAX key). A second
-run on the same OUTPUT_DIR while one is training is refused (an flock on OUTPUT_DIR/.lock, released
-when the process ends, so a killed run leaves no stale lock).
+from the checkpointed JAX key). A second run on the same OUTPUT_DIR while one is training is refused
+(`jaxinv.io.paths.lock_folder`: an flock on OUTPUT_DIR/.lock, released when the process ends, so a
+killed run leaves no stale lock).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 import time
 from typing import Any, Callable, NamedTuple
@@ -43,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxinv.io import checkpoints, outputs
+from jaxinv.io import arguments, checkpoints, outputs, paths
 from jaxinv.io import progress as bars
 from jaxinv.inverters import architectures, data
 from jaxinv.inverters import metrics as inverter_metrics
@@ -114,12 +112,20 @@ class TrainConfig:
             raise ValueError(f"decay_from must be a fraction of the steps in [0, 1]; got {self.decay_from}")
         if self.pool_size < 0:
             raise ValueError(f"pool_size must be >= 0; got {self.pool_size}")
+        for name in ("learning_rate", "width"):
+            arguments.check_positive(name, getattr(self, name))
+        if self.max_train_images is not None and self.max_train_images < 1:
+            raise ValueError(f"max_train_images must be >= 1 (or unset: every training image); "
+                             f"got {self.max_train_images}")
+        arguments.check_seed(self.seed)
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 validations; got {self.patience}")
         if self.crops not in data.CROPS:
             raise ValueError(f"unknown crops {self.crops!r}; valid: {', '.join(data.CROPS)}")
         if not 0 < self.min_crop_scale <= 1:
             raise ValueError(f"min_crop_scale must be in (0, 1]; got {self.min_crop_scale}")
+        if self.validation_images is not None and self.validation_images < 0:
+            raise ValueError(f"validation_images must be >= 0 (0: none); got {self.validation_images}")
 
     @property
     def dataset_name(self) -> str:
@@ -210,16 +216,8 @@ def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> dict | 
 
 
 def _check_config(output_dir: str, config: TrainConfig) -> None:
-    path = os.path.join(output_dir, CONFIG_FILE)
-    wanted = dataclasses.asdict(config)
-    if os.path.isfile(path):
-        found = outputs.read_json(path)
-        if found != wanted:
-            diff = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
-            raise ValueError(f"{output_dir} holds a training run with another configuration (saved, asked): {diff}; "
-                             f"use another --output_dir or the same flags")
-    else:
-        outputs.write_json(path, wanted)
+    checkpoints.check_fingerprint(output_dir, dataclasses.asdict(config), "a training run with another configuration",
+                                  CONFIG_FILE)
 
 
 def evaluate(inverter: Inverter, source: data.ImageSource, num_images: int | None = None) -> dict:
@@ -229,31 +227,6 @@ def evaluate(inverter: Inverter, source: data.ImageSource, num_images: int | Non
     return {"image_error": inverter_metrics.image_error(reconstructions, test),
             "image_error_grey": inverter_metrics.image_error(reconstructions, test, grey=True),
             "num_test_images": len(test), "test_split": source.dataset}
-
-
-LOCK_FILE = ".lock"
-
-
-@contextlib.contextmanager
-def training_lock(output_dir: str):
-    """Holds an exclusive lock on `output_dir` for one training run; a second run gets a clear error."""
-    path = os.path.join(output_dir, LOCK_FILE)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise outputs.OutputBusyError(f"{output_dir} is being trained by another process (pid {holder}); "
-                               f"wait for it or choose another --output_dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None, data_dir: str | None = None,
@@ -266,9 +239,7 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
     feature = features.representation(config.representation, config.image_size)
     if config.finetune_encoder and feature.params is None:
         raise ValueError(f"representation {config.representation!r} has no encoder weights to fine-tune")
-    output_dir = os.path.abspath(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    with training_lock(output_dir):
+    with paths.lock_folder(output_dir, replaced=True) as output_dir:
         return _train_locked(config, output_dir, feature, images_dir=images_dir, data_dir=data_dir,
                              eval_images=eval_images, checkpoint_every=checkpoint_every, log_every=log_every,
                              stop_after=stop_after, log=log, extra_metadata=extra_metadata)

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxinv.io import outputs
+from jaxinv.io import outputs, paths
 
 SAMPLE_IMAGE_PROVENANCE = (
     "astronaut.png: Eileen Collins, NASA portrait (public domain), as shipped by scikit-image "
@@ -106,6 +106,7 @@ def load_image(path: str, *, grey: bool = False, size: int | Sequence[int] | Non
     `size` resizes (bicubic): an int scales the shorter side to it and centre-crops a square,
     a pair (height, width) resizes exactly.
     """
+    paths.input_file(path, "image file")  # missing: FileNotFoundError; a named pipe or a folder: ValueError
     try:
         with Image.open(path) as im:
             im = im.convert("L" if grey else "RGB")
@@ -164,12 +165,17 @@ def validate_image(image, *, min_height: int = 1, min_width: int = 1, channels: 
                    what: str = "image") -> None:
     """Raises ValueError naming the problem when `image` is not an (H, W) or (H, W, C) image.
 
-    Checks rank, channel count, minimum size and (for concrete arrays, not inside jit)
-    finiteness. Traced arrays are checked for shape only.
+    Checks rank, channel count, minimum size, the dtype (half precision, float16 or bfloat16, is refused: pixel
+    values in [0, 255] keep only 3 significant digits there) and (for concrete arrays, not inside jit)
+    finiteness. Traced arrays are checked for shape and dtype only.
     """
     shape = getattr(image, "shape", None)
     if shape is None:
         raise TypeError(f"{what} must be an array, got {type(image).__name__}")
+    dtype = np.dtype(getattr(image, "dtype", np.float32))
+    if dtype.name in ("float16", "bfloat16"):
+        raise ValueError(f"{what} is {dtype.name}: half precision is not supported; convert it to float32 "
+                         "(image.astype(np.float32))")
     if len(shape) not in (2, 3):
         raise ValueError(f"{what} must have shape (H, W) or (H, W, C); got shape {tuple(shape)}")
     if channels is not None and len(shape) == 3 and shape[2] not in channels:

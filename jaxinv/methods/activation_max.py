@@ -23,7 +23,7 @@ import numpy as np
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.engine.preimage import Problem, Stage
-from jaxinv.io import cache, checkpoints, datasets, images, outputs, report
+from jaxinv.io import arguments, cache, checkpoints, datasets, images, outputs, paths, report
 from jaxinv import models
 from jaxinv.methods import inversion
 from jaxinv.methods.visualise import solve_targets
@@ -155,6 +155,13 @@ def activation_maxima(model, layer: str, reference: np.ndarray | None = None, *,
     path = activation_maxima_path(model, layer, reference, directory)
     if os.path.isfile(path):
         return np.load(path)
+    with paths.lock_file(path, wait=paths.CACHE_WAIT):  # one writer; another process waits, then reads its file
+        if os.path.isfile(path):
+            return np.load(path)
+        return _compute_maxima(model, layer, reference, path, batch_size, log)
+
+
+def _compute_maxima(model, layer: str, reference: np.ndarray, path: str, batch_size: int, log) -> np.ndarray:
     log(f"  computing the maxima of {layer} over {len(reference)} reference images (cached in {path})")
     representation = models.representation(model, layer)
     maxima = None
@@ -265,6 +272,13 @@ class ActivationMaxConfig:
     cache_dir: str | None = None  # where the maxima M are cached (default: cache_dir())
     seed: int = 0
     scale: int = 0  # grid enlargement (0: tiles of about 128 pixels)
+
+    def __post_init__(self):
+        arguments.check_count("restarts", self.restarts)
+        arguments.check_count("reference_images", self.reference_images, optional=True)
+        for name in ("iterations", "refine_iterations", "scale"):
+            arguments.check_count(name, getattr(self, name), 0)
+        arguments.check_seed(self.seed)
 
 
 @dataclasses.dataclass

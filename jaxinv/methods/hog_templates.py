@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxinv import features, representations
 from jaxinv.engine import preimage
-from jaxinv.io import images
+from jaxinv.io import images, paths
 from jaxinv.io.progress import solver_progress
 from jaxinv.engine.preimage import Problem, Stage
 from jaxinv.engine.representation import Representation
@@ -64,8 +64,7 @@ def check_weights(weights, what: str) -> np.ndarray:
 def load_templates(path: str, cell_size: int | None = None) -> list[Template]:
     """Templates from a .npy file (one (h, w, 31) array) or a DPM v5 model .mat (its root filters, one per
     component, mirrored copies skipped; cell size from model.sbin)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"template file not found: {path}")
+    paths.input_file(path, "template file")  # missing: FileNotFoundError; a pipe or folder: ValueError
     name = os.path.splitext(os.path.basename(path))[0]
     if path.lower().endswith(".npy"):
         return [Template(name, check_weights(np.load(path), path), cell_size or 8)]

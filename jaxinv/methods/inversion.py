@@ -11,6 +11,7 @@ import numpy as np
 import optax
 
 from jaxinv.engine import preimage
+from jaxinv.io import arguments
 from jaxinv.io.progress import solver_progress
 from jaxinv.methods import metrics
 from jaxinv.engine import solver as solvers
@@ -99,6 +100,10 @@ def invert_images(representation: Representation, images_in: Sequence[np.ndarray
     all N * K problems in one vmapped computation (`cvpr2015` switches to that formulation)."""
     if not len(images_in):
         raise ValueError("no images to invert")
+    restarts, seed = arguments.check_count("restarts", restarts), arguments.check_seed(seed)
+    for i, image in enumerate(images_in):
+        if np.ndim(image) not in (2, 3):
+            raise ValueError(f"image {i} must have shape (H, W) or (H, W, C); got shape {np.shape(image)}")
     shapes = {np.shape(im)[:2] for im in images_in}
     if len(shapes) != 1:
         raise ValueError(f"images must share one size to be inverted together; got sizes {sorted(shapes)}")

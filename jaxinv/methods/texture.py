@@ -117,8 +117,10 @@ def synthesise_texture(model, texture_image, layers: Sequence[str] | None = None
                        jitter: bool = True, stages: Sequence[Stage] = preimage.default_stages(),
                        progress: Callable | None = None) -> Synthesis:
     """A size x size texture matching the Gram matrices of `layers` of `texture_image` (RGB [0, 255],
-    resized to size x size) from `restarts` random initialisations (IJCV Eq. 8)."""
-    layers = list(layers or default_texture_layers(model))
+    resized to size x size) from `restarts` random initialisations (IJCV Eq. 8). `layers` None: the default
+    texture layers; an empty list is an error."""
+    layers = default_texture_layers(model) if layers is None else list(layers)
+    check_texture_layers(model, layers)
     size = size or texture_size(model)
     representation = gram_representation(model, layers, input_size=size)
     texture_image = images.fit(texture_image, size, size)
@@ -139,7 +141,8 @@ def transfer_style(model, content_image, style_image, content_layer: str, style_
     """Content inversion of `content_layer` of `content_image` plus the texture term of `style_layers`
     of `style_image` with lambda_l = style_weight / (number of style layers); both images RGB [0, 255]
     resized to size x size. Starts from noise, or from the content image (`from_content`)."""
-    style_layers = list(style_layers or default_texture_layers(model))
+    style_layers = default_texture_layers(model) if style_layers is None else list(style_layers)
+    check_texture_layers(model, style_layers)
     size = size or texture_size(model)
     representation = gram_representation(model, style_layers, content_layer, input_size=size)
     content_image, style_image = images.fit(content_image, size, size), images.fit(style_image, size, size)

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxinv import features, nets
 from jaxinv.engine import preimage
-from jaxinv.io import images, outputs, report
+from jaxinv.io import arguments, images, outputs, report
 from jaxinv.io.progress import each
 from jaxinv.methods import activation_max, hog_templates, layer_rules, texture, visualise, windows
 from jaxinv.nets import taps
@@ -49,6 +49,15 @@ class VisualiseConfig:
     template: Sequence[str] | None = None  # hog_template: template files (default: trained and edge templates)
     seed: int = 0
     scale: int = 0  # grid enlargement factor (0: tiles of about 128 pixels)
+
+    def __post_init__(self):
+        for name in ("num_images", "restarts", "size"):
+            arguments.check_count(name, getattr(self, name), optional=True)
+        for name in ("window", "channel_parts"):
+            arguments.check_count(name, getattr(self, name))
+        for name in ("iterations", "refine_iterations", "scale"):
+            arguments.check_count(name, getattr(self, name), 0)
+        arguments.check_seed(self.seed)
 
 
 class Figure(NamedTuple):
@@ -178,7 +187,7 @@ def channels_mode(config, model, stages, log):
 
 
 def default_caricature_layers(model):
-    trunk_and_fc = [l.name for l in model.table if l.op is L.relu]
+    trunk_and_fc = [l.name for l in model.table if l.op in L.ACTIVATIONS]
     return trunk_and_fc + [activation_max.class_score_layer(model)]
 
 

@@ -5,6 +5,7 @@ pixels that can influence a window's cells, padding and offsets of every layer i
 """
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -56,11 +57,14 @@ def receptive_field_box(model: Model, layer: str, window: Sequence[int] | None =
     as (top, left, bottom, right) in input pixels, exclusive ends, clipped to the image.
 
     Walks the table back from `layer` applying each layer's kernel, stride and padding; cells of
-    a padding depend on no pixel, so ranges are clipped at every layer and borders come out exact."""
+    a padding depend on no pixel, so ranges are clipped at every layer and borders come out exact.
+    Through branches (a sum, a concatenation) each input gets the cells its branch needs, and a map
+    read by several layers the smallest range covering what each needs: the box of the union."""
     check_layer(model, layer)
     size = model.input_size if input_size is None else int(input_size)
     table = model.table[:model.layer_names.index(layer) + 1]
     shapes = tables.output_shapes(table, size)
+    shapes[graph.INPUT] = (size, size, 3)
     out = shapes[layer]
     if len(out) != 3:
         if window is not None:
@@ -71,16 +75,23 @@ def receptive_field_box(model: Model, layer: str, window: Sequence[int] | None =
     top, left, bottom, right = (int(v) for v in window)
     if len(out) == 3 and not (0 <= top < bottom <= out[0] and 0 <= left < right <= out[1]):
         raise ValueError(f"window {tuple(window)} is outside layer {layer!r}'s {out[0]}x{out[1]} map")
-    rows, cols = (top, bottom), (left, right)
-    for i in reversed(range(len(table))):
-        in_shape = shapes[table[i - 1].name] if i else (size, size, 3)
-        if len(in_shape) != 3:  # above a fully connected layer: no spatial cells yet
+    needed = {layer: ((top, bottom), (left, right))}  # cells of each map that influence the window
+    for node, sources in reversed(list(zip(table, graph.input_names(table)))):
+        if node.name not in needed:
             continue
-        if len(shapes[table[i].name]) != 3:  # a fully connected layer sees its whole input
-            rows, cols = (0, in_shape[0]), (0, in_shape[1])
-        else:
-            rows = _input_range(table[i], *rows, in_shape[0], 0)
-            cols = _input_range(table[i], *cols, in_shape[1], 1)
+        rows, cols = needed.pop(node.name)
+        for source in sources:
+            in_shape = shapes[source]
+            if len(in_shape) != 3:  # above a fully connected layer: no spatial cells yet
+                ranges = (0, 1), (0, 1)
+            elif len(shapes[node.name]) != 3:  # a fully connected layer sees its whole input
+                ranges = (0, in_shape[0]), (0, in_shape[1])
+            else:
+                ranges = _input_range(node, *rows, in_shape[0], 0), _input_range(node, *cols, in_shape[1], 1)
+            if source in needed:
+                ranges = tuple((min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(needed[source], ranges))
+            needed[source] = ranges
+    rows, cols = needed[graph.INPUT]
     return rows[0], cols[0], rows[1], cols[1]
 
 
@@ -88,7 +99,11 @@ def channel_mask(model, layer: str, channels: Sequence[int], input_size: int | N
     """Mask shaped like `layer`'s output, 1 on the listed channels (units of an fc layer), all positions.
     Any model (`jaxinv.models`)."""
     shape = models.layer_shape(model, layer, input_size)
-    channels = np.asarray(list(channels), np.int64)
+    channels = list(channels)
+    inexact = [c for c in channels if isinstance(c, bool) or not isinstance(c, numbers.Integral)]
+    if inexact:
+        raise ValueError(f"channel indices must be integers; got {inexact[0]!r} for layer {layer!r}")
+    channels = np.asarray(channels, np.int64)
     if channels.size == 0:
         raise ValueError(f"no channels given for the mask of layer {layer!r}")
     bad = channels[(channels < 0) | (channels >= shape[-1])]
@@ -100,7 +115,13 @@ def channel_mask(model, layer: str, channels: Sequence[int], input_size: int | N
     return mask
 
 
-CHANNEL_PRESERVING_OPS = (L.relu, L.lrn, L.maxpool, L.adaptive_avgpool)
+CHANNEL_PRESERVING_OPS = (L.relu, L.relu6, L.lrn, L.maxpool, L.adaptive_avgpool)
+
+
+def _reader(table, sources, index: int) -> int | None:
+    """The first layer after `index` that reads its output (the next in a chain), or None."""
+    name = table[index].name
+    return next((k for k in range(index + 1, len(table)) if name in sources[k]), None)
 
 
 def channel_groups(model, layer: str) -> list[np.ndarray]:
@@ -114,17 +135,19 @@ def channel_groups(model, layer: str) -> list[np.ndarray]:
     channels = shape[-1]
     if not models.is_table(model):
         return [np.arange(channels)]
+    table, sources = model.table, graph.input_names(model.table)
     index = model.layer_names.index(layer)
     groups = 1
-    producer = index
-    while producer >= 0 and model.table[producer].op in CHANNEL_PRESERVING_OPS:
-        producer -= 1
-    if producer >= 0 and model.table[producer].op is L.conv:
-        groups = model.table[producer].hyper["groups"]
+    producer = index  # back through the layers keeping channels, along each one's (first) input
+    while producer >= 0 and table[producer].op in CHANNEL_PRESERVING_OPS:
+        source = sources[producer][0]
+        producer = model.layer_names.index(source) if source != graph.INPUT else -1
+    if producer >= 0 and table[producer].op is L.conv:
+        groups = table[producer].hyper["groups"]
     if groups == 1:
-        consumer = index + 1
-        while consumer < len(model.table) and model.table[consumer].op in CHANNEL_PRESERVING_OPS:
-            consumer += 1
-        if consumer < len(model.table) and model.table[consumer].op is L.conv:
-            groups = model.table[consumer].hyper["groups"]
+        consumer = _reader(table, sources, index)
+        while consumer is not None and table[consumer].op in CHANNEL_PRESERVING_OPS:
+            consumer = _reader(table, sources, consumer)
+        if consumer is not None and table[consumer].op is L.conv:
+            groups = table[consumer].hyper["groups"]
     return [np.arange(g * channels // groups, (g + 1) * channels // groups) for g in range(groups)]

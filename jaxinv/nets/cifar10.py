@@ -15,7 +15,7 @@ import tarfile
 import numpy as np
 from PIL import Image
 
-from jaxinv.io import cache, images, outputs
+from jaxinv.io import cache, images, outputs, paths
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PYTHON_ARCHIVE, PYTHON_FOLDER, JPEG_TARBALL = "cifar-10-python.tar.gz", "cifar-10-batches-py", "cifar10_jpeg.tar.gz"
@@ -45,15 +45,27 @@ def load(data_dir: str | None = None) -> dict:
     if not source.endswith(JPEG_TARBALL):
         return read_python(source)
     decoded, stamp = cache_path(), _stamp(source)
+    cached = _cached(decoded, stamp)
+    if cached is not None:
+        return cached
+    # One writer (a second process waits for it, then reads its file); atomic: readers never see half a file.
+    with paths.lock_file(decoded, wait=paths.CACHE_WAIT):
+        cached = _cached(decoded, stamp)
+        if cached is not None:
+            return cached
+        print(f"decoding CIFAR-10 from {source} once, into {decoded}", file=sys.stderr, flush=True)
+        arrays = _decode(source)
+        outputs.atomic_write(decoded, lambda tmp: np.savez(tmp, source=np.asarray(stamp), **arrays), ".npz")
+    return arrays
+
+
+def _cached(decoded: str, stamp: str) -> dict | None:
+    """The decoded set in the cache, if it was decoded from the file `stamp` names."""
     if os.path.isfile(decoded):
         with np.load(decoded) as data:
             if "source" not in data.files or str(data["source"]) == stamp:  # (caches before stamps: the shared one)
                 return {key: data[key] for key in data.files if key != "source"}
-    print(f"decoding CIFAR-10 from {source} once, into {decoded}", file=sys.stderr, flush=True)
-    arrays = _decode(source)
-    # atomic: concurrent first uses never see half a file
-    outputs.atomic_write(decoded, lambda tmp: np.savez(tmp, source=np.asarray(stamp), **arrays), ".npz")
-    return arrays
+    return None
 
 
 def _stamp(source: str) -> str:

@@ -7,11 +7,13 @@ written down separately.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from jaxinv.engine import layer_shapes
 from jaxinv.engine.graph import Layer
 from jaxinv.nets import layers as L
+from jaxinv.nets import torchvision_tables
 
 CAFFE_LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
 
@@ -76,24 +78,6 @@ def _vgg16_features(ceil_mode: bool) -> list[Layer]:
     return table
 
 
-def _torchvision_alexnet() -> list[Layer]:
-    return ([_conv("conv1", 64, 11, stride=4, pad=2), _relu("relu1"), _maxpool("pool1", 3, 2, ceil_mode=False),
-             _conv("conv2", 192, 5, pad=2), _relu("relu2"), _maxpool("pool2", 3, 2, ceil_mode=False),
-             _conv("conv3", 384, 3, pad=1), _relu("relu3"),
-             _conv("conv4", 256, 3, pad=1), _relu("relu4"),
-             _conv("conv5", 256, 3, pad=1), _relu("relu5"), _maxpool("pool5", 3, 2, ceil_mode=False),
-             Layer("avgpool", L.adaptive_avgpool, dict(output_size=6))]
-            + _classifier([4096, 4096], 1000))
-
-
-def _torchvision_vgg16() -> list[Layer]:
-    """VGG-16 as torchvision lays it out: the same layers (and names) as vgg-vd-16 plus its
-    adaptive average pool to 7x7 before fc6."""
-    return (_vgg16_features(ceil_mode=False)
-            + [Layer("avgpool", L.adaptive_avgpool, dict(output_size=7))]
-            + _classifier([4096, 4096], 1000))
-
-
 def _cifar_ref() -> list[Layer]:
     """AlexNet-style CIFAR-10 net (1.09M parameters): three conv/relu/pool stages with LRN after
     the first two, then fc6-fc8."""
@@ -108,13 +92,13 @@ _BUILDERS = {
     "caffe-alex": lambda: _caffenet(norm_before_pool=True),
     "vgg-m": _vgg_m,
     "vgg-vd-16": lambda: _vgg16_features(ceil_mode=True) + _classifier([4096, 4096], 1000),
-    "torchvision-alexnet": _torchvision_alexnet,
-    "torchvision-vgg16": _torchvision_vgg16,
     "cifar-ref": _cifar_ref,
+    # torchvision's families (AlexNet, VGG, ResNet, GoogLeNet, SqueezeNet, MobileNetV2).
+    **{arch: functools.partial(torchvision_tables.build, arch) for arch in torchvision_tables.architectures()},
 }
 
-INPUT_SIZES = {"caffe-ref": 227, "caffe-alex": 227, "vgg-m": 224, "vgg-vd-16": 224,
-               "torchvision-alexnet": 224, "torchvision-vgg16": 224, "cifar-ref": 32}
+INPUT_SIZES = {"caffe-ref": 227, "caffe-alex": 227, "vgg-m": 224, "vgg-vd-16": 224, "cifar-ref": 32,
+               **torchvision_tables.INPUT_SIZES}
 
 
 def architectures() -> list[str]:

@@ -9,6 +9,7 @@ augmentation of each epoch are seeded by (seed, epoch)).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Callable
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxinv.io import checkpoints, datasets
+from jaxinv.io import arguments, checkpoints, datasets, paths
 from jaxinv.io import progress as bars
 from jaxinv.nets import cifar10, model as net_model, tables
 
@@ -38,6 +39,20 @@ class ClassifierConfig:
     init_from: str | None = None  # a network directory to fine-tune (its params and input convention)
     max_train_images: int | None = None  # only N evenly spaced training images (smoke tests)
     max_test_images: int | None = None  # evaluate on only N evenly spaced test images
+
+    def __post_init__(self):
+        arguments.check_count("epochs", self.epochs)
+        arguments.check_count("batch_size", self.batch_size)
+        for name in ("learning_rate",):
+            arguments.check_positive(name, getattr(self, name))
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing!r}")
+        arguments.check_seed(self.seed)
+        for name in ("max_train_images", "max_test_images"):
+            if getattr(self, name) is not None:
+                arguments.check_count(name, getattr(self, name))
 
 
 def subset(images: np.ndarray, labels: np.ndarray, limit: int | None):
@@ -112,9 +127,23 @@ def run_epoch(model, step, state, images, labels, batch_size: int, rng, on_batch
     return dict(state, params=params, opt_state=opt_state), float(np.mean(losses)), float(np.mean(accs))
 
 
+CONFIG_FILE = "config.json"
+
+
 def train(config: ClassifierConfig, output_dir: str, *, command: str = "",
           log: Callable[[str], None] = print) -> net_model.Model:
-    """Trains (or resumes training) and writes the network directory `output_dir`; returns the model."""
+    """Trains (or resumes training) and writes the network directory `output_dir`; returns the model. The run
+    holds `output_dir`'s lock (`io.paths`: a second run there is refused), and a run resuming checkpoints made
+    with another configuration (OUTPUT_DIR/config.json; only `epochs` may change, to train on) is refused before
+    it trains."""
+    with paths.lock_folder(output_dir, replaced=True):
+        settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data_dir", "epochs")}
+        checkpoints.check_fingerprint(output_dir, settings, "a training run with another configuration",
+                                      CONFIG_FILE)
+        return _train(config, output_dir, command=command, log=log)
+
+
+def _train(config: ClassifierConfig, output_dir: str, *, command: str, log: Callable[[str], None]) -> net_model.Model:
     data = cifar10.load(config.data_dir)
     train_images, train_labels = subset(data["train_images"], data["train_labels"], config.max_train_images)
     test_images, test_labels = subset(data["test_images"], data["test_labels"], config.max_test_images)

@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxinv.io import images, outputs, report
+from jaxinv.io import arguments, images, outputs, report
 from jaxinv.studies.deep_networks import HIST_BINS, HIST_EDGES, SUMMARY_KEYS, Study, c_key, c_number, unit_statistics
 
 
@@ -157,6 +157,7 @@ def write_outputs(study: Study, output_dir: str, *, parameters: Mapping | None =
                   figure_images: int = 8) -> dict:
     """Writes results.json, the plots, the grids and index.html under `output_dir`; returns their
     paths and, under "summary", the results dict."""
+    arguments.check_count("figure_images", figure_images)
     results = summarise(study)
     if parameters:
         results["parameters"].update(parameters)

@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.inverters import hoggle, hoggle_experiments
-from jaxinv.io import images, outputs
+from jaxinv.io import arguments, images, outputs
 from jaxinv.io import progress as bars
 from jaxinv.methods import metrics
 from jaxinv.studies import shallow
@@ -52,6 +52,15 @@ class CompareConfig:
     skip_hoggle: bool = False
     hoggle_dictionary: str | None = None  # default: hoggle.default_dictionary_path(size), built on demand
     cache_dir: str | None = None  # where the optimisation's finished batches are cached
+
+    def __post_init__(self):
+        if arguments.check_count("num_images", self.num_images) < 2:
+            raise ValueError(f"num_images must be at least 2 images (the image error is normalised by the distances "
+                             f"between images); got {self.num_images}")
+        arguments.check_count("size", self.size, optional=True)
+        arguments.check_count("batch_size", self.batch_size)
+        for name in ("iterations", "refine_iterations"):
+            arguments.check_count(name, getattr(self, name), 0)
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxinv import representations
 from jaxinv.engine import preimage
-from jaxinv.io import checkpoints, images, outputs
+from jaxinv.io import arguments, cache, checkpoints, images, outputs, paths
 from jaxinv.io import progress as bars
 from jaxinv.methods import inversion, metrics
 
@@ -30,14 +30,36 @@ def invert_in_batches(name: str, grey_images: Sequence[np.ndarray], *, batch_siz
                       log: Callable[[str], None] = print, progress=None, on_batch: Callable[[], None] | None = None
                       ) -> dict:
     """Inverts `name` of every image, `batch_size` images per vmapped run; a finished batch is
-    checkpointed in `cache_dir` (`io.checkpoints`) so an interrupted study resumes where it stopped.
+    checkpointed in `cache_dir` (`io.checkpoints`) so an interrupted study resumes where it stopped. The run holds
+    `cache_dir`'s lock (`io.paths`), and batches cached with other settings or images are refused before any is
+    computed (`checkpoints.check_fingerprint`).
 
     Returns arrays over images: errors (N, K), codes (N, K, ...), targets (N, ...), reconstructions
     (N, K, H, W) and the solver's seconds. `progress`: bars of each batch's iterations (`jaxinv.io.progress`);
     `on_batch()` is called after each batch.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     representation = representations.get(name)
     problem = inversion.shallow_problem(C)
+    stages = tuple(stages)
+    run = lambda: _invert_batches(name, representation, problem, grey_images, batch_size, restarts, stages, cache_dir,
+                                  log, progress, on_batch)
+    if not cache_dir:
+        return run()
+    fingerprint = dict(C=C, restarts=restarts, batch_size=batch_size,
+                       stages=[[s.iterations, s.step_scale, s.jitter] for s in stages],
+                       images_sha256=cache.images_fingerprint(np.stack(grey_images)) if len(grey_images) else None)
+    with paths.lock_folder(cache_dir):
+        checkpoints.check_fingerprint(cache_dir, fingerprint, "inverted batches of a different study", STUDY_FILE)
+        return run()
+
+
+STUDY_FILE = "study.json"
+
+
+def _invert_batches(name, representation, problem, grey_images, batch_size, restarts, stages, cache_dir, log,
+                    progress, on_batch):
     parts = []
     for start in range(0, len(grey_images), batch_size):
         batch = grey_images[start:start + batch_size]
@@ -87,6 +109,12 @@ class TableConfig:
     refine_iterations: int = 50
     restarts: int = 1  # errors are averaged over them
     batch_size: int = 10  # images inverted together in one vmapped run
+
+    def __post_init__(self):
+        for name in ("num_images", "size", "restarts", "batch_size"):
+            arguments.check_count(name, getattr(self, name))
+        for name in ("iterations", "refine_iterations"):
+            arguments.check_count(name, getattr(self, name), 0)
 
 
 @dataclasses.dataclass
@@ -157,6 +185,11 @@ class InvertConfig:
     cell_size: int = 8  # HOG cell / DSIFT bin size
     formulation: str = "ijcv"  # or "cvpr2015": its objective and momentum solver (C and iterations unused)
     loop: str = "scan"  # or "python"
+
+    def __post_init__(self):
+        arguments.check_count("size", self.size, 0)
+        arguments.check_count("restarts", self.restarts)
+        arguments.check_seed(self.seed)
 
 
 @dataclasses.dataclass
