@@ -1,5 +1,6 @@
 """`jaxinv.studies.deep_networks.inverter_comparison` directly: the Table 2 comparison with a stand-in inverter."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -69,3 +70,54 @@ def test_missing_inputs_are_named(tmp_path):
         inverter_comparison.load_hoggle_dictionary(str(tmp_path / "none.npz"))
     with pytest.raises(ValueError, match="at least 2 images"):
         inverter_comparison.load_test_images(inverter_comparison.CompareConfig(num_images=1), 16)
+
+
+def test_a_missing_default_hoggle_dictionary_is_learned_for_the_size(monkeypatch, tmp_path):
+    from jaxinv.inverters import hoggle
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    asked = []
+
+    def fake_train(config, log=print):
+        asked.append(config)
+        rng = np.random.default_rng(0)
+        return hoggle.PairedDictionary(rng.standard_normal((2, 1600)), rng.standard_normal((2, 775)), 8, 5, 0.02,
+                                       100.0, 30.0, {"fake": True})
+    monkeypatch.setattr(inverter_comparison.hoggle_experiments, "train", fake_train)
+    for size in (64, 128):
+        dictionary = inverter_comparison.load_hoggle_dictionary(None, size, log=lambda line: None)
+        assert dictionary.training_info == {"fake": True} and os.path.isfile(hoggle.default_dictionary_path(size))
+    assert [(c.image_size, c.num_patches) for c in asked] == [(64, None), (128, inverter_comparison.ON_DEMAND_WINDOWS)]
+    assert hoggle.default_dictionary_path(128).endswith("dictionary-128.npz")
+    inverter_comparison.load_hoggle_dictionary(None, 128, log=lambda line: None)
+    assert len(asked) == 2  # built once, then loaded
+
+
+def test_the_shipped_inverter_stands_in_for_an_untrained_cache(monkeypatch, tmp_path):
+    from jaxinv import inverters
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert inverter_comparison.default_inverter_dir("hog", 64) == inverters.builtin_dir("hog-64")
+    assert inverter_comparison.default_inverter_dir("lbp", 64) == inverters.default_dir("lbp", 64)
+    os.makedirs(inverters.default_dir("hog", 64))
+    assert inverter_comparison.default_inverter_dir("hog", 64) == inverters.default_dir("hog", 64)
+
+
+def test_resolution_summary(tmp_path):
+    dirs = []
+    for rep, size, learned in (("hog", 64, 0.4), ("hog", 128, 0.35), ("lbp", 128, 0.5)):
+        entry = lambda value: {"image_error": value, "ci95": 0.01}
+        results = {"representation": rep, "size": size, "num_images": 20, "learned": entry(learned),
+                   "inverter_metadata": {"width": 0.5, "selected_step": 900},
+                   "optimisation": entry(0.6) if rep == "hog" else {"image_error": None, "skipped": "hog only"},
+                   "hoggle": entry(0.57) if rep == "hog" else {"image_error": None, "skipped": "hog only"}}
+        dirs.append(str(tmp_path / f"{rep}{size}"))
+        os.makedirs(dirs[-1])
+        json.dump(results, open(os.path.join(dirs[-1], "results.json"), "w"))
+    table, plot = inverter_comparison.resolution_summary(dirs, str(tmp_path / "out"))
+    rows = table.splitlines()
+    assert rows[0] == "| method | 64x64 | 128x128 | paper (256x256) |"
+    assert rows[2].startswith("| learned HOG | 0.400 +- 0.010 (20 images; width 0.5, 900 steps) | 0.350")
+    assert rows[2].endswith("| 0.24 |")
+    assert rows[5].startswith("| learned LBP | not run | 0.500") and rows[5].endswith("| 0.38 |")
+    assert os.path.isfile(plot) and open(tmp_path / "out" / "resolution.md").read() == table

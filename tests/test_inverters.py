@@ -199,16 +199,30 @@ def test_training_steps_reduce_the_loss():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def history_without_times(directory):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in training.read_history(str(directory))]
+
+
 def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
-    config = inverters.TrainConfig(steps=6, **TINY)
+    config = inverters.TrainConfig(steps=6, validate_every=2, validation_images=3, **TINY)
     quiet = dict(log=lambda s: None, checkpoint_every=3)
     whole = inverters.train(config, str(tmp_path / "whole"), eval_images=0, **quiet)
-    assert inverters.train(config, str(tmp_path / "parts"), stop_after=4, **quiet) is None
+    assert inverters.train(config, str(tmp_path / "parts"), stop_after=3, **quiet) is None
     assert not os.path.exists(tmp_path / "parts" / "metadata.json")
+    # A run killed after its validation at step 4 but before that step's checkpoint: the history it wrote past
+    # the checkpoint (step 3) is recomputed, not kept twice.
+    stale = json.load(open(tmp_path / "parts" / training.VALIDATION_FILE))
+    stale["history"].append(dict(stale["history"][-1], step=4, image_error_grey=0.0))
+    json.dump(stale, open(tmp_path / "parts" / training.VALIDATION_FILE, "w"))
     inverters.train(config, str(tmp_path / "parts"), eval_images=2, **quiet)
     loaded = inverters.load(str(tmp_path / "parts"))
     for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(loaded.params)):
         np.testing.assert_array_equal(a, b)
+    assert history_without_times(tmp_path / "whole") == history_without_times(tmp_path / "parts")
+    assert [h["step"] for h in training.read_history(str(tmp_path / "parts"))] == [2, 4, 6]
+    assert loaded.metadata["validation"] == whole.metadata["validation"]
+    assert loaded.metadata["selected_step"] == whole.metadata["selected_step"]
+    assert os.path.isfile(tmp_path / "parts" / training.VALIDATION_PLOT)
     assert loaded.metadata["steps"] == 6 and loaded.feature_shape == (2, 2, 31)
     assert set(loaded.metadata["held_out"]) >= {"image_error", "image_error_grey", "num_test_images"}
     images, _ = training.data.ImageSource("imagenet", 16, max_train_images=1).test_images(2)
@@ -222,6 +236,87 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
         loaded.invert_images(np.zeros((1, 32, 32, 3)))
     with pytest.raises(ValueError, match="another configuration"):
         inverters.train(inverters.TrainConfig(steps=7, **TINY), str(tmp_path / "parts"), **quiet)
+
+
+def scripted_validation(monkeypatch, errors):
+    """Validation errors taken from `errors` in turn; the parameters seen at each validation are recorded."""
+    seen = []
+
+    def fake(self, params, scale):
+        seen.append(jax.tree_util.tree_map(np.asarray, params))
+        return {"image_error": errors[len(seen) - 1], "image_error_grey": errors[len(seen) - 1]}
+    monkeypatch.setattr(training.Validation, "errors", fake)
+    return seen
+
+
+def test_the_best_validation_step_is_kept_and_patience_stops_early(tmp_path, monkeypatch):
+    seen = scripted_validation(monkeypatch, [0.5, 0.3, 0.4])
+    config = inverters.TrainConfig(steps=6, validate_every=2, validation_images=2, **TINY)
+    inverter = inverters.train(config, str(tmp_path / "best"), eval_images=0, log=lambda s: None)
+    assert inverter.metadata["selected_step"] == 4 and inverter.metadata["steps_run"] == 6
+    assert inverter.metadata["validation"]["best_error"] == pytest.approx(0.3)
+    for a, b in zip(jax.tree_util.tree_leaves(seen[1]), jax.tree_util.tree_leaves(inverter.params)):
+        np.testing.assert_array_equal(a, b)  # the step-4 parameters, not the last ones
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(seen[2]),
+                                                        jax.tree_util.tree_leaves(inverter.params)))
+    seen = scripted_validation(monkeypatch, [0.5, 0.6, 0.7])
+    config = inverters.TrainConfig(steps=6, validate_every=2, validation_images=2, patience=1, **TINY)
+    inverter = inverters.train(config, str(tmp_path / "early"), eval_images=0, log=lambda s: None)
+    assert len(seen) == 2 and inverter.metadata["steps_run"] == 4 and inverter.metadata["selected_step"] == 2
+    assert inverter.metadata["validation"]["stopped_early"] is True
+
+
+def test_without_a_validation_split_the_last_step_is_kept(tmp_path):
+    config = inverters.TrainConfig(steps=2, validation_images=0, **TINY)
+    inverter = inverters.train(config, str(tmp_path), eval_images=0, log=lambda s: None)
+    assert inverter.metadata["validation"] is None and inverter.metadata["selected_step"] == 2
+    assert not os.path.exists(tmp_path / training.VALIDATION_FILE)
+
+
+def test_learning_rate_fits_the_run_length():
+    schedule = training.learning_rate_schedule(inverters.TrainConfig("hog", 16, steps=1000))
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(500)) == pytest.approx(1e-3 * (training.FINAL_RATE_FRACTION + (1 - training.FINAL_RATE_FRACTION) / 2),
+                                                 rel=1e-4)
+    assert float(schedule(1000)) == pytest.approx(1e-3 * training.FINAL_RATE_FRACTION)
+    held = training.learning_rate_schedule(inverters.TrainConfig("hog", 16, steps=1000, decay_from=0.7))
+    assert float(held(699)) == pytest.approx(1e-3) and float(held(1000)) == pytest.approx(1e-5)
+
+
+@pytest.fixture(scope="module")
+def imagenet_folder():
+    try:
+        return os.path.dirname(training.data.image_io.imagenet_sample_paths()[0])
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+
+
+def test_splits_are_disjoint_and_fixed(imagenet_folder):
+    train, validation, test = training.data.imagenet_splits()
+    everything = training.data.image_io.imagenet_sample_paths()
+    assert test == everything[-50:] and len(validation) == 50 and len(train) == len(everything) - 100
+    assert not set(train) & set(validation) and sorted(train + validation + test) == everything
+    assert validation == [everything[i] for i in range(0, len(everything) - 50, (len(everything) - 50) // 50)][:50]
+    assert training.data.imagenet_splits(validation_images=0)[1] == []
+
+
+def test_multiscale_crops(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    square = rng.uniform(0, 255, (40, 40, 3)).astype(np.uint8)
+    Image.fromarray(square).save(tmp_path / "square.png")
+    photo = training.data._stored_photo(str(tmp_path / "square.png"), 16)
+    whole = training.data.image_io.load_image(str(tmp_path / "square.png"), size=16)
+    # Scale 1 of a square photo is the whole photo, resized as the test images are (or its mirror image).
+    for seed in range(4):
+        crop = training.data.multiscale_crop(photo, 16, np.random.default_rng(seed), min_scale=1.0)
+        assert np.array_equal(crop, whole) or np.array_equal(crop, whole[:, ::-1])
+    crops = np.stack([training.data.multiscale_crop(photo, 16, np.random.default_rng(s), 0.5) for s in range(20)])
+    assert crops.shape == (20, 16, 16, 3) and len({c.tobytes() for c in crops}) == 20
+    # Photos larger than STORE_FACTOR x size are kept reduced to that shorter side.
+    Image.fromarray(np.zeros((100, 300, 3), np.uint8)).save(tmp_path / "wide.png")
+    assert training.data._stored_photo(str(tmp_path / "wide.png"), 16).size == (192, 64)
 
 
 def test_a_folder_being_trained_is_refused_to_a_second_run(tmp_path):

@@ -5,12 +5,14 @@
     jaxinv-train-inverter --representation=cifar-ref:fc8 --finetune_encoder
 
 Unset --size/--width/--steps/--pool_size take `jaxinv.inverters.training.default_settings` (reduced
-sizes on CPU, larger ones on an accelerator). Data: random crops of the first 450 ImageNet samples
-(the last 50 sorted files are the test split), or CIFAR-10 for cifar-ref layers. Writes the inverter
+sizes on CPU, larger ones on an accelerator). Data (`jaxinv.inverters.data`): random multiscale crops of
+400 ImageNet samples (the last 50 sorted files are the test split, 50 others the validation split that
+selects the saved step), or CIFAR-10 for cifar-ref layers. Writes the inverter
 to --output_dir (default ~/.cache/jaxinv/inverters/<representation>-<size>[-finetuned], see
 `jaxinv.inverters.default_dir`): metadata.json (configuration, held-out image error, training time)
-and params/; checkpoints go to OUTPUT_DIR/checkpoints every --checkpoint_every steps and a restarted
-run with the same flags resumes from the last one.
+and params/; validation.json and validation.png (validation error against steps) at every validation;
+checkpoints go to OUTPUT_DIR/checkpoints every --checkpoint_every steps and at every validation, and a
+restarted run with the same flags resumes from the last one.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ flags.DEFINE_integer("size", None, "image size (square); default: by representat
 flags.DEFINE_float("width", None, "channel width multiplier of the paper's architecture")
 flags.DEFINE_integer("steps", None, "training steps")
 flags.DEFINE_integer("batch_size", 64, "images per step")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (decayed over the last 30% of the steps)")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (a half cosine to 1% of it over the run)")
 cli.define_seed("seed of initialisation and data sampling")
 flags.DEFINE_bool("finetune_encoder", False, "train the CNN encoder jointly (autoencoder comparison)")
 flags.DEFINE_integer("pool_size", None, "fixed pool of crops with precomputed features (0: fresh crops each step)")
@@ -38,6 +40,13 @@ cli.define_output_dir(None, "where the inverter goes (default: jaxinv.inverters.
 cli.define_images_dir()
 cli.define_data_dir()
 flags.DEFINE_integer("max_train_images", None, "use only N evenly spaced training images (smoke tests)")
+flags.DEFINE_enum("crops", "multiscale", ["multiscale", "thumbnail"], "ImageNet training crops: random scale, "
+                  "position and flip of the full photos, or windows of 72/64-reduced thumbnails (jaxinv.inverters.data)")
+flags.DEFINE_float("min_crop_scale", 0.5, "multiscale crops: the smallest crop side, as a fraction of the shorter side")
+flags.DEFINE_integer("validation_images", None, "training images held out for model selection (default: 50 "
+                     "ImageNet / 500 CIFAR-10; 0: none, the last step is kept)")
+flags.DEFINE_integer("validate_every", 100, "steps between validations (each also checkpoints)")
+flags.DEFINE_integer("patience", 0, "stop after this many validations without improvement (0: never)")
 flags.DEFINE_integer("eval_images", None, "held-out images to evaluate on (default: 50 ImageNet / 1000 CIFAR-10)")
 flags.DEFINE_integer("checkpoint_every", 100, "steps between checkpoints")
 flags.DEFINE_integer("log_every", 20, "steps between progress lines")
@@ -53,7 +62,9 @@ def main(argv):
     config = inverters.TrainConfig(representation=FLAGS.representation, batch_size=FLAGS.batch_size,
                                    learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
                                    finetune_encoder=FLAGS.finetune_encoder, dataset=FLAGS.dataset,
-                                   max_train_images=FLAGS.max_train_images, **settings)
+                                   max_train_images=FLAGS.max_train_images, crops=FLAGS.crops,
+                                   min_crop_scale=FLAGS.min_crop_scale, validation_images=FLAGS.validation_images,
+                                   validate_every=FLAGS.validate_every, patience=FLAGS.patience, **settings)
     output_dir = FLAGS.output_dir or inverters.default_dir(config.representation, config.image_size,
                                                            config.finetune_encoder)
     print(f"jax {jax.__version__} on {jax.default_backend()}; output {output_dir}", flush=True)

@@ -1,33 +1,49 @@
-"""Training and test images of the learned inverters.
+"""Training, validation and test images of the learned inverters.
 
-- "imagenet": the ImageNet samples folder, sorted by file name; the LAST `TEST_FILES` (50) files
-  are the deterministic test split, the others (450) the training split. A test image is the whole
-  image at size x size (shorter side resized to `size`, centre crop: `images.load_image`). Training
-  images are random size x size crops of the training images resized so that their shorter side
-  is round(CONTEXT * size) (72 for 64), flipped left-right with probability 1/2: nearly the whole
-  image, as at test time, with some translation.
-- "cifar10": the CIFAR-10 training images (32x32), flipped with probability 1/2; the test split is
-  the CIFAR-10 test set (evenly spaced subsets when fewer images are asked for, as the files are
-  sorted by class).
+- "imagenet": the ImageNet samples folder, sorted by file name. The LAST `TEST_FILES` (50) files are
+  the deterministic test split, never trained on or selected with. Of the others (450),
+  `validation_images` (default `VALIDATION_FILES`, 50) evenly spaced files are the validation split
+  (model selection: the best checkpoint, early stopping) and the rest (400) the training split. A test
+  or validation image is the whole image at size x size (shorter side resized to `size`, centre crop:
+  `images.load_image`). Training images are random crops, flipped left-right with probability 1/2:
+  - "multiscale" (default): each training photo is decoded once and kept in memory (at its full
+    resolution, or with its shorter side reduced to `STORE_FACTOR` (4) x size when larger, which no
+    crop resized to `size` can tell apart); a crop is a square of side s * (the photo's shorter
+    side), s uniform in [min_crop_scale, 1] (0.5 by default), at a uniform random position (sub-pixel),
+    resized (bicubic, antialiased) to size x size. s = 1 at the centre is exactly a test image, so the
+    crops span the test images' scale and zoom in up to 2x: crops do not run out.
+  - "thumbnail": the photos resized so that their shorter side is round(CONTEXT * size) (72 for 64),
+    random size x size windows of them (nearly the whole image, with some translation).
+- "cifar10": the CIFAR-10 training images (32x32), flipped with probability 1/2; `validation_images`
+  (default 500) evenly spaced training images are the validation split; the test split is the
+  CIFAR-10 test set (evenly spaced subsets when fewer images are asked for, as the files are sorted by
+  class).
 
 Images are float32 (N, size, size, 3) RGB in [0, 255].
 """
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from jaxinv.io import datasets
 from jaxinv.io import images as image_io
 
 TEST_FILES = 50
+VALIDATION_FILES = 50
 CONTEXT = 1.125
+STORE_FACTOR = 4
+DEFAULT_MIN_CROP_SCALE = 0.5
 DATASETS = ("imagenet", "cifar10")
+CROPS = ("multiscale", "thumbnail")
 CIFAR_SIZE = 32
 DEFAULT_TEST_IMAGES = {"imagenet": TEST_FILES, "cifar10": 1000}  # CIFAR: evenly spaced, 100 per class
+DEFAULT_VALIDATION_IMAGES = {"imagenet": VALIDATION_FILES, "cifar10": 500}
 
 
 def imagenet_split(images_dir: str | None = None) -> tuple[list[str], list[str]]:
-    """(train paths, test paths): all sorted files but the last TEST_FILES, and those."""
+    """(train paths, test paths): all sorted files but the last TEST_FILES, and those. The first list
+    still holds the validation files (`imagenet_splits` separates them)."""
     paths = image_io.imagenet_sample_paths(images_dir)
     if len(paths) <= TEST_FILES:
         raise ValueError(f"{len(paths)} images in the images folder: need more than {TEST_FILES} "
@@ -35,34 +51,92 @@ def imagenet_split(images_dir: str | None = None) -> tuple[list[str], list[str]]
     return paths[:-TEST_FILES], paths[-TEST_FILES:]
 
 
+def _held_out(total: int, num: int) -> np.ndarray:
+    """`num` evenly spaced indices of range(total) (none for num = 0)."""
+    if num < 0 or num >= total:
+        raise ValueError(f"cannot hold out {num} of {total} training images for validation: need 0 <= num < {total}")
+    return datasets.evenly_spaced(total, num) if num else np.zeros(0, int)
+
+
+def imagenet_splits(images_dir: str | None = None, validation_images: int = VALIDATION_FILES
+                    ) -> tuple[list[str], list[str], list[str]]:
+    """(train, validation, test) paths: the test split is the last TEST_FILES sorted files; the
+    validation split `validation_images` evenly spaced files of the others; the training split the rest."""
+    train, test = imagenet_split(images_dir)
+    held = set(_held_out(len(train), validation_images).tolist())
+    return ([p for i, p in enumerate(train) if i not in held], [train[i] for i in sorted(held)], test)
+
+
 def _evenly_spaced_up_to(total: int, limit: int | None) -> np.ndarray:
     """All of range(total), or `limit` evenly spaced indices if fewer (`datasets.evenly_spaced`)."""
     return datasets.evenly_spaced(total, None if limit is None else min(limit, total))
 
 
+def _stored_photo(path: str, size: int) -> Image.Image:
+    """The RGB photo at full resolution, or reduced (bicubic) to a shorter side of STORE_FACTOR * size."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        cap = STORE_FACTOR * size
+        if min(w, h) > cap:
+            scale = cap / min(w, h)
+            im = im.resize((max(cap, round(w * scale)), max(cap, round(h * scale))), Image.BICUBIC)
+        im.load()
+        return im
+
+
+def multiscale_crop(photo: Image.Image, size: int, rng: np.random.Generator, min_scale: float) -> np.ndarray:
+    """One random square crop of `photo` (side s * shorter side, s ~ U[min_scale, 1], uniform
+    position), resized (bicubic) to size x size and flipped left-right with probability 1/2: (size, size, 3)."""
+    w, h = photo.size
+    side = rng.uniform(min_scale, 1.0) * min(w, h)
+    left, top = rng.uniform(0.0, w - side), rng.uniform(0.0, h - side)
+    flip = rng.random() < 0.5
+    crop = np.asarray(photo.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)),
+                      np.float32)
+    return crop[:, ::-1] if flip else crop
+
+
 class ImageSource:
-    """Random training crops and the fixed test images of one dataset at one size."""
+    """Random training crops and the fixed validation and test images of one dataset at one size."""
 
     def __init__(self, dataset: str, size: int, *, images_dir: str | None = None, data_dir: str | None = None,
-                 max_train_images: int | None = None):
+                 max_train_images: int | None = None, crops: str = "multiscale",
+                 min_crop_scale: float = DEFAULT_MIN_CROP_SCALE, validation_images: int | None = None):
         """`images_dir`: the ImageNet samples folder; `data_dir`: the data folder holding cifar10/ (defaults:
-        `jaxinv.io.images.data_root` and its imagenet_samples/); `max_train_images`: evenly spaced subset."""
+        `jaxinv.io.images.data_root` and its imagenet_samples/); `max_train_images`: evenly spaced subset of
+        the training split; `crops`, `min_crop_scale`: the ImageNet training crops (module docstring);
+        `validation_images`: the size of the validation split (None: DEFAULT_VALIDATION_IMAGES)."""
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+        if crops not in CROPS:
+            raise ValueError(f"unknown crops {crops!r}; valid: {', '.join(CROPS)}")
+        if not 0 < min_crop_scale <= 1:
+            raise ValueError(f"min_crop_scale must be in (0, 1]; got {min_crop_scale}")
         self.dataset, self.size, self.images_dir = dataset, int(size), images_dir
+        self.crops, self.min_crop_scale = crops, float(min_crop_scale)
+        num_validation = DEFAULT_VALIDATION_IMAGES[dataset] if validation_images is None else int(validation_images)
         if dataset == "cifar10":
             from jaxinv.nets import cifar10
 
             if self.size != CIFAR_SIZE:
                 raise ValueError(f"CIFAR-10 images are {CIFAR_SIZE}x{CIFAR_SIZE}; got size {size}")
             self._cifar = cifar10.load(data_dir)
-            keep = _evenly_spaced_up_to(len(self._cifar["train_images"]), max_train_images)
-            self._train = self._cifar["train_images"][keep]
+            every = self._cifar["train_images"]
+            held = _held_out(len(every), num_validation)
+            self._validation = every[held].astype(np.float32)
+            self._validation_names = [f"cifar10-train-{i:05d}" for i in held]
+            rest = np.setdiff1d(np.arange(len(every)), held)
+            self._train = every[rest[_evenly_spaced_up_to(len(rest), max_train_images)]]
         else:
-            train_paths, self._test_paths = imagenet_split(images_dir)
+            train_paths, validation_paths, self._test_paths = imagenet_splits(images_dir, num_validation)
+            self._validation_paths = validation_paths
             keep = _evenly_spaced_up_to(len(train_paths), max_train_images)
-            context = round(CONTEXT * self.size)
-            self._train = [image_io.load_image(train_paths[i], size=context).astype(np.uint8) for i in keep]
+            if crops == "multiscale":
+                self._train = [_stored_photo(train_paths[i], self.size) for i in keep]
+            else:
+                context = round(CONTEXT * self.size)
+                self._train = [image_io.load_image(train_paths[i], size=context).astype(np.uint8) for i in keep]
 
     @property
     def num_train(self) -> int:
@@ -71,8 +145,12 @@ class ImageSource:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n random training crops (N, size, size, 3), each flipped left-right with probability 1/2."""
         which = rng.integers(0, self.num_train, n)
-        flips = rng.random(n) < 0.5
         out = np.empty((n, self.size, self.size, 3), np.float32)
+        if self.dataset == "imagenet" and self.crops == "multiscale":
+            for k, i in enumerate(which):
+                out[k] = multiscale_crop(self._train[i], self.size, rng, self.min_crop_scale)
+            return out
+        flips = rng.random(n) < 0.5
         for k, (i, flip) in enumerate(zip(which, flips)):
             image = self._train[i]
             top = rng.integers(0, image.shape[0] - self.size + 1)
@@ -80,6 +158,15 @@ class ImageSource:
             crop = image[top:top + self.size, left:left + self.size]
             out[k] = crop[:, ::-1] if flip else crop
         return out
+
+    def validation_images(self) -> tuple[np.ndarray, list[str]]:
+        """The validation split (whole images, as the test images) and a name for each; may be empty."""
+        if self.dataset == "cifar10":
+            return self._validation, list(self._validation_names)
+        if not self._validation_paths:
+            return np.zeros((0, self.size, self.size, 3), np.float32), []
+        return (np.stack([image_io.load_image(p, size=self.size) for p in self._validation_paths]),
+                [p.rsplit("/", 1)[-1] for p in self._validation_paths])
 
     def test_images(self, num_images: int | None = None) -> tuple[np.ndarray, list[str]]:
         """The test split (or `num_images` of it) and a name for each image."""

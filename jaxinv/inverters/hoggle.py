@@ -72,10 +72,12 @@ FORMAT = "jaxinv-hoggle-1"
 PAPER_ERROR = 0.61  # Dosovitskiy & Brox, CVPR 2016, Table 2, HOGgles (256x256 images)
 
 
-def default_dictionary_path() -> str:
-    """Where the trained dictionary lives by default: <cache root>/hoggle/dictionary.npz
-    (`jaxinv.io.cache.cache_root`: ~/.cache/jaxinv unless $XDG_CACHE_HOME says otherwise)."""
-    return os.path.join(cache.cache_root(), "hoggle", "dictionary.npz")
+def default_dictionary_path(image_size: int = 64) -> str:
+    """Where the dictionary trained on image_size x image_size images lives by default:
+    <cache root>/hoggle/dictionary.npz for 64 (the evaluation size of the README), dictionary-<size>.npz
+    otherwise (`jaxinv.io.cache.cache_root`: ~/.cache/jaxinv unless $XDG_CACHE_HOME says otherwise)."""
+    name = "dictionary.npz" if int(image_size) == 64 else f"dictionary-{int(image_size)}.npz"
+    return os.path.join(cache.cache_root(), "hoggle", name)
 
 
 def _positive_int(value, name: str) -> int:

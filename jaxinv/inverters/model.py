@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from importlib import resources
 from typing import Any
 
 import jax
@@ -34,6 +35,18 @@ def default_dir(representation: str, image_size: int, finetuned: bool = False) -
     <cache root>/inverters/<representation, ':' as '_'>-<size>[-finetuned] (`jaxinv.io.cache.cache_root`)."""
     name = f"{representation.replace(':', '_').replace('/', '_')}-{int(image_size)}"
     return os.path.join(cache.cache_root(), "inverters", name + ("-finetuned" if finetuned else ""))
+
+
+def builtin_dir(name: str) -> str:
+    """The folder of an inverter shipped inside the package (jaxinv/inverters/assets/NAME, e.g. "hog-64")."""
+    return str(resources.files("jaxinv.inverters") / "assets" / name)
+
+
+def builtin_names() -> list[str]:
+    """The inverters shipped inside the package, e.g. ["hog-64"]."""
+    assets = resources.files("jaxinv.inverters") / "assets"
+    return sorted(entry.name for entry in assets.iterdir() if (entry / METADATA_FILE).is_file()) \
+        if assets.is_dir() else []
 
 
 def to_pixels(prediction):
@@ -151,16 +164,21 @@ METADATA_FIELDS = dict(representation=str, image_size=int, family=str, feature_s
 
 
 def load(directory: str) -> Inverter:
-    """The inverter saved in `directory` (e.g. `default_dir("hog", 64)`).
+    """The inverter saved in `directory` (e.g. `default_dir("hog", 64)`), or one shipped with jaxinv by
+    name ("hog-64", `builtin_names()`) when no such directory exists.
 
     Verifies the metadata's keys and types, that every parameter is finite and, for inverters saved with one,
     the parameters' fingerprint; a problem raises ValueError naming the file. A replacement of the folder that a
     killed process left unfinished is completed first (outputs.recover_directory)."""
     outputs.recover_directory(directory, SAVED_ENTRIES)
+    if not os.path.isdir(directory) and os.sep not in directory and os.path.isdir(builtin_dir(directory)):
+        directory = builtin_dir(directory)
     metadata_path = os.path.join(directory, METADATA_FILE)
     if not os.path.isdir(directory):
+        shipped = builtin_names()
         raise FileNotFoundError(f"inverter directory not found: {directory} (train one with "
-                                f"`jaxinv-train-inverter --output_dir={directory}`)")
+                                f"`jaxinv-train-inverter --output_dir={directory}`"
+                                f"{'; shipped with jaxinv: ' + ', '.join(shipped) if shipped else ''})")
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(f"{metadata_path} not found: not a trained inverter directory "
                                 f"(an interrupted training run? rerun train_inverter to finish it)")

@@ -2,8 +2,16 @@
 
 The loss is the image-space squared error in the network's output units, mean over pixels, colour
 channels and the batch: mean((f(phi) - (x - 128) / 128)^2), i.e. the paper's sum scaled by a
-constant (Adam is invariant to it). Adam (beta1 0.9, beta2 0.999), learning rate 1e-3 held for the
-first `decay_from` (70%) of the steps and then decayed along a half cosine to 1% of it.
+constant (Adam is invariant to it). Adam (beta1 0.9, beta2 0.999); the learning rate (1e-3) is held
+for the first `decay_from` of the steps (0 by default) and then decays along a half cosine to
+FINAL_RATE_FRACTION (1%) of it at the last step, so the schedule fits the run length.
+
+Model selection: every `validate_every` steps the image error of the validation split (`data`: photos
+held out of training, never the test split) is measured (grey for representations of the grey image,
+colour otherwise); the best parameters so far are part of the run's state, and the saved inverter holds
+them (`selected_step` in its metadata). `patience` > 0 stops the run early after that many validations
+without improvement. The validation errors are written to OUTPUT_DIR/validation.json and plotted against
+the steps in OUTPUT_DIR/validation.png at every validation.
 
 Features: differentiable ones (HOG, CNN layers) are computed inside the jitted training step from
 each fresh batch of crops (HOG of 64 crops of 64x64 costs ~0.15 s against ~0.8-1.8 s for the
@@ -12,12 +20,14 @@ distinct crops). Host features (LBP, SIFT through numpy/VLFeat) can use a fixed 
 (`pool_size`) of random crops whose features are computed once, cached in OUTPUT_DIR/pool.npz and
 sampled without flips (a flip changes the features); the pool is not regenerated.
 
-Runs are resumable: an orbax checkpoint of {params, opt_state, step, rng, feature_scale, seconds}
-is written every `checkpoint_every` steps under OUTPUT_DIR/checkpoints, and a restarted run with the
-same configuration (OUTPUT_DIR/config.json) continues from the last one and ends with the same
-parameters as an uninterrupted run (each step's crops come from the checkpointed JAX key). A second
-run on the same OUTPUT_DIR while one is training is refused (`jaxinv.io.paths.lock_folder`: an flock on
-OUTPUT_DIR/.lock, released when the process ends, so a killed run leaves no stale lock).
+Runs are resumable: an orbax checkpoint of {params, opt_state, step, rng, feature_scale, seconds,
+best_params, best_error, best_step, loss_sum, loss_count} is written every `checkpoint_every` steps and
+at every validation under OUTPUT_DIR/checkpoints, and a restarted run with the same configuration
+(OUTPUT_DIR/config.json) continues from the last one and ends with the same parameters, the same
+selected parameters and the same validation history as an uninterrupted run (each step's crops come
+from the checkpointed JAX key). A second run on the same OUTPUT_DIR while one is training is refused
+(`jaxinv.io.paths.lock_folder`: an flock on OUTPUT_DIR/.lock, released when the process ends, so a
+killed run leaves no stale lock).
 """
 from __future__ import annotations
 
@@ -41,6 +51,8 @@ from jaxinv.inverters.model import Inverter, save, to_target
 CONFIG_FILE = "config.json"
 POOL_FILE = "pool.npz"
 CHECKPOINTS_DIR = "checkpoints"
+VALIDATION_FILE = "validation.json"
+VALIDATION_PLOT = "validation.png"
 CALIBRATION_IMAGES = 256
 FINAL_RATE_FRACTION = 0.01
 
@@ -80,15 +92,20 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 1e-3
-    decay_from: float = 0.7
+    decay_from: float = 0.0
     seed: int = 0
     finetune_encoder: bool = False
     pool_size: int = 0
     dataset: str | None = None
     max_train_images: int | None = None
+    crops: str = "multiscale"  # ImageNet training crops: data.CROPS
+    min_crop_scale: float = data.DEFAULT_MIN_CROP_SCALE
+    validation_images: int | None = None  # None: data.DEFAULT_VALIDATION_IMAGES; 0: no validation
+    validate_every: int = 100
+    patience: int = 0  # validations without improvement before stopping early (0: never)
 
     def __post_init__(self):
-        for name in ("image_size", "steps", "batch_size"):
+        for name in ("image_size", "steps", "batch_size", "validate_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
         if not 0 <= self.decay_from <= 1:
@@ -101,6 +118,14 @@ class TrainConfig:
             raise ValueError(f"max_train_images must be >= 1 (or unset: every training image); "
                              f"got {self.max_train_images}")
         arguments.check_seed(self.seed)
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 validations; got {self.patience}")
+        if self.crops not in data.CROPS:
+            raise ValueError(f"unknown crops {self.crops!r}; valid: {', '.join(data.CROPS)}")
+        if not 0 < self.min_crop_scale <= 1:
+            raise ValueError(f"min_crop_scale must be in (0, 1]; got {self.min_crop_scale}")
+        if self.validation_images is not None and self.validation_images < 0:
+            raise ValueError(f"validation_images must be >= 0 (0: none); got {self.validation_images}")
 
     @property
     def dataset_name(self) -> str:
@@ -108,7 +133,7 @@ class TrainConfig:
 
 
 def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
-    """lr held for decay_from * steps, then a half cosine down to 1% of it at the last step."""
+    """lr held for decay_from * steps, then a half cosine down to FINAL_RATE_FRACTION of it at the last step."""
     hold = int(round(config.decay_from * config.steps))
     decay = optax.cosine_decay_schedule(config.learning_rate, max(config.steps - hold, 1), alpha=FINAL_RATE_FRACTION)
     return optax.join_schedules([optax.constant_schedule(config.learning_rate), decay], [hold])
@@ -222,7 +247,7 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
 
 class _Run(NamedTuple):
     """What a training run needs besides its state: the decoder table, the encoder's fixed weights,
-    the checkpoints, the precomputed pool (host features) and the compiled step."""
+    the checkpoints, the precomputed pool (host features), the compiled step and the validation split."""
     table: list
     family: str
     feature_shape: tuple
@@ -230,32 +255,63 @@ class _Run(NamedTuple):
     manager: checkpoints.RunCheckpoints
     pool: dict | None
     step_fn: Callable
+    validation: "Validation | None"
+
+
+class Validation:
+    """The validation split of a run and its image error for given parameters: grey for representations of
+    the grey image (as the comparisons with grey-only methods report it), colour otherwise."""
+
+    def __init__(self, config: TrainConfig, feature, source: data.ImageSource, family: str, feature_shape: tuple):
+        self.images, self.names = source.validation_images()
+        self.grey = feature.channels == 1
+        self.metric = "image_error_grey" if self.grey else "image_error"
+        self._config, self._family, self._feature_shape = config, family, feature_shape
+        # Fixed encoders: the validation features once (host features such as SIFT are slow).
+        self._features = None if config.finetune_encoder or not len(self.images) else np.concatenate(
+            [features.compute(feature, self.images[i:i + 64]) for i in range(0, len(self.images), 64)])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def errors(self, params, scale) -> dict:
+        """{image_error, image_error_grey} of `params` on the validation images."""
+        inverter = Inverter(representation=self._config.representation, image_size=self._config.image_size,
+                            family=self._family, feature_shape=self._feature_shape, width=self._config.width,
+                            params=params, feature_scale=float(scale))
+        out = inverter.invert_images(self.images) if self._features is None else inverter(self._features)
+        return {"image_error": inverter_metrics.image_error(out, self.images),
+                "image_error_grey": inverter_metrics.image_error(out, self.images, grey=True)}
 
 
 def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, data_dir, eval_images,
                   checkpoint_every, log_every, stop_after, log, extra_metadata) -> Inverter | None:
     _check_config(output_dir, config)
     source = data.ImageSource(config.dataset_name, config.image_size, images_dir=images_dir, data_dir=data_dir,
-                              max_train_images=config.max_train_images)
+                              max_train_images=config.max_train_images, crops=config.crops,
+                              min_crop_scale=config.min_crop_scale, validation_images=config.validation_images)
     run, state = _start(config, output_dir, feature, source, log)
-    trained = _loop(config, feature, source, run, state, checkpoint_every, log_every, stop_after, log)
+    trained = _loop(config, output_dir, feature, source, run, state, checkpoint_every, log_every, stop_after, log)
     if trained is None:
         return None
-    params, scale, seconds = trained
+    params, scale, seconds, done, selection = trained
     inverter = Inverter(representation=config.representation, image_size=config.image_size, family=run.family,
                         feature_shape=run.feature_shape, width=config.width, params=params,
                         feature_scale=float(scale), metadata={})
     held_out = None if eval_images == 0 else evaluate(inverter, source, eval_images or data.DEFAULT_TEST_IMAGES[source.dataset])
-    inverter.metadata = dict(extra_metadata or {}, steps=config.steps, training_seconds=round(seconds, 1),
-                             held_out=held_out, config=dataclasses.asdict(config),
+    inverter.metadata = dict(extra_metadata or {}, steps=config.steps, steps_run=done,
+                             training_seconds=round(seconds, 1), held_out=held_out, validation=selection,
+                             selected_step=selection["best_step"] if selection else done,
+                             num_train_images=source.num_train, config=dataclasses.asdict(config),
                              decoder_parameters=architectures.num_params(params["decoder"]),
                              table=[layer.as_dict() for layer in run.table])
     save(output_dir, inverter)
+    chosen = (f"the best validation step {selection['best_step']} of {done}" if selection else f"step {done}")
     if held_out is None:
-        log(f"inverter written to {output_dir} (no held-out evaluation: eval_images=0)")
+        log(f"inverter ({chosen}) written to {output_dir} (no held-out evaluation: eval_images=0)")
     else:
         log(f"held-out image error {held_out['image_error']:.3f} (grey {held_out['image_error_grey']:.3f}) on "
-            f"{held_out['num_test_images']} {source.dataset} test images; inverter written to {output_dir}")
+            f"{held_out['num_test_images']} {source.dataset} test images at {chosen}; inverter written to {output_dir}")
     return inverter
 
 
@@ -270,8 +326,11 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
     trainable = {"decoder": architectures.init_params(table, init_key, feature_shape)}
     if config.finetune_encoder:
         trainable["encoder"] = encoder
-    state = {"params": trainable, "opt_state": make_optimizer().init(trainable), "step": jnp.zeros((), jnp.int32),
-             "rng": data_key, "feature_scale": jnp.zeros((), jnp.float32), "seconds": jnp.zeros((), jnp.float32)}
+    zero = lambda dtype=jnp.float32: jnp.zeros((), dtype)
+    state = {"params": trainable, "opt_state": make_optimizer().init(trainable), "step": zero(jnp.int32),
+             "rng": data_key, "feature_scale": zero(), "seconds": zero(),
+             "best_params": trainable, "best_error": jnp.asarray(np.inf, jnp.float32), "best_step": zero(jnp.int32),
+             "loss_sum": zero(), "loss_count": zero(jnp.int32)}
     manager = checkpoints.RunCheckpoints(os.path.join(output_dir, CHECKPOINTS_DIR))
     if manager.latest_step() is not None:
         state = manager.restore(state)
@@ -280,11 +339,14 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
         scale = calibrate_feature_scale(feature, source, config.seed, encoder)
         state["feature_scale"] = jnp.asarray(scale, jnp.float32)
     pool = None if feature.traceable else _pool(config, feature, source, output_dir, log)
+    validation = Validation(config, feature, source, family, feature_shape)
     log(f"{config.representation} inverter ({family} family, features {feature_shape}, "
         f"{architectures.num_params(state['params']['decoder']):,} decoder parameters) on {source.dataset} "
-        f"{config.image_size}x{config.image_size}, batch {config.batch_size}, steps {int(state['step'])}/{config.steps}")
+        f"{config.image_size}x{config.image_size} ({source.num_train} training images, "
+        f"{config.crops if source.dataset == 'imagenet' else 'flipped'} crops; {len(validation)} validation images), "
+        f"batch {config.batch_size}, steps {int(state['step'])}/{config.steps}")
     step_fn = cached_train_step(table, feature, config.finetune_encoder)
-    return _Run(table, family, feature_shape, encoder, manager, pool, step_fn), state
+    return _Run(table, family, feature_shape, encoder, manager, pool, step_fn, validation if len(validation) else None), state
 
 
 def _batch(run: _Run, feature, source, rng: np.random.Generator, batch_size: int):
@@ -296,22 +358,88 @@ def _batch(run: _Run, feature, source, rng: np.random.Generator, batch_size: int
     return images, None if feature.traceable else features.compute(feature, images)
 
 
-def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoint_every: int, log_every: int,
-          stop_after: int | None, log):
-    """Steps from the state's to config.steps with progress and checkpoints: (params, scale, seconds), or
-    None when stopped after `stop_after` steps."""
+def read_history(output_dir: str) -> list[dict]:
+    """The validation history of the run in `output_dir` (OUTPUT_DIR/validation.json), oldest first."""
+    path = os.path.join(output_dir, VALIDATION_FILE)
+    return outputs.read_json(path)["history"] if os.path.isfile(path) else []
+
+
+def plot_validation(history: list[dict], path: str, metric: str, title: str = "") -> str:
+    """Validation image error (the selection metric, and colour when that is grey) and the mean training
+    loss against the steps, the best step marked."""
+    plt = outputs.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    steps = [h["step"] for h in history]
+    names = [metric] + (["image_error"] if metric != "image_error" else [])
+    for name in names:
+        ax.plot(steps, [h[name] for h in history], marker=".",
+                label=f"validation {'grey' if name.endswith('grey') else 'colour'} image error")
+    best = min(history, key=lambda h: h[metric])
+    ax.axvline(best["step"], color="grey", ls=":", label=f"best: {best[metric]:.3f} at step {best['step']}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("normalised image error")
+    ax.grid(alpha=0.3)
+    loss_axis = ax.twinx()
+    loss_axis.plot(steps, [h["train_rms"] for h in history], color="tab:red", alpha=0.5, lw=1,
+                   label="training RMS error (grey levels)")
+    loss_axis.set_ylabel("training RMS error (grey levels, mean since last point)")
+    lines = ax.get_legend_handles_labels()
+    more = loss_axis.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return outputs.save_figure(path, fig)
+
+
+def _validate(config: TrainConfig, output_dir: str, run: _Run, state: dict, done: int, history: list[dict],
+              log) -> dict:
+    """Validation at step `done`: the errors appended to `history` (written with its plot); the state's best
+    parameters, error and step updated; the training-loss accumulator reset."""
+    errors = run.validation.errors(state["params"], state["feature_scale"])
+    count = int(state["loss_count"])
+    train_loss = float(state["loss_sum"]) / max(count, 1)
+    entry = dict(step=done, **errors, train_loss=train_loss, train_rms=128 * float(np.sqrt(train_loss)),
+                 learning_rate=float(learning_rate_schedule(config)(done - 1)), seconds=round(float(state["seconds"]), 1))
+    history.append(entry)
+    value = errors[run.validation.metric]
+    if value < float(state["best_error"]):
+        state = dict(state, best_params=state["params"], best_error=jnp.asarray(value, jnp.float32),
+                     best_step=jnp.asarray(done, jnp.int32))
+    state = dict(state, loss_sum=jnp.zeros((), jnp.float32), loss_count=jnp.zeros((), jnp.int32))
+    outputs.write_json(os.path.join(output_dir, VALIDATION_FILE),
+                       {"metric": run.validation.metric, "images": run.validation.names, "history": history})
+    plot_validation(history, os.path.join(output_dir, VALIDATION_PLOT), run.validation.metric,
+                    f"{config.representation} inverter, {config.image_size}x{config.image_size}, width {config.width}, "
+                    f"{config.steps} steps ({len(run.validation)} validation images)")
+    log(f"validation at step {done}: {run.validation.metric} {value:.4f} (best {float(state['best_error']):.4f} "
+        f"at step {int(state['best_step'])})")
+    return state
+
+
+def _loop(config: TrainConfig, output_dir: str, feature, source, run: _Run, state: dict, checkpoint_every: int,
+          log_every: int, stop_after: int | None, log):
+    """Steps from the state's to config.steps (or an early stop) with progress, validations and checkpoints:
+    (selected params, scale, seconds, steps run, selection record), or None when stopped after `stop_after` steps."""
     schedule = learning_rate_schedule(config)
     params, opt_state, key = state["params"], state["opt_state"], state["rng"]
     scale, seconds_before, run_start = state["feature_scale"], float(state["seconds"]), time.perf_counter()
     encoder_params = None if config.finetune_encoder else run.encoder
     first = int(state["step"])
+    history = [h for h in read_history(output_dir) if h["step"] <= first] if run.validation else []
+    patience_steps = config.patience * config.validate_every
     window, window_start, last = [], time.perf_counter(), first
+    loss_sum, loss_count = state["loss_sum"], state["loss_count"]
+    done = first
     steps_bar = bars.bar(config.steps, "steps", "step", enabled=bars.wanted(None), initial=first)
     for t in range(first, config.steps):
+        if run.validation and patience_steps and t - int(state["best_step"]) >= patience_steps and t > 0:
+            log(f"stopping early at step {t}: no better validation error in {config.patience} validations "
+                f"(best at step {int(state['best_step'])})")
+            break
         key, sub = jax.random.split(key)
         images, phi = _batch(run, feature, source, _numpy_rng(sub), config.batch_size)
         params, opt_state, loss = run.step_fn(params, opt_state, np.float32(schedule(t)), encoder_params, scale,
                                               images, phi)
+        loss_sum, loss_count = loss_sum + loss, loss_count + 1
         window.append(loss)
         done = t + 1
         steps_bar.update()
@@ -324,12 +452,24 @@ def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoi
                 f"{rate:.1f} images/s, ETA {eta / 60:.1f} min")
             window, window_start, last = [], time.perf_counter(), done
         seconds = seconds_before + time.perf_counter() - run_start
-        if done % checkpoint_every == 0 or done == config.steps or done == stop_after:
-            run.manager.save(done, {"params": params, "opt_state": opt_state, "step": jnp.asarray(done, jnp.int32),
-                                    "rng": key, "feature_scale": scale, "seconds": jnp.asarray(seconds, jnp.float32)})
+        state = dict(state, params=params, opt_state=opt_state, step=jnp.asarray(done, jnp.int32), rng=key,
+                     seconds=jnp.asarray(seconds, jnp.float32), loss_sum=loss_sum, loss_count=loss_count)
+        validating = run.validation is not None and (done % config.validate_every == 0 or done == config.steps)
+        if validating:
+            state = _validate(config, output_dir, run, state, done, history, log)
+            loss_sum, loss_count = state["loss_sum"], state["loss_count"]
+        if validating or done % checkpoint_every == 0 or done == config.steps or done == stop_after:
+            run.manager.save(done, state)
         if done == stop_after:
             steps_bar.close()
             log(f"stopped after step {done} (checkpoint in {run.manager.directory})")
             return None
     steps_bar.close()
-    return params, scale, seconds_before + time.perf_counter() - run_start
+    seconds = seconds_before + time.perf_counter() - run_start
+    if run.validation is None:
+        return params, scale, seconds, done, None
+    selection = dict(metric=run.validation.metric, num_images=len(run.validation),
+                     best_step=int(state["best_step"]), best_error=float(state["best_error"]),
+                     validate_every=config.validate_every, stopped_early=done < config.steps,
+                     history=VALIDATION_FILE, plot=VALIDATION_PLOT)
+    return state["best_params"], scale, seconds, done, selection

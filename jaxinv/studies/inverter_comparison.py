@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from jaxinv.engine import preimage
-from jaxinv.inverters import hoggle
+from jaxinv.inverters import hoggle, hoggle_experiments
 from jaxinv.io import arguments, images, outputs
 from jaxinv.io import progress as bars
 from jaxinv.methods import metrics
@@ -33,6 +33,7 @@ from jaxinv.inverters import model as inverter_model
 PAPER_TABLE2 = {"hoggle": 0.61, "optimisation": 0.63, "learned": {"hog": 0.24, "sift": 0.28, "lbp": 0.38}}
 HOG_ONLY = ("optimisation", "hoggle")
 DEFAULT_SIZE = 64
+ON_DEMAND_WINDOWS = 7200  # 16 windows of 5x5 cells in each of the 450 training images at 64x64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,7 @@ class CompareConfig:
     batch_size: int = 10
     skip_optimisation: bool = False
     skip_hoggle: bool = False
-    hoggle_dictionary: str | None = None  # default: hoggle.default_dictionary_path()
+    hoggle_dictionary: str | None = None  # default: hoggle.default_dictionary_path(size), built on demand
     cache_dir: str | None = None  # where the optimisation's finished batches are cached
 
     def __post_init__(self):
@@ -84,19 +85,49 @@ def load_test_images(config: CompareConfig, size: int) -> tuple[np.ndarray, list
     return np.stack([images.load_image(p, size=size) for p in paths]), [os.path.basename(p) for p in paths]
 
 
-def load_hoggle_dictionary(path: str | None) -> hoggle.PairedDictionary:
-    """The HOGgle paired dictionary, checked before any inversion runs."""
-    path = path or hoggle.default_dictionary_path()
+def on_demand_hoggle_config(size: int, images_dir: str | None = None) -> hoggle_experiments.TrainConfig:
+    """The dictionary built when none is at the default path: `jaxinv-train-hoggle`'s defaults on
+    size x size images (every window at 64, as the README's dictionary; at other sizes ON_DEMAND_WINDOWS
+    random windows, about as many as at 64, so that it takes about as long, ~90 s on 2 cores)."""
+    return hoggle_experiments.TrainConfig(images_dir=images_dir, image_size=size,
+                                          num_patches=None if size == DEFAULT_SIZE else ON_DEMAND_WINDOWS)
+
+
+def load_hoggle_dictionary(path: str | None, size: int = DEFAULT_SIZE, images_dir: str | None = None,
+                           log=print) -> hoggle.PairedDictionary:
+    """The HOGgle paired dictionary, checked before any inversion runs. Without `path`, the default one for
+    `size` (`hoggle.default_dictionary_path(size)`), built on demand (`on_demand_hoggle_config`) and saved
+    there when missing; a given `path` must exist."""
+    if path is None:
+        path = hoggle.default_dictionary_path(size)
+        if not os.path.isfile(path):
+            config = on_demand_hoggle_config(size, images_dir)
+            log(f"no HOGgle dictionary at {path}: learning one on {size}x{size} images "
+                f"(jaxinv-train-hoggle --image_size={size}"
+                f"{f' --num_patches={config.num_patches}' if config.num_patches else ''}; ~90 s on 2 cores)")
+            start = time.perf_counter()
+            hoggle_experiments.train(config, log=log).save(path)
+            log(f"HOGgle dictionary learned in {time.perf_counter() - start:.0f} s -> {path}")
+        return hoggle.PairedDictionary.load(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"HOGgle dictionary not found: {path} (train one, pass --hoggle_dictionary, "
                                 f"or rerun with --skip_hoggle)")
     return hoggle.PairedDictionary.load(path)
 
 
+def default_inverter_dir(representation: str, size: int) -> str:
+    """The cache's inverter (`jaxinv.inverters.default_dir`, what train_inverter writes) if trained, else the
+    one shipped with jaxinv ("hog-64") if any, else the cache's folder (whose absence `load` then names)."""
+    directory = inverter_model.default_dir(representation, size)
+    shipped = f"{representation.replace(':', '_')}-{size}"
+    if not os.path.isdir(directory) and shipped in inverter_model.builtin_names():
+        return inverter_model.builtin_dir(shipped)
+    return directory
+
+
 def load_inverter(config: CompareConfig) -> tuple[inverter_model.Inverter, str]:
     """The inverter and its folder, checked against config.representation and config.size."""
-    directory = config.inverter_dir or inverter_model.default_dir(config.representation,
-                                                                  config.size or DEFAULT_SIZE)
+    directory = config.inverter_dir or default_inverter_dir(config.representation, config.size or DEFAULT_SIZE)
     inverter = inverter_model.load(directory)
     if inverter.representation != config.representation:
         raise ValueError(f"{directory} inverts {inverter.representation!r}, not {config.representation!r}")
@@ -134,12 +165,16 @@ def hog_method(config: CompareConfig, method: str, grey: np.ndarray, dictionary)
 
 
 def compare(config: CompareConfig, log=print) -> Comparison:
-    """Every method on the test images; missing inputs (inverter, dictionary) fail before any work."""
+    """Every method on the test images; missing inputs (inverter, a given dictionary) fail before any work;
+    a missing default HOGgle dictionary is learned (`load_hoggle_dictionary`)."""
     dictionary = None
-    if skip_reason(config, "hoggle") is None:
+    hoggle_runs = skip_reason(config, "hoggle") is None
+    if hoggle_runs and config.hoggle_dictionary:  # a given dictionary is checked first, a default one built later
         dictionary = load_hoggle_dictionary(config.hoggle_dictionary)
     inverter, directory = load_inverter(config)
     size = inverter.image_size
+    if hoggle_runs and dictionary is None:
+        dictionary = load_hoggle_dictionary(None, size, config.images_dir, log)
     colour, names = load_test_images(config, size)
     grey = images.to_grey(colour)
     log(f"{len(names)} images of {size}x{size} ({config.split} split); inverter {directory} "
@@ -206,3 +241,62 @@ def write_outputs(comparison: Comparison, output_dir: str, figure_images: int = 
     return [outputs.write_json(os.path.join(output_dir, "results.json"), comparison.results),
             outputs.write_json(os.path.join(output_dir, "per_image.json"), comparison.per_image),
             images.save_image(os.path.join(output_dir, "figure.png"), grid)]
+
+
+def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolution.png") -> tuple[str, str]:
+    """Error against resolution from several `compare` outputs (DIR/results.json, any representations and
+    sizes): a markdown table (one row per method and representation, one column per size: mean grey error
+    +- 95% CI) and a plot (one line per method, the paper's 256x256 values as stars), written to
+    OUTPUT_DIR/resolution.md and OUTPUT_DIR/<plot_name>; returns (table, plot path)."""
+    lines = {}  # (method label) -> {size: entry}
+    for directory in result_dirs:
+        results = outputs.read_json(os.path.join(directory, "results.json"))
+        rep, size = results["representation"], int(results["size"])
+        for method in ("learned", *HOG_ONLY):
+            entry = results.get(method) or {}
+            if entry.get("image_error") is None:
+                continue
+            label = f"learned {rep.upper()}" if method == "learned" else f"{method} (HOG)"
+            detail = ""
+            if method == "learned":
+                meta = results.get("inverter_metadata", {})
+                detail = f"width {meta.get('width')}, {meta.get('selected_step', meta.get('steps'))} steps"
+            lines.setdefault(label, {})[size] = dict(entry, num_images=results["num_images"], detail=detail,
+                                                     paper=paper_value(method, rep))
+    sizes = sorted({size for by_size in lines.values() for size in by_size})
+    header = "| method | " + " | ".join(f"{s}x{s}" for s in sizes) + " | paper (256x256) |"
+    rows = [header, "|" + " --- |" * (len(sizes) + 2)]
+    for label, by_size in lines.items():
+        cells = []
+        for s in sizes:
+            e = by_size.get(s)
+            cells.append("not run" if e is None else f"{e['image_error']:.3f} +- {e['ci95']:.3f} ({e['num_images']} images"
+                         + (f"; {e['detail']}" if e["detail"] else "") + ")")
+        paper = next((e["paper"] for e in by_size.values() if e["paper"] is not None), None)
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {'' if paper is None else f'{paper:.2f}'} |")
+    table = "\n".join(rows) + "\n"
+    plt = outputs.pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, (label, by_size) in enumerate(lines.items()):
+        xs = sorted(by_size)
+        colour = f"C{k}"
+        ax.errorbar(xs, [by_size[x]["image_error"] for x in xs], yerr=[by_size[x]["ci95"] for x in xs],
+                    marker="o", capsize=3, color=colour, label=label)
+        paper = next((e["paper"] for e in by_size.values() if e["paper"] is not None), None)
+        if paper is not None:
+            ax.plot([256], [paper], marker="*", markersize=12, color=colour, ls="none")
+    ax.plot([], [], marker="*", color="grey", ls="none", markersize=10, label="paper (256x256, Table 2)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(sizes) | {256}))
+    ax.set_xticklabels([str(s) for s in sorted(set(sizes) | {256})])
+    ax.set_xlabel("image size (pixels)")
+    ax.set_ylabel("image error (grey, mean +- 95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    os.makedirs(output_dir, exist_ok=True)
+
+    def write_table(tmp):
+        with open(tmp, "w") as handle:
+            handle.write(table)
+    outputs.atomic_write(os.path.join(output_dir, "resolution.md"), write_table, ".md")
+    return table, outputs.save_figure(os.path.join(output_dir, plot_name), fig)
