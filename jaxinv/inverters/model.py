@@ -177,3 +177,16 @@ def load(directory: str) -> Inverter:
                     family=metadata["family"], feature_shape=tuple(metadata["feature_shape"]),
                     width=float(metadata["width"]), params=params, feature_scale=float(metadata["feature_scale"]),
                     metadata=metadata)
+
+
+def decoder_parameterisation(inverter: Inverter, mean, code_rms: float | None = None):
+    """The inverter's decoder as an image parameterisation (`jaxinv.engine.parameterisation.Decoder`):
+    a code whose natural values have RMS `code_rms` (default: the RMS of the pixels' start at B = 80,
+    `parameterisation.start_rms`) -> the decoder's image minus `mean` (the inverted representation's).
+    Its weights are the decoder's; an inverter with a fine-tuned encoder still decodes its own codes."""
+    from jaxinv.engine import parameterisation
+    return parameterisation.Decoder(
+        family=inverter.family, feature_shape=tuple(inverter.feature_shape), image_size=inverter.image_size,
+        width=float(inverter.width), mean=tuple(float(m) for m in np.broadcast_to(mean, (3,))),
+        code_rms=float(parameterisation.start_rms(80.0) if code_rms is None else code_rms),
+        weights=inverter.params["decoder"])
