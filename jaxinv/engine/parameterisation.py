@@ -133,13 +133,13 @@ class Fourier:
         height, width = shape[0], shape[1]
         scale = jnp.asarray(fourier_scale(height, width, float(self.decay)))[..., None]
         spectrum = jax.lax.complex(params[0] * scale, params[1] * scale)
-        return jnp.fft.irfft2(spectrum, s=(height, width), axes=(0, 1), norm="ortho").astype(jnp.float32)
+        return jnp.fft.irfft2(spectrum, s=(height, width), axes=(0, 1), norm="ortho")
 
     def inverse(self, weights, image):
         height, width = image.shape[0], image.shape[1]
         scale = jnp.asarray(fourier_scale(height, width, float(self.decay)))[..., None]
         spectrum = jnp.fft.rfft2(image, axes=(0, 1), norm="ortho") / scale
-        return jnp.stack([jnp.real(spectrum), jnp.imag(spectrum)]).astype(jnp.float32)
+        return jnp.stack([jnp.real(spectrum), jnp.imag(spectrum)])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,9 +112,9 @@ class RandomRotation:
         angle = jnp.where(active, jax.random.choice(key, jnp.asarray(self.angles, jnp.float32)), 0.0)
         theta = jnp.deg2rad(angle)
         c, s = jnp.cos(theta), jnp.sin(theta)
-        # Output (row, col) offset d reads the input at R(theta) d, rows pointing down: a counter-clockwise
-        # rotation of the picture as displayed.
-        return warp(x, jnp.array([[c, -s], [s, c]]))
+        # Output offset d = (row, col) from the centre reads the input at (c d_r + s d_c, -s d_r + c d_c):
+        # with rows pointing down, a counter-clockwise rotation of the picture as displayed (90: np.rot90).
+        return warp(x, jnp.array([[c, s], [-s, c]]))
 
 
 def compose(transforms, key, x, active):
