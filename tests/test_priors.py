@@ -9,6 +9,7 @@ from jaxinv.engine import parameterisation as P
 from jaxinv.engine import transforms as T
 from jaxinv.engine.representation import Representation
 from jaxinv.inverters import architectures
+from jaxinv.inverters.model import DecoderNetwork
 from jaxinv.objectives import regularisers
 
 SHAPE = (12, 10, 3)
@@ -87,7 +88,8 @@ def test_chain_composes_and_flattens():
 def _decoder(seed=0):
     table = architectures.build("conv", (2, 2, 4), 8, 0.125)
     weights = architectures.init_params(table, jax.random.PRNGKey(seed), (2, 2, 4))
-    return P.Decoder("conv", (2, 2, 4), 8, 0.125, (120.0, 120.0, 110.0), 28.0, weights=weights)
+    return P.Decoder(DecoderNetwork("conv", (2, 2, 4), 8, 0.125), (2, 2, 4), 8, (120.0, 120.0, 110.0), 28.0,
+                     weights=weights)
 
 
 @pytest.mark.parametrize("name", ["fourier+colour", "squash", "decoder"])
@@ -267,3 +269,27 @@ def test_learned_prior_gradients_and_a_second_decoder_compiles_nothing():
     assert warm.count == 0 and not np.allclose(first.images, second.images)
     with pytest.raises(ValueError, match="invertible"):
         preimage.solve(REP, problem, target, prior=prior, x_init=np.zeros((2, 8, 8, 3)), **kwargs)
+
+
+# ------------------------------------------------------------------ the study's settings and tables
+
+def test_study_priors_settings_and_table():
+    from jaxinv.studies import priors
+    problem = preimage.Problem(C=20.0, jitter=2)
+    assert priors.prior_setting("paper", problem, 32, None) == (problem, None)
+    _, fourier = priors.prior_setting("fourier", problem, 32, None, decay=1.5)
+    assert fourier.parameterisation.pieces == (P.Fourier(1.5), P.DecorrelatedColour()) and not fourier.regularisers
+    assert fourier.transforms == T.lucid_transforms(32) and fourier.transforms[0] == T.RandomPadding(2)
+    assert priors.prior_setting("combined", problem, 32, None)[1].regularisers
+    learned_problem, learned = priors.prior_setting("learned", problem, 32, _decoder())
+    assert learned_problem.jitter == 1 and learned.transforms == (T.RandomPadding(1),) and not learned.regularisers
+    with pytest.raises(ValueError, match="unknown prior"):
+        priors.prior_setting("pink", problem, 32, None)
+    row = dict(error=0.1, error_ci95=0.01, restart_std=0.02, class_consistency=1.0, hist_intersection=0.9,
+               restart_diversity=0.05, seconds=3.0)
+    am = dict(mean_probability=0.9, min_probability=0.5, value_over_M=2.0, hist_intersection=0.7, seconds=4.0)
+    result = priors.PriorsResult(priors.PriorsConfig(layers=("conv1", "fc8")), None, [], {
+        "paper": {"conv1": row, "fc8": dict(row, error=0.3)}}, {"paper": am}, {}, {}, 1.0, None)
+    table = priors.markdown_tables(result)
+    assert "| paper | conv1 | 0.100 | 0.010 | 0.020 | 1.000 | 0.900 | 0.050 | 3.000 |" in table
+    assert "| paper | **mean** | 0.200 |" in table and "| paper | 0.900 | 0.500 | 2.000 | 0.700 | 4.000 |" in table

@@ -198,14 +198,14 @@ class Squash:
 @dataclasses.dataclass(frozen=True)
 class Decoder:
     """A learned inverter's decoder as the parameterisation: params are a code in the units of the
-    decoder's input times `code_rms` (natural codes scaled to unit RMS by the inverter's
-    `feature_scale`, then to the RMS of the pixels' start), image = decoder(params / code_rms) - mean.
-    `weights` are the decoder's parameters. Build one from a trained `jaxinv.inverters.Inverter` with
+    decoder's input times `code_rms` (the inverter scales natural codes to unit RMS), and the image is
+    network(weights, params / code_rms) - mean. `network(weights, codes) -> (N, S, S, 3)` images in
+    [0, 255] is a hashable pure function of a batch of codes (`jaxinv.inverters.model.DecoderNetwork`);
+    `weights` are its parameters. Build one from a trained `jaxinv.inverters.Inverter` with
     `jaxinv.inverters.model.decoder_parameterisation`."""
-    family: str
+    network: Any
     feature_shape: tuple
     image_size: int
-    width: float
     mean: tuple
     code_rms: float
     weights: Any = dataclasses.field(default=None, compare=False, repr=False)
@@ -220,20 +220,11 @@ class Decoder:
         if tuple(shape[:2]) != (self.image_size, self.image_size):
             raise ValueError(f"the decoder produces {self.image_size}x{self.image_size} images, not "
                              f"{shape[0]}x{shape[1]} (use jitter T = 1 and size-preserving transforms)")
-        from jaxinv.inverters import architectures  # the decoder's layer table (built once per shape)
-        from jaxinv.inverters.model import to_pixels
-        table = _decoder_table(self.family, tuple(self.feature_shape), self.image_size, self.width)
-        pixels = to_pixels(architectures.apply(table, weights, (params / self.code_rms)[None]))[0]
+        pixels = self.network(weights, (params / self.code_rms)[None])[0]
         return pixels - jnp.asarray(self.mean, jnp.float32)
 
     def inverse(self, weights, image):
         raise NotImplementedError("a decoder has no inverse: start it from a random code")
-
-
-@functools.lru_cache(maxsize=16)
-def _decoder_table(family, feature_shape, image_size, width):
-    from jaxinv.inverters import architectures
-    return architectures.build(family, feature_shape, image_size, width)
 
 
 @dataclasses.dataclass(frozen=True)

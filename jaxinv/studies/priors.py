@@ -8,9 +8,9 @@ Priors (rows), each a problem and an optional `jaxinv.engine.image_prior.Prior`:
   the Eq. 7 jitter followed by padding, scale and rotation (`transforms.lucid_transforms`), no
   R_alpha or R_TV; the projection onto B+ acts on the produced image;
 - "combined": the two together (Fourier + colour + transformations + R_alpha + R_TV);
-- "learned": the code of a trained learned inverter's decoder (`inverters.model.decoder_parameterisation`)
-  with R_alpha + R_TV on its image; jitter as a same-size translation (`RandomPadding(T - 1)`), as
-  the decoder makes images of one size;
+- "learned": the code of a trained learned inverter's decoder (`inverters.model.decoder_parameterisation`),
+  the decoder as the only prior (no R_alpha or R_TV, as Nguyen et al. 2016 use none on the image);
+  jitter as a same-size translation (`RandomPadding(T - 1)`), as the decoder makes images of one size;
 - "fourier+diversity": "fourier" with the diversity term at `diversity_layer` (weight
   `diversity_weight` x C), when listed.
 
@@ -108,7 +108,7 @@ def prior_setting(name: str, problem: preimage.Problem, side: int, decoder, deca
         return problem, image_prior.Prior(lucid, T.lucid_transforms(side), regularisers=True)
     if name == "learned":
         shift = (T.RandomPadding(problem.jitter - 1),) if problem.jitter > 1 else ()
-        return dataclasses.replace(problem, jitter=1), image_prior.Prior(decoder, shift, regularisers=True)
+        return dataclasses.replace(problem, jitter=1), image_prior.Prior(decoder, shift, regularisers=False)
     raise ValueError(f"unknown prior {name!r}")
 
 
