@@ -10,14 +10,14 @@ OUT ?= outputs
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,experiments]'
+	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 vlfeat:
 	@sh .ci/ensure_vlfeat.sh
 
 demo: $(VENV)/.installed
-	$(PY) -m experiments.invert --output_dir=$(OUT)/invert
+	$(VENV)/bin/jaxinv-invert --output_dir=$(OUT)/invert
 
 test: $(VENV)/.installed vlfeat
 	$(PY) -m pytest -q

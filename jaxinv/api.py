@@ -33,7 +33,7 @@ from jaxinv import models, representations
 from jaxinv.engine import preimage
 from jaxinv.engine.preimage import Problem
 from jaxinv.engine.representation import Representation
-from jaxinv.io import images, outputs
+from jaxinv.io import images, outputs, paths
 
 SHORT = {"error": "err", "probability": "p", "gain": "gain", "value": "value"}  # tile labels
 SHALLOW_SIZE = 256
@@ -80,13 +80,14 @@ class Result:
         return images.labelled_grid([tiles], column_labels=labels, scale=scale)
 
     def save(self, directory: str) -> list[str]:
-        """Writes `directory`/grid.png, one PNG per restart and result.json; returns the paths."""
-        os.makedirs(directory, exist_ok=True)
-        paths = [images.save_image(os.path.join(directory, "grid.png"), self.grid())]
-        for k, image in enumerate(self.images):
-            paths.append(images.save_image(os.path.join(directory, f"restart{k}.png"), image))
-        paths.append(outputs.write_json(os.path.join(directory, "result.json"), self.summary()))
-        return paths
+        """Writes `directory`/grid.png, one PNG per restart and result.json; returns the paths. The folder's lock
+        is held meanwhile (`jaxinv.io.paths`: another process writing there is refused)."""
+        with paths.lock_folder(directory):
+            written = [images.save_image(os.path.join(directory, "grid.png"), self.grid())]
+            for k, image in enumerate(self.images):
+                written.append(images.save_image(os.path.join(directory, f"restart{k}.png"), image))
+            written.append(outputs.write_json(os.path.join(directory, "result.json"), self.summary()))
+        return written
 
     def _repr_png_(self) -> bytes:
         from PIL import Image
@@ -109,8 +110,9 @@ def _stages(iterations: int, refine_iterations: int):
     return preimage.default_stages(int(iterations), int(refine_iterations))
 
 
-def _progress(progress: bool):
-    return preimage.print_progress if progress else None
+def _progress(progress: bool) -> bool:
+    """True: progress bars (`jaxinv.io.progress`); False: none, whatever the process's default."""
+    return bool(progress)
 
 
 def _resolve(model, layer: str | None) -> tuple[Any, str | None]:

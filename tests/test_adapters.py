@@ -282,6 +282,15 @@ def test_conventions_are_checked():
         adapters.from_function(function_stack, function_params(), input_size=SIZE, convention={"mean": (0.5,)})
     with pytest.raises(ValueError, match="hashable"):
         adapters.TappedModel(UnhashableTaps(), None, input_size=SIZE)
+    with pytest.raises(ValueError, match=r"mean \(123.68, 116.78, 103.94\) lies outside the pixel range \[0, 1\]"):
+        adapters.input_convention(mean=(123.68, 116.78, 103.94), std=(1, 1, 1))
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx", "equinox", "function"])
+def test_a_model_that_does_not_take_the_conventions_channels_is_refused(kind):
+    grey = adapters.input_convention(1)
+    with pytest.raises(ValueError, match=r"does not run on 32x32 images with 1 channel\(s\)"):
+        make(kind, convention=grey)
 
 
 class UnhashableTaps:

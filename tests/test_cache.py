@@ -76,5 +76,10 @@ def test_cifar10_is_decoded_once_into_the_cache_root(monkeypatch, tmp_path):
     assert data["train_images"].shape == (1, 32, 32, 3)
     assert list(data["test_labels"]) == [cifar10.CLASS_NAMES.index("ship")]
     assert os.listdir(tmp_path / "xdg" / "jaxinv") == ["cifar10.npz"]  # no temporary file left behind
-    source.unlink()  # the second load reads the cache
+    monkeypatch.setattr(cifar10, "_decode", None)  # the second load reads the cache
     np.testing.assert_array_equal(cifar10.load(str(tmp_path / "data"))["train_images"], data["train_images"])
+    other = tmp_path / "other" / "cifar10" / "cifar10_jpeg.tar.gz"  # another tarball is decoded again
+    other.parent.mkdir(parents=True)
+    other.write_bytes(source.read_bytes() + bytes(1024))
+    with pytest.raises(TypeError):
+        cifar10.load(str(tmp_path / "other"))

@@ -28,7 +28,7 @@ nn = torch.nn
 
 from jaxinv import nets  # noqa: E402
 from jaxinv.io import images
-from weights_conversion import convert  # noqa: E402
+from jaxinv.conversion import convert  # noqa: E402
 
 TOLERANCE = 1e-4
 TEST_INPUT_SIZES = {"caffe-ref": 99, "caffe-alex": 99, "vgg-m": 99, "vgg-vd-16": 32,

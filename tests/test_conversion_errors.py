@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from jaxinv import nets  # noqa: E402
-from weights_conversion import caffe_reader, convert  # noqa: E402
+from jaxinv.conversion import caffe_reader, convert  # noqa: E402
 
 
 def cifar_ref_torch():

@@ -44,11 +44,13 @@ def test_too_small_or_mixed_size_images_are_rejected(grey_images):
 
 
 def test_shallow_study_resumes_from_its_cache(tmp_path, grey_images):
-    run = lambda: shallow.invert_in_batches("hog", grey_images, batch_size=1, restarts=1,
-                                            stages=preimage.default_stages(5, 0), C=100,
-                                            cache_dir=str(tmp_path), log=lambda s: None)
+    run = lambda C=100: shallow.invert_in_batches("hog", grey_images, batch_size=1, restarts=1,
+                                                  stages=preimage.default_stages(5, 0), C=C,
+                                                  cache_dir=str(tmp_path), log=lambda s: None)
     first = run()
-    assert len(os.listdir(tmp_path)) == 2
+    assert sorted(os.listdir(tmp_path)) == ["hog_00000_1", "hog_00001_1", shallow.STUDY_FILE]  # no lock left
+    with pytest.raises(ValueError, match=r"a different study \(differs in: C \(saved 100, asked 20\)"):
+        run(C=20)  # batches of other settings are never mixed in
     second = run()  # served from the cache
     np.testing.assert_array_equal(first["errors"], second["errors"])
     summary = shallow.summarise(first)
@@ -111,7 +113,10 @@ def test_shallow_table_library_inverts_every_representation(tmp_path):
     results_path, figure, columns = shallow.write_table(table, str(tmp_path), figure_images=1)
     assert columns == ["original", "HOG glyphs", "hog^-1", "dsift^-1"]
     assert set(json.loads(open(results_path).read())) == {"hog", "dsift"}
-    assert images.load_image(figure).shape[1] > 3 * images.load_image(figure).shape[0]  # one row of 4 tiles
+    tile = np.zeros((32, 32))  # one row of 4 labelled tiles, the reconstructions captioned with their errors
+    expected = images.labelled_grid([[tile] * 4], column_labels=columns, row_labels=["image 0"],
+                                    tile_labels=[["", "", "e", "e"]], tile=(32, 32))
+    assert images.load_image(figure).shape == expected.shape
     with pytest.raises(ValueError, match="valid representations"):
         shallow.run_table(shallow.TableConfig(representations=("gist",)))
 

@@ -25,7 +25,7 @@ def test_missing_inverter_names_the_checkpoint_and_the_training_command(tmp_path
     assert result.returncode == 2, result.stderr
     expected_dir = os.path.join(str(tmp_path), os.path.basename(inverters.default_dir("cifar-ref:pool2", 32)))
     assert f"no trained inverter of cifar-ref:pool2 in {expected_dir}" in result.stderr
-    assert (f"python -m experiments.train_inverter --representation=cifar-ref:pool2 --output_dir={expected_dir}"
+    assert (f"jaxinv-train-inverter --representation=cifar-ref:pool2 --output_dir={expected_dir}"
             in result.stderr)
     assert not (tmp_path / "out" / "results.json").exists()
 

@@ -13,6 +13,7 @@ from jax import lax
 
 from jaxinv import inverters
 from jaxinv.engine import graph
+from jaxinv.io import paths
 from jaxinv.io.outputs import OutputBusyError
 from jaxinv.inverters import features as inverter_features
 from jaxinv.inverters import layers, training
@@ -225,8 +226,8 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
 
 def test_a_folder_being_trained_is_refused_to_a_second_run(tmp_path):
     config = inverters.TrainConfig(steps=2, **TINY)
-    with training.training_lock(str(tmp_path)):
-        with pytest.raises(OutputBusyError, match=rf"{tmp_path} is being trained by another process \(pid {os.getpid()}\)"):
+    with paths.lock_folder(str(tmp_path)):
+        with pytest.raises(OutputBusyError, match=rf"{tmp_path} is in use by another run \(pid {os.getpid()}\)"):
             inverters.train(config, str(tmp_path), eval_images=0, log=lambda s: None)
     assert inverters.train(config, str(tmp_path), eval_images=0, log=lambda s: None) is not None
 
@@ -259,7 +260,7 @@ def test_train_and_compare_binaries_at_tiny_size(tmp_path):
                      f"--output_dir={inverter_dir}")
     assert "step 4/4" in out and "held-out image error" in out
     metadata = inverters.load(inverter_dir).metadata
-    assert metadata["steps"] == 4 and "train_inverter" in metadata["command"]
+    assert metadata["steps"] == 4 and metadata["command"].startswith("jaxinv-train-inverter ")
     out = run_binary("experiments.compare_inverters", f"--inverter_dir={inverter_dir}", "--num_images=3",
                      "--iterations=5", "--refine_iterations=0", "--skip_hoggle", f"--output_dir={compare_dir}")
     results = json.load(open(os.path.join(compare_dir, "results.json")))

@@ -22,7 +22,7 @@ def test_restarts_mode_lays_out_restarts_by_layers(tmp_path):
     # Restarts down; original, conv1, fc8 across; 32 px tiles enlarged twice.
     tile = np.zeros((32, 32, 3), np.float32)
     expected = images.labelled_grid([[tile] * 3] * 2, column_labels=["original", "conv1", "fc8"],
-                                    row_labels=["restart 0", "restart 1"], scale=2)
+                                    row_labels=["restart 0", "restart 1"], tile_labels=[["", "e", "e"]] * 2, scale=2)
     assert figure.image.shape == expected.shape
     written = V.write_outputs(figure, str(tmp_path))
     assert [p.rsplit("/", 1)[1] for p in written] == ["restarts.png", "results.json", "index.html"]

@@ -1,2 +1,2 @@
-"""Converters of pretrained networks (PyTorch state_dicts, MatConvNet simplenn .mat files, Caffe
-.caffemodel + deploy.prototxt) into jaxinv network directories."""
+"""From a clone: `python -m weights_conversion.convert` runs `jaxinv.binaries.convert` (installed: jaxinv-convert);
+the converters are `jaxinv.conversion`. `fingerprint_asset` is a maintenance script of the shipped network."""

@@ -47,6 +47,9 @@ def input_convention(channels: int = 3, *, channel_order: str = "RGB", pixel_ran
         raise ValueError("channel_order 'BGR' needs 3 channels")
     if not pixel_range > 0 or not all(s > 0 for s in std):
         raise ValueError(f"pixel_range and std must be positive, got {pixel_range} and {std}")
+    if not all(0 <= m <= pixel_range for m in mean):
+        raise ValueError(f"the mean {mean} lies outside the pixel range [0, {pixel_range:g}]: give the mean in the "
+                         "model's own range (e.g. pixel_range=255 with means near 120)")
     return dict(channel_order=channel_order, pixel_range=float(pixel_range), mean=mean, std=std)
 
 
@@ -168,6 +171,12 @@ class TappedModel:
         self._code = TapCode(taps, OUTPUT, c["channel_order"], c["pixel_range"], c["mean"], c["std"],
                              bool(batched), layout)
         self._shapes: dict = {}
+        try:
+            self.layers()
+        except Exception as e:  # the framework's own shape errors, whatever their type
+            raise ValueError(f"{name} does not run on {self.input_size[0]}x{self.input_size[1]} images with "
+                             f"{self.channels} channel(s) (layout {layout}, the input convention's channel count): "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
     @property
     def channels(self) -> int:

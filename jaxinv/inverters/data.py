@@ -45,8 +45,8 @@ class ImageSource:
 
     def __init__(self, dataset: str, size: int, *, images_dir: str | None = None, data_dir: str | None = None,
                  max_train_images: int | None = None):
-        """`images_dir`: the ImageNet samples folder; `data_dir`: the shared data folder holding cifar10/
-        (both default to $JAXINV_DATA or ../shared/data); `max_train_images`: evenly spaced subset."""
+        """`images_dir`: the ImageNet samples folder; `data_dir`: the data folder holding cifar10/ (defaults:
+        `jaxinv.io.images.data_root` and its imagenet_samples/); `max_train_images`: evenly spaced subset."""
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
         self.dataset, self.size, self.images_dir = dataset, int(size), images_dir

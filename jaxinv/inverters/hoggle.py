@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinv import features
-from jaxinv.io import cache, outputs
+from jaxinv.io import cache, outputs, paths
 from jaxinv.features.hog import check_cell_size
 
 HOG_DIMS = 31
@@ -158,9 +158,10 @@ class PairedDictionary:
     @classmethod
     def load(cls, path: str) -> "PairedDictionary":
         """Reads a dictionary written by `save`; FileNotFoundError if missing, ValueError if malformed."""
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise FileNotFoundError(f"HOGgle dictionary not found: {path} (train one with "
-                                    f"`python -m experiments.train_hoggle --output={path}`)")
+                                    f"`jaxinv-train-hoggle --output={path}`)")
+        paths.input_file(path, "HOGgle dictionary")  # a pipe or a folder: ValueError
         try:
             with np.load(path, allow_pickle=False) as data:
                 stored = {key: data[key] for key in data.files}

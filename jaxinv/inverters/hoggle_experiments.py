@@ -45,6 +45,8 @@ class TrainConfig:
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> hoggle.PairedDictionary:
     """Samples windows from the training split and learns the dictionary; its training_info names the
     images it saw."""
+    if config.epochs:
+        hoggle_learning.require_scikit_learn()
     paths = training_paths(config.images_dir, config.exclude_last, config.num_images)
     start = time.time()
     pairs = hoggle_learning.sample_training_pairs(paths, config.num_patches, image_size=config.image_size, seed=config.seed)
@@ -102,7 +104,9 @@ def evaluate(dictionary_path: str | None, *, images_dir: str | None = None, num_
 def write_evaluation(evaluation: Evaluation, output_dir: str, figure_images: int = 8) -> list[str]:
     """figure.png (rows: original, then each pixel mapping) and results.json."""
     shown = range(min(figure_images, len(evaluation.originals)))
-    grid = images.image_grid([[evaluation.originals[i] for i in shown]] +
-                             [[r[i] for i in shown] for r in evaluation.reconstructions.values()])
+    mappings = list(evaluation.reconstructions)
+    grid = images.labelled_grid([[evaluation.originals[i] for i in shown]] +
+                                [[evaluation.reconstructions[m][i] for i in shown] for m in mappings],
+                                row_labels=["original"] + mappings, column_labels=[f"image {i}" for i in shown])
     return [outputs.write_json(os.path.join(output_dir, "results.json"), evaluation.results),
             images.save_image(os.path.join(output_dir, "figure.png"), grid)]

@@ -17,6 +17,7 @@ from jaxinv.features.hog import check_cell_size
 from jaxinv.features.hog import batched_hog
 from jaxinv.inverters.hoggle import PairedDictionary, _positive_int, zero_mean_unit_norm
 from jaxinv.io import images
+from jaxinv.io import progress as bars
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -151,13 +152,20 @@ def learn_paired_dictionary(pairs: TrainingPairs, num_atoms: int = 1024, lam: fl
                             training_info=info)
 
 
-def _online_dictionary_learning(data, initial_atoms, lam, batch_size, epochs, coding_sweeps, rng, seed, log):
-    """`epochs` passes of scikit-learn's minibatch dictionary learning from `initial_atoms`: (K, D) atoms."""
+def require_scikit_learn() -> None:
+    """An ImportError saying how to install scikit-learn when it is missing (dictionary learning needs it):
+    callers check before any computation starts."""
     try:
-        from sklearn.decomposition import MiniBatchDictionaryLearning
-        from sklearn.exceptions import ConvergenceWarning
+        import sklearn  # noqa: F401
     except ImportError:
         raise ImportError("learning a HOGgle dictionary needs scikit-learn: pip install 'jaxinv[hoggle]'") from None
+
+
+def _online_dictionary_learning(data, initial_atoms, lam, batch_size, epochs, coding_sweeps, rng, seed, log):
+    """`epochs` passes of scikit-learn's minibatch dictionary learning from `initial_atoms`: (K, D) atoms."""
+    require_scikit_learn()
+    from sklearn.decomposition import MiniBatchDictionaryLearning
+    from sklearn.exceptions import ConvergenceWarning
     model = MiniBatchDictionaryLearning(n_components=len(initial_atoms), alpha=lam, batch_size=batch_size,
                                         fit_algorithm="cd", positive_code=True, dict_init=initial_atoms,
                                         transform_max_iter=coding_sweeps, random_state=seed)
@@ -167,7 +175,7 @@ def _online_dictionary_learning(data, initial_atoms, lam, batch_size, epochs, co
         f"{epochs} epoch(s) of {steps_per_epoch} minibatches of {batch_size}")
     start = time.time()
     step = 0
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), bars.bar(total, "minibatches", enabled=bars.wanted(None)) as shown:
         # Each minibatch's codes stop after `coding_sweeps`; a duality gap above sklearn's tight
         # tolerance is harmless for the dictionary update, so don't warn on every minibatch.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -176,6 +184,7 @@ def _online_dictionary_learning(data, initial_atoms, lam, batch_size, epochs, co
             for first in range(0, len(data), batch_size):
                 model.partial_fit(data[order[first:first + batch_size]])
                 step += 1
+                shown.update()
                 if step == 1 or step == total or step % max(1, total // 20) == 0:
                     elapsed = time.time() - start
                     log(f"hoggle: minibatch {step}/{total} (epoch {epoch + 1}), {elapsed:.0f} s, "

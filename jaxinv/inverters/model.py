@@ -160,7 +160,7 @@ def load(directory: str) -> Inverter:
     metadata_path = os.path.join(directory, METADATA_FILE)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"inverter directory not found: {directory} (train one with "
-                                f"`python -m experiments.train_inverter --output_dir={directory}`)")
+                                f"`jaxinv-train-inverter --output_dir={directory}`)")
     if not os.path.isfile(metadata_path):
         raise FileNotFoundError(f"{metadata_path} not found: not a trained inverter directory "
                                 f"(an interrupted training run? rerun train_inverter to finish it)")

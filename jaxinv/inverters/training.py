@@ -16,14 +16,12 @@ Runs are resumable: an orbax checkpoint of {params, opt_state, step, rng, featur
 is written every `checkpoint_every` steps under OUTPUT_DIR/checkpoints, and a restarted run with the
 same configuration (OUTPUT_DIR/config.json) continues from the last one and ends with the same
 parameters as an uninterrupted run (each step's crops come from the checkpointed JAX key). A second
-run on the same OUTPUT_DIR while one is training is refused (an flock on OUTPUT_DIR/.lock, released
-when the process ends, so a killed run leaves no stale lock).
+run on the same OUTPUT_DIR while one is training is refused (`jaxinv.io.paths.lock_folder`: an flock on
+OUTPUT_DIR/.lock, released when the process ends, so a killed run leaves no stale lock).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 import time
 from typing import Any, Callable, NamedTuple
@@ -33,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxinv.io import checkpoints, outputs
+from jaxinv.io import arguments, checkpoints, outputs, paths
+from jaxinv.io import progress as bars
 from jaxinv.inverters import architectures, data
 from jaxinv.inverters import metrics as inverter_metrics
 from jaxinv.inverters import features
@@ -96,6 +95,12 @@ class TrainConfig:
             raise ValueError(f"decay_from must be a fraction of the steps in [0, 1]; got {self.decay_from}")
         if self.pool_size < 0:
             raise ValueError(f"pool_size must be >= 0; got {self.pool_size}")
+        for name in ("learning_rate", "width"):
+            arguments.check_positive(name, getattr(self, name))
+        if self.max_train_images is not None and self.max_train_images < 1:
+            raise ValueError(f"max_train_images must be >= 1 (or unset: every training image); "
+                             f"got {self.max_train_images}")
+        arguments.check_seed(self.seed)
 
     @property
     def dataset_name(self) -> str:
@@ -186,16 +191,8 @@ def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> dict | 
 
 
 def _check_config(output_dir: str, config: TrainConfig) -> None:
-    path = os.path.join(output_dir, CONFIG_FILE)
-    wanted = dataclasses.asdict(config)
-    if os.path.isfile(path):
-        found = outputs.read_json(path)
-        if found != wanted:
-            diff = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
-            raise ValueError(f"{output_dir} holds a training run with another configuration (saved, asked): {diff}; "
-                             f"use another --output_dir or the same flags")
-    else:
-        outputs.write_json(path, wanted)
+    checkpoints.check_fingerprint(output_dir, dataclasses.asdict(config), "a training run with another configuration",
+                                  CONFIG_FILE)
 
 
 def evaluate(inverter: Inverter, source: data.ImageSource, num_images: int | None = None) -> dict:
@@ -205,31 +202,6 @@ def evaluate(inverter: Inverter, source: data.ImageSource, num_images: int | Non
     return {"image_error": inverter_metrics.image_error(reconstructions, test),
             "image_error_grey": inverter_metrics.image_error(reconstructions, test, grey=True),
             "num_test_images": len(test), "test_split": source.dataset}
-
-
-LOCK_FILE = ".lock"
-
-
-@contextlib.contextmanager
-def training_lock(output_dir: str):
-    """Holds an exclusive lock on `output_dir` for one training run; a second run gets a clear error."""
-    path = os.path.join(output_dir, LOCK_FILE)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise outputs.OutputBusyError(f"{output_dir} is being trained by another process (pid {holder}); "
-                               f"wait for it or choose another --output_dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None, data_dir: str | None = None,
@@ -242,9 +214,7 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
     feature = features.representation(config.representation, config.image_size)
     if config.finetune_encoder and feature.params is None:
         raise ValueError(f"representation {config.representation!r} has no encoder weights to fine-tune")
-    output_dir = os.path.abspath(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    with training_lock(output_dir):
+    with paths.lock_folder(output_dir, replaced=True) as output_dir:
         return _train_locked(config, output_dir, feature, images_dir=images_dir, data_dir=data_dir,
                              eval_images=eval_images, checkpoint_every=checkpoint_every, log_every=log_every,
                              stop_after=stop_after, log=log, extra_metadata=extra_metadata)
@@ -336,6 +306,7 @@ def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoi
     encoder_params = None if config.finetune_encoder else run.encoder
     first = int(state["step"])
     window, window_start, last = [], time.perf_counter(), first
+    steps_bar = bars.bar(config.steps, "steps", "step", enabled=bars.wanted(None), initial=first)
     for t in range(first, config.steps):
         key, sub = jax.random.split(key)
         images, phi = _batch(run, feature, source, _numpy_rng(sub), config.batch_size)
@@ -343,6 +314,7 @@ def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoi
                                               images, phi)
         window.append(loss)
         done = t + 1
+        steps_bar.update()
         if done % log_every == 0 or done == config.steps:
             elapsed = time.perf_counter() - window_start
             mean_loss = float(np.mean(np.asarray(window)))
@@ -356,6 +328,8 @@ def _loop(config: TrainConfig, feature, source, run: _Run, state: dict, checkpoi
             run.manager.save(done, {"params": params, "opt_state": opt_state, "step": jnp.asarray(done, jnp.int32),
                                     "rng": key, "feature_scale": scale, "seconds": jnp.asarray(seconds, jnp.float32)})
         if done == stop_after:
+            steps_bar.close()
             log(f"stopped after step {done} (checkpoint in {run.manager.directory})")
             return None
+    steps_bar.close()
     return params, scale, seconds_before + time.perf_counter() - run_start

@@ -6,6 +6,8 @@
   that a resumed run hits the compiled step of a fresh one.
 - `weights_fingerprint` (the one weights hash), `fingerprints`, `check_weights` (finite, fingerprint) and
   `check_fields` (metadata schema): what saved networks and inverters record and verify.
+- `check_fingerprint`: the one rule of resumable runs and studies (a folder of checkpoints or cached batches
+  records every setting that changes its results; a run with other settings is refused before it computes).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import hashlib
 import json
 import math
 import os
+
+from jaxinv.io import outputs, paths
 
 FINGERPRINT_VERSION = 1
 
@@ -154,15 +158,43 @@ def number_list(length: int | None = None):
     return check
 
 
+def check_fingerprint(directory: str, fingerprint: dict, holds: str, file: str) -> None:
+    """Records `fingerprint` (every setting that changes the results kept in `directory`, as JSON) in
+    `directory`/`file` on a first run; on a later run, raises ValueError naming the keys that differ (saved and
+    asked values) unless they agree, before anything is computed. `holds` says what the folder holds ("units of a
+    different study"). Callers hold the folder's lock (`jaxinv.io.paths.lock_folder`) around the check and the run."""
+    wanted = json.loads(json.dumps(outputs.strict_json(fingerprint)))  # as it reads back: tuples as lists, NaN None
+    path = os.path.join(directory, file)
+    if not os.path.isfile(path):
+        outputs.write_json(path, wanted)
+        return
+    stored = outputs.read_json(path)
+    if stored == wanted:
+        return
+    stored = stored if isinstance(stored, dict) else {}
+    keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    shown = ", ".join(f"{k} (saved {_short(stored.get(k))}, asked {_short(wanted.get(k))})" for k in keys)
+    raise ValueError(f"{directory} holds {holds} (differs in: {shown}); use another output folder, or the same "
+                     f"settings to resume")
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Folders replaced atomically (saved networks and inverters)
 
 
 def write_tree(path: str, tree) -> None:
     """Saves a pytree of arrays in the folder `path`, replacing one there (orbax: a temporary folder
-    renamed when complete, so a killed write leaves no half-written checkpoint under `path`)."""
+    renamed when complete, so a killed write leaves no half-written checkpoint under `path`). A folder that cannot
+    be written is a ValueError before orbax starts (a failed orbax save leaves a thread that keeps the process
+    from exiting)."""
     import orbax.checkpoint as ocp
 
+    paths.check_writable(os.path.dirname(os.path.abspath(path)), "folder")
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(os.path.abspath(path), tree, force=True)
 
@@ -183,6 +215,7 @@ class RunCheckpoints:
     def __init__(self, directory: str, keep: int = 2):
         import orbax.checkpoint as ocp
 
+        paths.check_writable(directory, "checkpoint folder")  # before orbax (see write_tree)
         self._ocp = ocp
         self.manager = ocp.CheckpointManager(os.path.abspath(directory),
                                              options=ocp.CheckpointManagerOptions(max_to_keep=keep))

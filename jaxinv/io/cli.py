@@ -12,46 +12,93 @@ import sys
 from absl import app, flags, logging
 
 from jaxinv.engine import preimage
+from jaxinv.io import arguments, images, paths, progress
 from jaxinv.io.outputs import OutputBusyError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("compilation_cache", True, "keep compiled programs in <cache root>/xla for later runs "
                      "(JAX's persistent compilation cache; --nocompilation_cache turns it off)")
-DATA_DIR_HELP = "shared data folder (default: $JAXINV_DATA or ../shared/data)"
-IMAGES_DIR_HELP = "folder of images (default: ../shared/data/imagenet_samples)"
+DATA_DIR_HELP = ("the data folder DATA, holding imagenet_samples/ and cifar10/ (default: $JAXINV_DATA, else "
+                 "../shared/data beside a checkout; see jaxinv.io.images.data_root)")
+IMAGES_DIR_HELP = "folder of images (default: DATA/imagenet_samples, DATA as --data_dir says)"
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with a bad flag value ending the run like any bad input: `error: ...`, exit code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run(main) -> None:
-    """Runs `main` under absl; bad input (ValueError, FileNotFoundError), an optimisation that diverged
-    (FloatingPointError) or a busy output folder (OutputBusyError) ends it with one line and exit
-    code 2; Ctrl-C with one line and exit code 130. Compiled programs persist between runs unless
-    --nocompilation_cache. Quiet by default: INFO logs (orbax's, absl's) only with --verbosity=0."""
+    """Runs `main` under absl; bad input (a flag that does not parse, ValueError, a file that is missing or cannot
+    be read or written: OSError), an optimisation that diverged (FloatingPointError), a busy output folder
+    (OutputBusyError) or a missing optional dependency (an ImportError not of jaxinv: scikit-learn, torch...) ends
+    it with one line `error: ...` and exit code 2; Ctrl-C with one line and exit code 130. Compiled programs
+    persist between runs unless --nocompilation_cache. Progress bars go to stderr (`jaxinv.io.progress`); on a
+    terminal, printed lines leave them intact. Quiet by default: INFO logs (orbax's, absl's) only with
+    --verbosity=0."""
     def guarded(argv):
         if not FLAGS["verbosity"].present:  # orbax logs every checkpoint and restore at INFO
             logging.set_verbosity(logging.WARNING)
+        progress.show_by_default()  # every long run shows its bars (stderr)
+        if "data_dir" in FLAGS:
+            images.use_data_dir(FLAGS.data_dir)  # every default data path of the run, not only those passed on
         if FLAGS.compilation_cache:
             from jaxinv.engine import compilation
 
             compilation.enable_persistent_cache()
         try:
-            return main(argv)
-        except (ValueError, FileNotFoundError, FloatingPointError, OutputBusyError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            with progress.lines_beside_bars():
+                return main(argv)
+        except (ValueError, OSError, FloatingPointError, OutputBusyError) as e:
+            progress.close_all()
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            sys.exit(2)
+        except ImportError as e:
+            if (e.name or "").split(".")[0] == "jaxinv":
+                raise  # a broken jaxinv, not a missing optional dependency
+            progress.close_all()
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
+            progress.close_all()
             print("interrupted", file=sys.stderr)
             sys.exit(130)
-    app.run(guarded)
+    _help_from(sys.modules[main.__module__])
+    app.run(guarded, flags_parser=_parse_flags)
 
 
-def _define(define, name: str, default, help: str, flag_values=None) -> None:
+def _help_from(binary) -> None:
+    """--help shows `binary`'s docstring and flags even when it is not __main__ (a console script, or a
+    `python -m experiments.NAME` forwarder): absl takes both from the main module."""
+    main_module = sys.modules["__main__"]
+    if binary is main_module:
+        return
+    main_module.__doc__ = binary.__doc__
+    for flag in FLAGS.get_key_flags_for_module(binary.__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def hold_output(path: str, file: bool = False, replaced: bool = False) -> str:
+    """Takes the binary's output folder (or with `file`, its output file) for the rest of the run, before any
+    computation: a second run writing there is refused naming this one's pid, and an output that cannot be
+    written fails now (`jaxinv.io.paths`; `replaced`: a saved network or inverter, written beside the folder and
+    renamed, so its parent must be writable too). Returns `path`."""
+    paths.hold_file(path) if file else paths.hold_folder(path, replaced=replaced)
+    return path
+
+
+def _define(define, name: str, default, help: str, flag_values=None, **bounds) -> None:
     flag_values = FLAGS if flag_values is None else flag_values
     if name in flag_values:
         if flag_values[name].default != default:
             raise ValueError(f"flag --{name} is already declared with default {flag_values[name].default!r}, "
                              f"not {default!r}")
         return
-    define(name, default, help, flag_values=flag_values)
+    define(name, default, help, flag_values=flag_values, **bounds)
 
 
 def define_output_dir(default: str | None, help: str = "where to write the results", flag_values=None) -> None:
@@ -60,25 +107,27 @@ def define_output_dir(default: str | None, help: str = "where to write the resul
 
 
 def define_seed(help: str = "PRNG seed", flag_values=None) -> None:
-    """--seed (default 0)."""
-    _define(flags.DEFINE_integer, "seed", 0, help, flag_values)
+    """--seed (default 0), an integer in [0, 2^63 - 1]."""
+    _define(flags.DEFINE_integer, "seed", 0, help, flag_values, lower_bound=0, upper_bound=arguments.MAX_SEED)
 
 
 def define_iterations(iterations: int = 300, refine_iterations: int = 50, prefix: str = "", flag_values=None) -> None:
-    """--iterations and --refine_iterations: the two stages of `preimage.default_stages`."""
-    _define(flags.DEFINE_integer, "iterations", iterations, f"{prefix}iterations of the first stage", flag_values)
+    """--iterations and --refine_iterations (>= 0): the two stages of `preimage.default_stages`."""
+    _define(flags.DEFINE_integer, "iterations", iterations, f"{prefix}iterations of the first stage", flag_values,
+            lower_bound=0)
     _define(flags.DEFINE_integer, "refine_iterations", refine_iterations,
-            f"{prefix}iterations of the second stage at a tenth of the rate", flag_values)
+            f"{prefix}iterations of the second stage at a tenth of the rate", flag_values, lower_bound=0)
 
 
 def define_restarts(default: int | None, help: str = "random restarts per problem, optimised together (vmapped)",
                     flag_values=None) -> None:
-    """--restarts."""
-    _define(flags.DEFINE_integer, "restarts", default, help, flag_values)
+    """--restarts (>= 1, or the binary's default None)."""
+    _define(flags.DEFINE_integer, "restarts", default, help, flag_values, lower_bound=1)
 
 
 def define_data_dir(help: str = DATA_DIR_HELP, flag_values=None) -> None:
-    """--data_dir: the shared data folder (CIFAR-10 and the ImageNet samples)."""
+    """--data_dir: the data folder (CIFAR-10 and the ImageNet samples), for every binary that reads data; `run`
+    makes it the process's data folder (`images.use_data_dir`), ahead of $JAXINV_DATA."""
     _define(flags.DEFINE_string, "data_dir", None, help, flag_values)
 
 

@@ -54,7 +54,7 @@ def reference_images(model: Model, num_images: int | None = None, *, images_dir:
     With `images_dir`, its first N files (sorted), resized and centre-cropped; otherwise N evenly
     spaced images of the CIFAR-10 test set for a CIFAR-10 network (`is_cifar10_network`; the set is
     stored sorted by class, so the first N would all be airplanes), else the first N files of
-    `data_dir`/imagenet_samples (default ../shared/data or $JAXINV_DATA). `num_images` None: all.
+    the data folder's imagenet_samples/ (`images.data_root(data_dir)`). `num_images` None: all.
     """
     if num_images is not None and num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxinv.io import outputs
+from jaxinv.io import outputs, paths
 
 SAMPLE_IMAGE_PROVENANCE = (
     "astronaut.png: Eileen Collins, NASA portrait (public domain), as shipped by scikit-image "
@@ -22,22 +22,72 @@ SAMPLE_IMAGE_PROVENANCE = (
 )
 
 
-def shared_data_dir() -> str:
-    """The read-only data folder: $JAXINV_DATA, else ../shared/data beside the repository."""
-    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
-    return os.path.normpath(os.environ.get("JAXINV_DATA", default))
+DATA_ENV = "JAXINV_DATA"
+DATA_LAYOUT = ("DATA/imagenet_samples/ (the ImageNet sample photographs, *.JPEG) and DATA/cifar10/ holding CIFAR-10 as "
+               "cifar-10-python.tar.gz (the standard python archive), its extracted folder cifar-10-batches-py/, or "
+               "cifar10_jpeg.tar.gz (JPEG files cifar10/{train,test}/<class>/*.jpg)")
+"""What the data folder holds (the README shows it as a tree). Data is read in place, never copied."""
+
+_data_dir_flag: str | None = None
+
+
+def use_data_dir(data_dir: str | None) -> None:
+    """Makes `data_dir` (a binary's --data_dir; None: none) this process's data folder, ahead of $JAXINV_DATA."""
+    global _data_dir_flag
+    _data_dir_flag = data_dir or None
+
+
+def _checkout() -> str | None:
+    """The source checkout jaxinv runs from (the folder holding setup.cfg beside jaxinv/), None when installed."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return root if os.path.isfile(os.path.join(root, "setup.cfg")) else None
+
+
+def _data_root(data_dir: str | None) -> tuple[str | None, str]:
+    """(the data folder or None, where the rule found it)."""
+    if data_dir:
+        return os.path.normpath(data_dir), "--data_dir"
+    if _data_dir_flag:
+        return os.path.normpath(_data_dir_flag), "--data_dir"
+    if os.environ.get(DATA_ENV):
+        return os.path.normpath(os.environ[DATA_ENV]), f"${DATA_ENV}"
+    checkout = _checkout()
+    if checkout is None:
+        return None, f"no --data_dir, no ${DATA_ENV}, and no default (jaxinv is installed, not run from a checkout)"
+    return os.path.normpath(os.path.join(checkout, "..", "shared", "data")), "the default ../shared/data beside the checkout"
+
+
+def data_root(data_dir: str | None = None) -> str:
+    """The one data folder, by one rule: `data_dir` (a binary's --data_dir) if given, else the --data_dir of this
+    process (`use_data_dir`), else $JAXINV_DATA, else ../shared/data beside the source checkout jaxinv runs from.
+    An installed jaxinv has no default: then a FileNotFoundError says how to set one. Layout: `DATA_LAYOUT`."""
+    root, _ = _data_root(data_dir)
+    if root is None:
+        raise missing_data("the data folder", None)
+    return root
+
+
+def missing_data(what: str, path: str | None, data_dir: str | None = None) -> FileNotFoundError:
+    """The error for data that is not where the rule of `data_root` looked: names `what`, the path tried, where the
+    data folder came from, the variable and flag that set it, and the layout expected."""
+    root, how = _data_root(data_dir)
+    found = f"{what} not found: {path} (data folder {root} from {how})" if root else f"no data folder: {how}"
+    return FileNotFoundError(f"{found}; set ${DATA_ENV} or --data_dir to a folder holding {DATA_LAYOUT}")
 
 
 def imagenet_samples_dir(data_dir: str | None = None) -> str:
-    """The ImageNet samples folder of a data folder (default `shared_data_dir()`)."""
-    return os.path.join(data_dir or shared_data_dir(), "imagenet_samples")
+    """The ImageNet samples folder of the data folder (`data_root(data_dir)`)."""
+    return os.path.join(data_root(data_dir), "imagenet_samples")
 
 
 def imagenet_sample_paths(images_dir: str | None = None, num_images: int | None = None) -> list[str]:
-    """The first `num_images` files (sorted) of the ImageNet samples folder."""
-    images_dir = images_dir or imagenet_samples_dir()
-    if not os.path.isdir(images_dir):
-        raise FileNotFoundError(f"images folder not found: {images_dir} (set --images_dir or $JAXINV_DATA)")
+    """The first `num_images` files (sorted) of `images_dir`, by default the data folder's ImageNet samples."""
+    if images_dir is None:
+        images_dir = imagenet_samples_dir()
+        if not os.path.isdir(images_dir):
+            raise missing_data("the ImageNet samples", images_dir)
+    elif not os.path.isdir(images_dir):
+        raise FileNotFoundError(f"images folder not found: {images_dir} (--images_dir)")
     paths = sorted(os.path.join(images_dir, f) for f in os.listdir(images_dir)
                    if f.lower().endswith((".jpeg", ".jpg", ".png")))
     if not paths:
@@ -56,6 +106,7 @@ def load_image(path: str, *, grey: bool = False, size: int | Sequence[int] | Non
     `size` resizes (bicubic): an int scales the shorter side to it and centre-crops a square,
     a pair (height, width) resizes exactly.
     """
+    paths.input_file(path, "image file")  # missing: FileNotFoundError; a named pipe or a folder: ValueError
     try:
         with Image.open(path) as im:
             im = im.convert("L" if grey else "RGB")
@@ -114,12 +165,17 @@ def validate_image(image, *, min_height: int = 1, min_width: int = 1, channels: 
                    what: str = "image") -> None:
     """Raises ValueError naming the problem when `image` is not an (H, W) or (H, W, C) image.
 
-    Checks rank, channel count, minimum size and (for concrete arrays, not inside jit)
-    finiteness. Traced arrays are checked for shape only.
+    Checks rank, channel count, minimum size, the dtype (half precision, float16 or bfloat16, is refused: pixel
+    values in [0, 255] keep only 3 significant digits there) and (for concrete arrays, not inside jit)
+    finiteness. Traced arrays are checked for shape and dtype only.
     """
     shape = getattr(image, "shape", None)
     if shape is None:
         raise TypeError(f"{what} must be an array, got {type(image).__name__}")
+    dtype = np.dtype(getattr(image, "dtype", np.float32))
+    if dtype.name in ("float16", "bfloat16"):
+        raise ValueError(f"{what} is {dtype.name}: half precision is not supported; convert it to float32 "
+                         "(image.astype(np.float32))")
     if len(shape) not in (2, 3):
         raise ValueError(f"{what} must have shape (H, W) or (H, W, C); got shape {tuple(shape)}")
     if channels is not None and len(shape) == 3 and shape[2] not in channels:
@@ -173,17 +229,32 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], *, pad: int = 4, background
     return grid
 
 
+CAPTION_HEIGHT = 12  # pixels of the strip under a tile that holds its caption
+
+
 def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_labels: Sequence[str] = (),
-                  row_labels: Sequence[str] = (), tile: tuple[int, int] | None = None, scale: int = 1,
-                  pad: int = 4) -> np.ndarray:
+                  row_labels: Sequence[str] = (), tile_labels: Sequence[Sequence[str]] | None = None,
+                  tile: tuple[int, int] | None = None, scale: int = 1, pad: int = 4) -> np.ndarray:
     """`image_grid` with text labels above the columns and left of the rows, as the papers' figures
-    (layers across, restarts or images down). `scale` enlarges small tiles (nearest neighbour)."""
+    (layers across, restarts or images down), and with `tile_labels` (nested like `rows`; "" for
+    none) a caption under each tile, e.g. its reconstruction error. `scale` enlarges small tiles
+    (nearest neighbour)."""
     from PIL import ImageDraw
 
     if scale > 1:
         rows = [[np.kron(np.asarray(a, np.float32), np.ones((scale, scale) + (1,) * (np.ndim(a) - 2), np.float32))
                  for a in row] for row in rows]
         tile = None if tile is None else (tile[0] * scale, tile[1] * scale)
+    heights = [[(tile or np.shape(a))[0] for a in row] for row in rows]
+    if tile_labels is not None:
+        if [len(r) for r in tile_labels] != [len(r) for r in rows]:
+            raise ValueError("tile_labels must be nested like rows")
+        def captioned(a):
+            a = np.asarray(fit(a, *tile) if tile is not None else a, np.float32)
+            strip = np.full((CAPTION_HEIGHT,) + a.shape[1:], 255.0, np.float32)
+            return np.concatenate([a, strip])
+        rows = [[captioned(a) for a in row] for row in rows]
+        tile = None
     grid = image_grid(rows, pad=pad, tile=tile)
     cell_h = (grid.shape[0] - pad) // max(len(rows), 1) - pad
     cell_w = (grid.shape[1] - pad) // max(max(len(r) for r in rows), 1) - pad
@@ -196,6 +267,11 @@ def labelled_grid(rows: Sequence[Sequence[np.ndarray]], *, column_labels: Sequen
         draw.text((left + pad + j * (cell_w + pad), 1), str(label), fill=(0, 0, 0))
     for i, label in enumerate(row_labels):
         draw.text((2, top + pad + i * (cell_h + pad) + cell_h // 2 - 5), str(label), fill=(0, 0, 0))
+    for i, row in enumerate(tile_labels or ()):
+        for j, label in enumerate(row):
+            if label:
+                draw.text((left + pad + j * (cell_w + pad) + 1, top + pad + i * (cell_h + pad) + heights[i][j]),
+                          str(label), fill=(0, 0, 0))
     return np.asarray(canvas, np.float32)
 
 

@@ -269,7 +269,7 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'jaxinv[experiments]'") from None
+        raise ImportError("plots need matplotlib, a dependency of jaxinv: pip install matplotlib") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt

@@ -23,7 +23,7 @@ import numpy as np
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.engine.preimage import Problem, Stage
-from jaxinv.io import cache, checkpoints, datasets, images, outputs, report
+from jaxinv.io import arguments, cache, checkpoints, datasets, images, outputs, paths, report
 from jaxinv import models
 from jaxinv.methods import inversion
 from jaxinv.methods.visualise import solve_targets
@@ -155,6 +155,13 @@ def activation_maxima(model, layer: str, reference: np.ndarray | None = None, *,
     path = activation_maxima_path(model, layer, reference, directory)
     if os.path.isfile(path):
         return np.load(path)
+    with paths.lock_file(path, wait=paths.CACHE_WAIT):  # one writer; another process waits, then reads its file
+        if os.path.isfile(path):
+            return np.load(path)
+        return _compute_maxima(model, layer, reference, path, batch_size, log)
+
+
+def _compute_maxima(model, layer: str, reference: np.ndarray, path: str, batch_size: int, log) -> np.ndarray:
     log(f"  computing the maxima of {layer} over {len(reference)} reference images (cached in {path})")
     representation = models.representation(model, layer)
     maxima = None
@@ -268,6 +275,13 @@ class ActivationMaxConfig:
     seed: int = 0
     scale: int = 0  # grid enlargement (0: tiles of about 128 pixels)
 
+    def __post_init__(self):
+        arguments.check_count("restarts", self.restarts)
+        arguments.check_count("reference_images", self.reference_images, optional=True)
+        for name in ("iterations", "refine_iterations", "scale"):
+            arguments.check_count(name, getattr(self, name), 0)
+        arguments.check_seed(self.seed)
+
 
 @dataclasses.dataclass
 class ActivationMaxResult:
@@ -323,7 +337,8 @@ def unit_lines(entries: Sequence[dict], summary: dict) -> list[str]:
     return lines
 
 
-def run(config: ActivationMaxConfig, log: Callable[[str], None] = print) -> ActivationMaxResult:
+def run(config: ActivationMaxConfig, log: Callable[[str], None] = print, progress=None) -> ActivationMaxResult:
+    """The experiment of `jaxinv-activation-max` (`progress`: a bar of the iterations, `jaxinv.io.progress`)."""
     model = nets.load(config.net)
     layer = config.layer
     taps.check_layer(model, layer)
@@ -338,7 +353,7 @@ def run(config: ActivationMaxConfig, log: Callable[[str], None] = print) -> Acti
         f"{config.restarts} restarts, {config.iterations}+{config.refine_iterations} iterations")
     result = maximise_activation(
         model, layer, units, restarts=config.restarts, seed=config.seed, C=C, bound=bound, maxima=maxima,
-        stages=preimage.default_stages(config.iterations, config.refine_iterations), progress=preimage.print_progress)
+        stages=preimage.default_stages(config.iterations, config.refine_iterations), progress=progress)
     names = [unit_name(model, layer, u, class_layer) for u in units]
     parameters = {"net": config.net, "arch": model.arch, "layer": layer, "units": units, "image_size": size,
                   "restarts": config.restarts, "iterations": config.iterations,
@@ -357,8 +372,11 @@ def write_outputs(result: ActivationMaxResult, out: str) -> list[str]:
     p = result.parameters
     restarts = result.images.shape[1]
     rows = [list(result.images[:, k]) for k in range(restarts)]
+    captions = [[f"p {u['probabilities'][k]:.2f}" if "probabilities" in u else f"v/M {u['value_over_M'][k]:.2f}"
+                 for u in result.units] for k in range(restarts)]
     grid = images.labelled_grid(rows, column_labels=[u["name"] for u in result.units],
-                                row_labels=[f"restart {k}" for k in range(restarts)], scale=result.scale)
+                                row_labels=[f"restart {k}" for k in range(restarts)], tile_labels=captions,
+                                scale=result.scale)
     written = [images.save_image(os.path.join(out, "grid.png"), grid),
                outputs.plot_energy_terms(result.history, os.path.join(out, "energy.png"),
                                          title=f"activation maximisation {p['arch']}:{p['layer']}"),

@@ -22,7 +22,8 @@ import numpy as np
 
 from jaxinv import features, representations
 from jaxinv.engine import preimage
-from jaxinv.io import images
+from jaxinv.io import images, paths
+from jaxinv.io.progress import solver_progress
 from jaxinv.engine.preimage import Problem, Stage
 from jaxinv.engine.representation import Representation
 
@@ -63,8 +64,7 @@ def check_weights(weights, what: str) -> np.ndarray:
 def load_templates(path: str, cell_size: int | None = None) -> list[Template]:
     """Templates from a .npy file (one (h, w, 31) array) or a DPM v5 model .mat (its root filters, one per
     component, mirrored copies skipped; cell size from model.sbin)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"template file not found: {path}")
+    paths.input_file(path, "template file")  # missing: FileNotFoundError; a pipe or folder: ValueError
     name = os.path.splitext(os.path.basename(path))[0]
     if path.lower().endswith(".npy"):
         return [Template(name, check_weights(np.load(path), path), cell_size or 8)]
@@ -198,7 +198,8 @@ def visualise_template(template: Template, *, restarts: int = 4, seed: int = 0, 
     shape = (restarts,) + template.image_shape + (1,)
     x_init = preimage.random_init(jax.random.fold_in(key, 1), shape, problem.bound)
     result = preimage.solve(representation, problem, target, image_shape=template.image_shape, key=key,
-                            restarts=restarts, stages=stages, x_init=x_init, progress=progress)
+                            restarts=restarts, stages=stages, x_init=x_init,
+                            progress=solver_progress(progress, stages))
     shown = representation.to_display(result.images)
     initial = representation.to_display(x_init)
     return TemplateVisualisation(template, shown, np.array([template_response(template, im) for im in shown]),

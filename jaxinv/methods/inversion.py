@@ -11,6 +11,8 @@ import numpy as np
 import optax
 
 from jaxinv.engine import preimage
+from jaxinv.io import arguments
+from jaxinv.io.progress import solver_progress
 from jaxinv.methods import metrics
 from jaxinv.engine import solver as solvers
 from jaxinv.engine.preimage import Problem, Stage
@@ -100,6 +102,10 @@ def invert_images(representation: Representation, images_in: Sequence[np.ndarray
     consecutive block i, the groups of a diversity term)."""
     if not len(images_in):
         raise ValueError("no images to invert")
+    restarts, seed = arguments.check_count("restarts", restarts), arguments.check_seed(seed)
+    for i, image in enumerate(images_in):
+        if np.ndim(image) not in (2, 3):
+            raise ValueError(f"image {i} must have shape (H, W) or (H, W, C); got shape {np.shape(image)}")
     shapes = {np.shape(im)[:2] for im in images_in}
     if len(shapes) != 1:
         raise ValueError(f"images must share one size to be inverted together; got sizes {sorted(shapes)}")
@@ -119,7 +125,7 @@ def invert_images(representation: Representation, images_in: Sequence[np.ndarray
     batched = preimage.Target(jnp.repeat(jnp.asarray(target_codes), restarts, axis=0))
     result = preimage.solve(representation, problem, batched, image_shape=(height, width), key=jax.random.key(seed),
                             restarts=num * restarts, stages=stages, loop=loop, batched_target=True, solver=solver,
-                            progress=progress, progress_every=progress_every, prior=prior)
+                            progress=solver_progress(progress, stages), progress_every=progress_every, prior=prior)
     seen = preimage.crop_seen(problem, result.images)
     codes = codes_of(representation, seen)
     errors = np.array([metrics.normalised_error(c, target_codes[i // restarts]) for i, c in enumerate(codes)])

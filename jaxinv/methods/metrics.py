@@ -20,6 +20,14 @@ def mean_with_ci95(values) -> tuple[float, float]:
     return float(values.mean()), float(Z_95 * values.std(ddof=1) / np.sqrt(values.size))
 
 
+def shown(value, spec: str = ".3f") -> str:
+    """A statistic as printed: formatted by `spec`, or "-" when undefined (None, NaN: the spread of one restart,
+    the interval of one image) or infinite."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    return format(value, spec)
+
+
 def average_pairwise_distance(codes) -> float:
     """N_Phi: the mean Euclidean distance between the codes of distinct images (CVPR 2015)."""
     flat = np.asarray(codes, np.float64).reshape(len(codes), -1)

@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.io import images
+from jaxinv.io.progress import solver_progress
 from jaxinv import models
 from jaxinv.objectives import gram_matrix
 from jaxinv.engine.preimage import Problem, Stage, Target
@@ -116,8 +117,10 @@ def synthesise_texture(model, texture_image, layers: Sequence[str] | None = None
                        jitter: bool = True, stages: Sequence[Stage] = preimage.default_stages(),
                        progress: Callable | None = None) -> Synthesis:
     """A size x size texture matching the Gram matrices of `layers` of `texture_image` (RGB [0, 255],
-    resized to size x size) from `restarts` random initialisations (IJCV Eq. 8)."""
-    layers = list(layers or default_texture_layers(model))
+    resized to size x size) from `restarts` random initialisations (IJCV Eq. 8). `layers` None: the default
+    texture layers; an empty list is an error."""
+    layers = default_texture_layers(model) if layers is None else list(layers)
+    check_texture_layers(model, layers)
     size = size or texture_size(model)
     representation = gram_representation(model, layers, input_size=size)
     texture_image = images.fit(texture_image, size, size)
@@ -126,7 +129,7 @@ def synthesise_texture(model, texture_image, layers: Sequence[str] | None = None
     problem = _problem(model, deepest_layer(model, representation), "texture", C, jitter)
     target = preimage.make_target(representation, problem, phi0={"grams": grams}, weights=weights)
     result = preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(seed),
-                            restarts=restarts, stages=stages, progress=progress)
+                            restarts=restarts, stages=stages, progress=solver_progress(progress, stages))
     total = sum(lambdas[layer] for layer in layers) if isinstance(lambdas, dict) else lambdas * len(layers)
     return _finish(representation, problem, target, result, total)
 
@@ -138,7 +141,8 @@ def transfer_style(model, content_image, style_image, content_layer: str, style_
     """Content inversion of `content_layer` of `content_image` plus the texture term of `style_layers`
     of `style_image` with lambda_l = style_weight / (number of style layers); both images RGB [0, 255]
     resized to size x size. Starts from noise, or from the content image (`from_content`)."""
-    style_layers = list(style_layers or default_texture_layers(model))
+    style_layers = default_texture_layers(model) if style_layers is None else list(style_layers)
+    check_texture_layers(model, style_layers)
     size = size or texture_size(model)
     representation = gram_representation(model, style_layers, content_layer, input_size=size)
     content_image, style_image = images.fit(content_image, size, size), images.fit(style_image, size, size)
@@ -151,7 +155,8 @@ def transfer_style(model, content_image, style_image, content_layer: str, style_
     if from_content:
         x_init = preimage.start_from(representation.to_null_mean(content_image), problem, restarts)
     result = preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(seed),
-                            restarts=restarts, stages=stages, x_init=x_init, progress=progress)
+                            restarts=restarts, stages=stages, x_init=x_init,
+                            progress=solver_progress(progress, stages))
     return _finish(representation, problem, target, result, style_weight)
 
 

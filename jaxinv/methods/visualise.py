@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.io import datasets, images
+from jaxinv.io import progress as bars
 from jaxinv import models
 from jaxinv.methods import inversion, metrics, windows
 from jaxinv.nets import cifar10
@@ -76,7 +77,8 @@ def solve_targets(representation: Representation, problem: Problem, targets: Seq
     stacked = jax.tree_util.tree_map(lambda *leaves: jnp.repeat(jnp.stack(leaves), restarts, axis=0), *targets)
     result = preimage.solve(representation, problem, stacked, image_shape=image_shape, key=jax.random.key(seed),
                             restarts=len(targets) * restarts, stages=stages, x_init=x_init, batched_target=True,
-                            progress=progress, progress_every=progress_every, prior=prior)
+                            progress=bars.solver_progress(progress, stages), progress_every=progress_every,
+                            prior=prior)
     shaped = result.images.reshape((len(targets), restarts) + result.images.shape[1:])
     return preimage.PreimageResult(shaped, result.history, result.seconds)
 
@@ -97,11 +99,12 @@ def invert_layers(model, rgb_images, layers: Sequence[str], *, restarts: int = 1
     from `restarts` random starts, with the per-layer C and jitter rules (`models.inversion_problem`;
     `C` overrides). `model` is any model (`jaxinv.models`).
 
-    Returns {layer: inversion.Inversion} (images (N, K, S, S, 3) in [0, 255], errors (N, K) of Eq. 3)."""
+    Returns {layer: inversion.Inversion} (images (N, K, S, S, 3) in [0, 255], errors (N, K) of Eq. 3).
+    `progress`: a bar of the layers done and one of each layer's iterations (`jaxinv.io.progress`)."""
     for layer in layers:
         models.check_layer(model, layer)
     results = {}
-    for layer in layers:
+    for layer in bars.each(layers, "layers", progress):
         representation = models.representation(model, layer)
         problem = models.inversion_problem(model, layer, C=C, jitter=jitter)
         results[layer] = inversion.invert_images(representation, list(rgb_images), problem=problem,

@@ -18,7 +18,8 @@ import numpy as np
 
 from jaxinv import features, nets
 from jaxinv.engine import preimage
-from jaxinv.io import images, outputs, report
+from jaxinv.io import arguments, images, outputs, report
+from jaxinv.io.progress import each
 from jaxinv.methods import activation_max, hog_templates, layer_rules, texture, visualise, windows
 from jaxinv.nets import taps
 from jaxinv.nets import layers as L
@@ -48,6 +49,15 @@ class VisualiseConfig:
     template: Sequence[str] | None = None  # hog_template: template files (default: trained and edge templates)
     seed: int = 0
     scale: int = 0  # grid enlargement factor (0: tiles of about 128 pixels)
+
+    def __post_init__(self):
+        for name in ("num_images", "restarts", "size"):
+            arguments.check_count(name, getattr(self, name), optional=True)
+        for name in ("window", "channel_parts"):
+            arguments.check_count(name, getattr(self, name))
+        for name in ("iterations", "refine_iterations", "scale"):
+            arguments.check_count(name, getattr(self, name), 0)
+        arguments.check_seed(self.seed)
 
 
 class Figure(NamedTuple):
@@ -83,8 +93,9 @@ def layers_mode(config, model, stages, log):
     results = visualise.invert_layers(model, rgb, layers, restarts=restarts_for(config, 1), seed=config.seed, stages=stages,
                                       C=config.C)
     rows = [[rgb[i]] + [results[layer].images[i, 0] for layer in layers] for i in range(len(rgb))]
+    captions = [[""] + [f"{results[layer].errors[i, 0]:.3f}" for layer in layers] for i in range(len(rgb))]
     figure = images.labelled_grid(rows, column_labels=["original"] + layers, row_labels=[f"image {i}" for i in range(len(rgb))],
-                                  scale=scale_for(config, model.input_size))
+                                  tile_labels=captions, scale=scale_for(config, model.input_size))
     return figure, {"layers": layers, "images": names}, {"errors": {l: results[l].errors.tolist() for l in layers},
                                                           "C": {l: layer_rules.layer_C(model, l) if config.C is None else config.C for l in layers},
                                                           "jitter": {l: layer_rules.layer_jitter(model, l) for l in layers}}
@@ -98,8 +109,9 @@ def restarts_mode(config, model, stages, log):
     log(f"inverting {len(layers)} layers of {names[0]} from {k} restarts each")
     results = visualise.invert_layers(model, rgb[:1], layers, restarts=k, seed=config.seed, stages=stages, C=config.C)
     rows = [[rgb[0] if r == 0 else blank(rgb[0])] + [results[layer].images[0, r] for layer in layers] for r in range(k)]
+    captions = [[""] + [f"{results[layer].errors[0, r]:.3f}" for layer in layers] for r in range(k)]
     figure = images.labelled_grid(rows, column_labels=["original"] + layers, row_labels=[f"restart {r}" for r in range(k)],
-                                  scale=scale_for(config, model.input_size))
+                                  tile_labels=captions, scale=scale_for(config, model.input_size))
     errors = {l: results[l].errors[0].tolist() for l in layers}
     return figure, {"layers": layers, "image": names[0], "restarts": k}, {
         "errors": errors, "restart_std": {l: float(np.std(e, ddof=1)) if k > 1 else 0.0 for l, e in errors.items()}}
@@ -119,7 +131,7 @@ def window_mode(config, model, stages, log):
     k = restarts_for(config, 1)
     columns, boxes, errors = [[] for _ in range(k)], {}, {}
     original_boxes = []
-    for layer in layers:
+    for layer in each(layers, "layers"):
         result, box = visualise.invert_window(model, rgb[0], layer, size=size, restarts=k, seed=config.seed,
                                               stages=stages, C=config.C)
         boxes[layer] = box
@@ -149,7 +161,7 @@ def channels_mode(config, model, stages, log):
     rgb, names = network_images(config, model, 1)
     k = restarts_for(config, 1)
     per_layer, sources, groups_json, errors = {}, {}, {}, {}
-    for layer in layers:
+    for layer in each(layers, "layers"):
         groups = windows.channel_groups(model, layer)
         sources[layer] = "grouped convolution" if len(groups) > 1 else f"{config.channel_parts} equal blocks (no groups)"
         if len(groups) == 1:
@@ -186,7 +198,7 @@ def caricature_mode(config, model, stages, log):
     k = restarts_for(config, 1)
     C = visualise.CARICATURE_C if config.C is None else config.C
     rows, gains = [[im] for im in rgb for _ in range(k)], {}
-    for layer in layers:
+    for layer in each(layers, "layers"):
         result = visualise.caricature(model, rgb, layer, restarts=k, seed=config.seed, stages=stages, C=C)
         gains[layer] = result.gain.tolist()
         for i in range(len(rgb)):
@@ -213,7 +225,7 @@ def texture_mode(config, model, stages, log):
     k = restarts_for(config, 1)
     C = texture.TEXTURE_C if config.C is None else config.C
     columns, errors, labels = [], {}, []
-    for n in range(1, len(layers) + 1):
+    for n in each(range(1, len(layers) + 1), "textures"):
         chosen = layers[:n]
         result = texture.synthesise_texture(model, image, chosen, size=size, restarts=k, seed=config.seed, C=C,
                                             stages=stages)
@@ -241,7 +253,7 @@ def style_mode(config, model, stages, log):
     C = texture.TEXTURE_C if config.C is None else config.C
     weights = [float(w) for w in config.style_weights]
     columns, metrics = [], {}
-    for w in weights:
+    for w in each(weights, "weights"):
         result = texture.transfer_style(model, content, style, content_layer, style_layers, style_weight=w, size=size,
                                         restarts=k, seed=config.seed, C=C, stages=stages,
                                         from_content=config.style_init == "content")
@@ -268,7 +280,7 @@ def hog_template_mode(config, stages, log):
                      hog_templates.edge_template(8, "horizontal")]
     k = restarts_for(config, 4)
     rows, results = [], {}
-    for template in templates:
+    for template in each(templates, "templates"):
         result = hog_templates.visualise_template(template, restarts=k, seed=config.seed, C=config.C, stages=stages)
         shape = template.image_shape
         glyphs = images.fit(features.render_hog(np.maximum(template.weights, 0)), *shape)

@@ -5,6 +5,7 @@ pixels that can influence a window's cells, padding and offsets of every layer i
 """
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -88,7 +89,11 @@ def channel_mask(model, layer: str, channels: Sequence[int], input_size: int | N
     """Mask shaped like `layer`'s output, 1 on the listed channels (units of an fc layer), all positions.
     Any model (`jaxinv.models`)."""
     shape = models.layer_shape(model, layer, input_size)
-    channels = np.asarray(list(channels), np.int64)
+    channels = list(channels)
+    inexact = [c for c in channels if isinstance(c, bool) or not isinstance(c, numbers.Integral)]
+    if inexact:
+        raise ValueError(f"channel indices must be integers; got {inexact[0]!r} for layer {layer!r}")
+    channels = np.asarray(channels, np.int64)
     if channels.size == 0:
         raise ValueError(f"no channels given for the mask of layer {layer!r}")
     bad = channels[(channels < 0) | (channels >= shape[-1])]

@@ -156,7 +156,7 @@ def load(name_or_dir: str) -> Model:
         elif name_or_dir in tables.architectures():
             raise FileNotFoundError(
                 f"no weights ship with jaxinv for {name_or_dir!r}; convert some with "
-                f"`python -m weights_conversion.convert --arch={name_or_dir} ...` and load that directory")
+                f"`jaxinv-convert --arch={name_or_dir} ...` and load that directory")
         else:
             raise FileNotFoundError(f"network directory not found: {name_or_dir}")
     metadata_path = os.path.join(directory, METADATA_FILE)

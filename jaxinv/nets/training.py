@@ -9,6 +9,7 @@ augmentation of each epoch are seeded by (seed, epoch)).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Callable
@@ -18,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxinv.io import checkpoints, datasets
+from jaxinv.io import arguments, checkpoints, datasets, paths
+from jaxinv.io import progress as bars
 from jaxinv.nets import cifar10, model as net_model, tables
 
 ARCH = "cifar-ref"
@@ -33,10 +35,24 @@ class ClassifierConfig:
     weight_decay: float = 5e-4  # AdamW decoupled weight decay
     label_smoothing: float = 0.1
     seed: int = 0  # initialisation, shuffling and augmentation
-    data_dir: str | None = None  # holding cifar10/ (default: $JAXINV_DATA or ../shared/data)
+    data_dir: str | None = None  # the data folder holding cifar10/ (default: jaxinv.io.images.data_root)
     init_from: str | None = None  # a network directory to fine-tune (its params and input convention)
     max_train_images: int | None = None  # only N evenly spaced training images (smoke tests)
     max_test_images: int | None = None  # evaluate on only N evenly spaced test images
+
+    def __post_init__(self):
+        arguments.check_count("epochs", self.epochs)
+        arguments.check_count("batch_size", self.batch_size)
+        for name in ("learning_rate",):
+            arguments.check_positive(name, getattr(self, name))
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing!r}")
+        arguments.check_seed(self.seed)
+        for name in ("max_train_images", "max_test_images"):
+            if getattr(self, name) is not None:
+                arguments.check_count(name, getattr(self, name))
 
 
 def subset(images: np.ndarray, labels: np.ndarray, limit: int | None):
@@ -94,8 +110,9 @@ def initial_model(config: ClassifierConfig, train_images: np.ndarray):
     return model, params, initial
 
 
-def run_epoch(model, step, state, images, labels, batch_size: int, rng) -> tuple[dict, float, float]:
-    """One shuffled, augmented pass: the new state, mean loss and mean training accuracy."""
+def run_epoch(model, step, state, images, labels, batch_size: int, rng, on_batch=None) -> tuple[dict, float, float]:
+    """One shuffled, augmented pass: the new state, mean loss and mean training accuracy (`on_batch()` after
+    each batch)."""
     order = rng.permutation(len(labels))
     params, opt_state = state["params"], state["opt_state"]
     losses, accs = [], []
@@ -105,12 +122,28 @@ def run_epoch(model, step, state, images, labels, batch_size: int, rng) -> tuple
                                             labels[batch])
         losses.append(loss)
         accs.append(acc)
+        if on_batch:
+            on_batch()
     return dict(state, params=params, opt_state=opt_state), float(np.mean(losses)), float(np.mean(accs))
+
+
+CONFIG_FILE = "config.json"
 
 
 def train(config: ClassifierConfig, output_dir: str, *, command: str = "",
           log: Callable[[str], None] = print) -> net_model.Model:
-    """Trains (or resumes training) and writes the network directory `output_dir`; returns the model."""
+    """Trains (or resumes training) and writes the network directory `output_dir`; returns the model. The run
+    holds `output_dir`'s lock (`io.paths`: a second run there is refused), and a run resuming checkpoints made
+    with another configuration (OUTPUT_DIR/config.json; only `epochs` may change, to train on) is refused before
+    it trains."""
+    with paths.lock_folder(output_dir, replaced=True):
+        settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data_dir", "epochs")}
+        checkpoints.check_fingerprint(output_dir, settings, "a training run with another configuration",
+                                      CONFIG_FILE)
+        return _train(config, output_dir, command=command, log=log)
+
+
+def _train(config: ClassifierConfig, output_dir: str, *, command: str, log: Callable[[str], None]) -> net_model.Model:
     data = cifar10.load(config.data_dir)
     train_images, train_labels = subset(data["train_images"], data["train_labels"], config.max_train_images)
     test_images, test_labels = subset(data["test_images"], data["test_labels"], config.max_test_images)
@@ -125,10 +158,13 @@ def train(config: ClassifierConfig, output_dir: str, *, command: str = "",
         state = run_checkpoints.restore(state)
         log(f"resuming after epoch {first_epoch} from {run_checkpoints.directory}")
     step = make_train_step(model, optimizer, config.label_smoothing)
+    per_epoch = len(train_labels) // config.batch_size
+    batches_bar = bars.bar(config.epochs * per_epoch, "batches", "batch", enabled=bars.wanted(None),
+                           initial=first_epoch * per_epoch)
     for epoch in range(first_epoch, config.epochs):
         start = time.time()
         state, loss, acc = run_epoch(model, step, state, train_images, train_labels, config.batch_size,
-                                     np.random.default_rng([config.seed, epoch]))
+                                     np.random.default_rng([config.seed, epoch]), on_batch=batches_bar.update)
         model.params = state["params"]
         test_accuracy = cifar10.accuracy(model, test_images, test_labels)
         seconds = time.time() - start
@@ -136,6 +172,7 @@ def train(config: ClassifierConfig, output_dir: str, *, command: str = "",
         run_checkpoints.save(epoch + 1, state)
         log(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f} train acc {acc:.4f} test acc {test_accuracy:.4f} "
             f"{seconds:.0f} s")
+    batches_bar.close()
     model.params = state["params"]
     test_accuracy = cifar10.accuracy(model, test_images, test_labels)
     net_model.save(output_dir, model, extra_metadata=dict(

@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxinv.io import images, outputs, report
+from jaxinv.io import arguments, images, outputs, report
 from jaxinv.studies.deep_networks import HIST_BINS, HIST_EDGES, SUMMARY_KEYS, Study, c_key, c_number, unit_statistics
 
 
@@ -124,13 +124,14 @@ def _scale(study: Study) -> int:
 def layer_grid(study: Study, path: str, C: float | None = None, max_images: int = 8) -> str:
     """IJCV Fig. 6 layout: images down, layers across (first column the reference), restart 0 of each
     image, at C (None: each layer's `figure_C`)."""
-    rows, count = [], min(max_images, len(study.reference))
+    rows, captions, count = [], [], min(max_images, len(study.reference))
     for i in range(count):
-        rows.append([study.reference[i]] + [study.units[(layer, C if C is not None else figure_C(study, layer))]
-                                            ["first_restart"][i] for layer in study.layers])
+        units = [study.units[(layer, C if C is not None else figure_C(study, layer))] for layer in study.layers]
+        rows.append([study.reference[i]] + [unit["first_restart"][i] for unit in units])
+        captions.append([""] + [f"{unit['errors'][i, 0]:.3f}" for unit in units])
     labels = ["image"] + [layer if C is not None else f"{layer} C={figure_C(study, layer):g}" for layer in study.layers]
     grid = images.labelled_grid(rows, column_labels=labels, row_labels=[str(i) for i in range(count)],
-                                scale=_scale(study))
+                                tile_labels=captions, scale=_scale(study))
     return images.save_image(path, grid)
 
 
@@ -142,12 +143,13 @@ def invariance_grid(study: Study, image: int, path: str) -> str:
         raise ValueError(f"restarts of image {image} were not kept (invariance_images = {len(kept)})")
     blank = np.full_like(study.reference[image], 255.0)
     restarts = kept.shape[1]
-    rows = [[study.reference[image] if k == 0 else blank]
-            + [study.units[(layer, figure_C(study, layer))]["restarts"][image, k] for layer in study.layers]
+    units = [study.units[(layer, figure_C(study, layer))] for layer in study.layers]
+    rows = [[study.reference[image] if k == 0 else blank] + [unit["restarts"][image, k] for unit in units]
             for k in range(restarts)]
+    captions = [[""] + [f"{unit['errors'][image, k]:.3f}" for unit in units] for k in range(restarts)]
     labels = ["image"] + [f"{layer} C={figure_C(study, layer):g}" for layer in study.layers]
     grid = images.labelled_grid(rows, column_labels=labels, row_labels=[f"seed {k}" for k in range(restarts)],
-                                scale=_scale(study))
+                                tile_labels=captions, scale=_scale(study))
     return images.save_image(path, grid)
 
 
@@ -155,6 +157,7 @@ def write_outputs(study: Study, output_dir: str, *, parameters: Mapping | None =
                   figure_images: int = 8) -> dict:
     """Writes results.json, the plots, the grids and index.html under `output_dir`; returns their
     paths and, under "summary", the results dict."""
+    arguments.check_count("figure_images", figure_images)
     results = summarise(study)
     if parameters:
         results["parameters"].update(parameters)

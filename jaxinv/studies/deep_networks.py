@@ -36,6 +36,7 @@ Summaries, figures and files of a finished study are `jaxinv.studies.deep_networ
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -48,7 +49,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from jaxinv.engine import preimage
-from jaxinv.io import cache, checkpoints, images, outputs
+from jaxinv.io import cache, checkpoints, images, paths
+from jaxinv.io import progress as bars
 from jaxinv import models
 from jaxinv.methods import inversion, metrics
 from jaxinv.engine.preimage import Stage
@@ -228,18 +230,6 @@ def _unit_path(checkpoint_dir: str, layer: str, C: float) -> str:
                         + f"_C{c_key(C)}")
 
 
-def _open_checkpoints(checkpoint_dir: str, fp: dict) -> None:
-    path = os.path.join(checkpoint_dir, FINGERPRINT_FILE)
-    if os.path.isfile(path):
-        stored = outputs.read_json(path)
-        if stored != fp:
-            keys = sorted(k for k in set(stored) | set(fp) if stored.get(k) != fp.get(k))
-            raise ValueError(f"{checkpoint_dir} holds units of a different study (differs in: {', '.join(keys)}); "
-                             "use another output directory or delete it")
-    else:
-        outputs.write_json(path, fp)
-
-
 UNIT_KEYS = ("errors", "predictions", "hist", "first_restart", "restarts", "seconds")
 
 
@@ -267,8 +257,9 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
               stages: Sequence[Stage] = preimage.default_stages(), seed: int = 0, jitter: bool = True,
               images_per_call: int | None = None, invariance_images: int = 2, checkpoint_dir: str | None = None,
               max_units: int | None = None, on_unit: Callable[[int, str, float, dict], None] | None = None,
-              log: Callable[[str], None] = print) -> Study:
-    """Runs every (layer, C) unit (layers in table order, then C) not already in `checkpoint_dir`.
+              log: Callable[[str], None] = print, progress=None) -> Study:
+    """Runs every (layer, C) unit (layers in table order, then C) not already in `checkpoint_dir`; `progress`:
+    a bar of the units done and one of each unit's iterations (`jaxinv.io.progress`).
 
     `reference` is (N, H, W, 3) RGB [0, 255] at the network's input size. `max_units` stops after
     computing that many units (the rest can be resumed by calling again); `on_unit(i, layer, C,
@@ -288,45 +279,55 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
         raise ValueError(f"images_per_call must be >= 1, got {images_per_call}")
     if invariance_images < 0:
         raise ValueError(f"invariance_images must be >= 0, got {invariance_images}")
+    if max_units is not None and max_units < 0:
+        raise ValueError(f"max_units must be >= 0 (0: stop before computing any unit), got {max_units}")
     stages = tuple(stages)
     settings = dict(num_images=len(reference), restarts=restarts, seed=seed, jitter=jitter,
                     stages=[[s.iterations, s.step_scale, s.jitter] for s in stages],
                     images_per_call=images_per_call or len(reference),
                     invariance_images=min(invariance_images, len(reference)))
-    if checkpoint_dir:
-        _open_checkpoints(checkpoint_dir, fingerprint(model, reference, settings))
-    null_mean = np.stack([np.asarray(models.representation(model, layers[0]).to_null_mean(im)) for im in reference])
-    study = Study(models.name(model), layers, C, reference, list(reference_names or range(len(reference))),
-                  class_predictions(model, null_mean), gradient_magnitude_histogram(reference), {}, settings,
-                  {layer: models.layer_C(model, layer) for layer in layers})
-    work = [(layer, c) for layer in layers for c in C]
-    computed, seconds = 0, []
-    for index, (layer, c) in enumerate(work, 1):
-        path = checkpoint_dir and _unit_path(checkpoint_dir, layer, c)
-        unit = _load_unit(path, log) if path else None
-        if unit is not None:
+    with paths.lock_folder(checkpoint_dir) if checkpoint_dir else contextlib.nullcontext():
+        if checkpoint_dir:  # checked under the lock, before any unit is computed
+            checkpoints.check_fingerprint(checkpoint_dir, fingerprint(model, reference, settings),
+                                          "units of a different study", FINGERPRINT_FILE)
+        null_mean = np.stack([np.asarray(models.representation(model, layers[0]).to_null_mean(im)) for im in reference])
+        study = Study(models.name(model), layers, C, reference, list(reference_names or range(len(reference))),
+                      class_predictions(model, null_mean), gradient_magnitude_histogram(reference), {}, settings,
+                      {layer: models.layer_C(model, layer) for layer in layers})
+        work = [(layer, c) for layer in layers for c in C]
+        computed, seconds = 0, []
+        saved = sum(os.path.isdir(_unit_path(checkpoint_dir, lay, cc)) for lay, cc in work) if checkpoint_dir else 0
+        units_bar = bars.units(len(work), "units", progress, initial=saved)
+        for index, (layer, c) in enumerate(work, 1):
+            path = checkpoint_dir and _unit_path(checkpoint_dir, layer, c)
+            unit = _load_unit(path, log) if path else None
+            if unit is not None:
+                study.units[(layer, c)] = unit
+                log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
+                continue
+            if max_units is not None and computed >= max_units:
+                log(f"stopped after {computed} unit(s) (max_units); run again to resume")
+                break
+            unit = invert_unit(model, layer, c, reference, restarts=restarts, stages=stages, seed=seed,
+                               jitter=jitter, images_per_call=images_per_call,
+                               invariance_images=settings["invariance_images"], progress=progress)
+            if path:
+                _save_unit(path, unit)
             study.units[(layer, c)] = unit
-            log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
-            continue
-        if max_units is not None and computed >= max_units:
-            log(f"stopped after {computed} unit(s) (max_units); run again to resume")
-            break
-        unit = invert_unit(model, layer, c, reference, restarts=restarts, stages=stages, seed=seed, jitter=jitter,
-                           images_per_call=images_per_call, invariance_images=settings["invariance_images"])
-        if path:
-            _save_unit(path, unit)
-        study.units[(layer, c)] = unit
-        computed += 1
-        seconds.append(float(unit["seconds"]))
-        stats = unit_statistics(unit["errors"], unit["predictions"], study.reference_predictions, unit["hist"],
-                                study.reference_hist)
-        remaining = sum((lay, cc) not in study.units for lay, cc in work)
-        log(f"unit {index}/{len(work)} {layer} C={c:g}: error {stats['error']:.3f}  restart std "
-            f"{stats['restart_std']:.3f}  consistency {stats['class_consistency']:.2f}  hist. intersection "
-            f"{stats['hist_intersection']:.3f}  {seconds[-1]:.1f} s  ETA {remaining * np.mean(seconds) / 60:.1f} min")
-        if on_unit:
-            on_unit(index, layer, c, unit)
-    return study
+            computed += 1
+            units_bar.update()
+            seconds.append(float(unit["seconds"]))
+            stats = unit_statistics(unit["errors"], unit["predictions"], study.reference_predictions, unit["hist"],
+                                    study.reference_hist)
+            remaining = sum((lay, cc) not in study.units for lay, cc in work)
+            log(f"unit {index}/{len(work)} {layer} C={c:g}: error {stats['error']:.3f}  restart std "
+                f"{metrics.shown(stats['restart_std'])}  consistency {stats['class_consistency']:.2f}  "
+                f"hist. intersection {stats['hist_intersection']:.3f}  {seconds[-1]:.1f} s  "
+                f"ETA {remaining * np.mean(seconds) / 60:.1f} min")
+            if on_unit:
+                on_unit(index, layer, c, unit)
+        units_bar.close()
+        return study
 
 
 # ---------------------------------------------------------------- results

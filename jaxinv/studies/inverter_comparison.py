@@ -21,7 +21,8 @@ import numpy as np
 
 from jaxinv.engine import preimage
 from jaxinv.inverters import hoggle
-from jaxinv.io import images, outputs
+from jaxinv.io import arguments, images, outputs
+from jaxinv.io import progress as bars
 from jaxinv.methods import metrics
 from jaxinv.studies import shallow
 from jaxinv.inverters import data, features as inverter_features
@@ -50,6 +51,15 @@ class CompareConfig:
     skip_hoggle: bool = False
     hoggle_dictionary: str | None = None  # default: hoggle.default_dictionary_path()
     cache_dir: str | None = None  # where the optimisation's finished batches are cached
+
+    def __post_init__(self):
+        if arguments.check_count("num_images", self.num_images) < 2:
+            raise ValueError(f"num_images must be at least 2 images (the image error is normalised by the distances "
+                             f"between images); got {self.num_images}")
+        arguments.check_count("size", self.size, optional=True)
+        arguments.check_count("batch_size", self.batch_size)
+        for name in ("iterations", "refine_iterations"):
+            arguments.check_count(name, getattr(self, name), 0)
 
 
 @dataclasses.dataclass
@@ -113,10 +123,11 @@ def skip_reason(config: CompareConfig, method: str) -> str | None:
 def hog_method(config: CompareConfig, method: str, grey: np.ndarray, dictionary) -> np.ndarray:
     """Reconstructions of the grey images from their HOG by optimisation or by HOGgle."""
     if method == "optimisation":
-        study = shallow.invert_in_batches(
-            "hog", list(grey), batch_size=config.batch_size, restarts=1, C=config.C,
-            stages=preimage.default_stages(config.iterations, config.refine_iterations),
-            cache_dir=config.cache_dir and os.path.join(config.cache_dir, "cache"))
+        with bars.units(-(-len(grey) // config.batch_size), "batches") as done:
+            study = shallow.invert_in_batches(
+                "hog", list(grey), batch_size=config.batch_size, restarts=1, C=config.C,
+                stages=preimage.default_stages(config.iterations, config.refine_iterations),
+                cache_dir=config.cache_dir and os.path.join(config.cache_dir, "cache"), on_batch=done.update)
         return study["reconstructions"][:, 0]
     codes = inverter_features.compute(inverter_features.representation("hog"), grey)
     return hoggle.invert_hogs(dictionary, codes, grey.shape[1:])  # one lasso solve for all images
@@ -170,13 +181,13 @@ def summary_lines(results: dict) -> list[str]:
         if entry["image_error"] is None:
             lines.append(f"{method:13s} skipped ({entry['skipped']})")
             continue
-        line = f"{method:13s} image error {entry['image_error']:.3f} +- {entry['ci95']:.3f} (grey)"
+        line = f"{method:13s} image error {entry['image_error']:.3f} +- {metrics.shown(entry['ci95'])} (grey)"
         if method == "learned":
             line += f", {entry['image_error_colour']:.3f} (colour)"
         paper = paper_value(method, results["representation"])
         lines.append(line + (f"   paper (256x256): {paper:.2f}" if paper is not None else ""))
     for name, entry in results["baselines"].items():
-        lines.append(f"baseline: {name:15s} image error {entry['image_error']:.3f} +- {entry['ci95']:.3f} "
+        lines.append(f"baseline: {name:15s} image error {entry['image_error']:.3f} +- {metrics.shown(entry['ci95'])} "
                      f"(grey, no feature used)")
     return lines
 
@@ -186,8 +197,12 @@ def write_outputs(comparison: Comparison, output_dir: str, figure_images: int = 
     optimisation | HOGgle, the methods that ran)."""
     size = comparison.results["size"]
     shown = range(min(figure_images, len(comparison.originals)))
-    rows = [[comparison.originals[i]] + [r[i] for r in comparison.reconstructions.values()] for i in shown]
+    methods = list(comparison.reconstructions)
+    rows = [[comparison.originals[i]] + [comparison.reconstructions[m][i] for m in methods] for i in shown]
+    captions = [[""] + [f"error {comparison.per_image[m][i]:.3f}" for m in methods] for i in shown]
+    grid = images.labelled_grid(rows, column_labels=["original"] + methods, tile_labels=captions,
+                                row_labels=[str(comparison.per_image["images"][i])[:12] for i in shown],
+                                tile=(max(size, 128), max(size, 128)))
     return [outputs.write_json(os.path.join(output_dir, "results.json"), comparison.results),
             outputs.write_json(os.path.join(output_dir, "per_image.json"), comparison.per_image),
-            images.save_image(os.path.join(output_dir, "figure.png"),
-                              images.image_grid(rows, tile=(max(size, 128), max(size, 128))))]
+            images.save_image(os.path.join(output_dir, "figure.png"), grid)]

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from jaxinv.io import datasets, images, outputs, report
+from jaxinv.io import progress as bars
 from jaxinv.studies import inverter_features as S
 from jaxinv.inverters import model as inverter_model
 from jaxinv.studies import perturbations as P
@@ -76,7 +77,7 @@ def trained_inverter(config: StudyConfig, layer: str, autoencoder: bool = False)
     names the missing checkpoint and the command that trains it."""
     representation = f"{config.net}:{layer}"
     directory = inverter_dir(config, representation, autoencoder)
-    command = (f"python -m experiments.train_inverter --representation={representation} "
+    command = (f"jaxinv-train-inverter --representation={representation} "
                + ("--finetune_encoder " if autoencoder else "") + f"--output_dir={directory}")
     if not os.path.isfile(os.path.join(directory, inverter_model.METADATA_FILE)):
         raise FileNotFoundError(f"no trained {'autoencoder' if autoencoder else 'inverter'} of {representation} "
@@ -159,7 +160,7 @@ def run(config: StudyConfig, log: Callable[[str], None] = print) -> Study:
                "random_contrast": {}, "autoencoder": {"fixed encoder": {}, "autoencoder": {}}}
     figures = {"shown": shown, "pairs": pairs, "ts": ts, "layers": {}}
     key = jax.random.key(config.seed)
-    for i, layer in enumerate(config.layers):
+    for i, layer in enumerate(bars.each(config.layers, "layers")):
         t0 = time.time()
         entry = study_layer(config, layer, fixed[layer], test, train, jax.random.fold_in(key, i), shown, pairs, ts)
         figures["layers"][layer] = entry.pop("images")

@@ -10,12 +10,12 @@ MatConvNet's LRN `param` is [N kappa alpha beta] with alpha NOT divided by N, un
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
+from jaxinv.io import paths
 from jaxinv.nets import layers as L
-from weights_conversion import common
+from jaxinv.conversion import common
 
 
 @dataclasses.dataclass
@@ -27,8 +27,7 @@ class MatNet:
 
 
 def read(path: str) -> MatNet:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MatConvNet file not found: {path}")
+    paths.input_file(path, "MatConvNet file")  # missing: FileNotFoundError; a pipe or folder: ValueError
     with open(path, "rb") as f:
         header = f.read(128)
     if len(header) < 128:

@@ -2,11 +2,11 @@
 Caffe-style architectures written as nn.Sequential, with numbered or layer-named modules."""
 from __future__ import annotations
 
-import os
 import re
 
+from jaxinv.io import paths
 from jaxinv.nets import tables
-from weights_conversion import common
+from jaxinv.conversion import common
 
 
 def read_state_dict(path: str) -> dict:
@@ -15,8 +15,7 @@ def read_state_dict(path: str) -> dict:
         import torch
     except ImportError:
         raise ImportError("reading PyTorch files needs torch: pip install torch==2.13.0") from None
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"PyTorch file not found: {path}")
+    paths.input_file(path, "PyTorch file")  # missing: FileNotFoundError; a pipe or folder: ValueError
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises assorted types for truncated or foreign files

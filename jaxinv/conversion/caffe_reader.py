@@ -12,14 +12,14 @@ for inner products, inputs flattened in (c, h, w) order.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 
 import numpy as np
 
+from jaxinv.io import paths
 from jaxinv.nets import layers as L
 from jaxinv.nets import tables
-from weights_conversion import common
+from jaxinv.conversion import common
 
 V1_LAYER_TYPES = {4: "Convolution", 14: "InnerProduct", 15: "LRN", 17: "Pooling", 18: "ReLU",
                   20: "Softmax", 6: "Dropout", 5: "Data"}
@@ -106,8 +106,7 @@ def _blob(data: bytes) -> np.ndarray:
 
 
 def read_caffemodel(path: str) -> list[CaffeLayer]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Caffe model file not found: {path}")
+    paths.input_file(path, "Caffe model file")  # missing: FileNotFoundError; a pipe or folder: ValueError
     with open(path, "rb") as f:
         data = f.read()
     try:
@@ -182,8 +181,7 @@ def _scalar(token: str):
 
 def read_prototxt(path: str) -> list[dict]:
     """The layers of a deploy.prototxt: [{"name", "type", params...}], V1 enum types as names."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Caffe prototxt not found: {path}")
+    paths.input_file(path, "Caffe prototxt")  # missing: FileNotFoundError; a pipe or folder: ValueError
     with open(path) as f:
         net = parse_prototxt(f.read())
     layers = net.get("layer", []) + net.get("layers", [])
