@@ -11,8 +11,9 @@ Priors (rows), each a problem and an optional `jaxinv.engine.image_prior.Prior`:
 - "learned": the code of a trained learned inverter's decoder (`inverters.model.decoder_parameterisation`),
   the decoder as the only prior (no R_alpha or R_TV, as Nguyen et al. 2016 use none on the image);
   jitter as a same-size translation (`RandomPadding(T - 1)`), as the decoder makes images of one size;
-- "fourier+diversity": "fourier" with the diversity term at `diversity_layer` (weight
-  `diversity_weight` x C), when listed.
+- "fourier+diversity": "fourier" with the diversity term at `diversity_layer`, when listed: weight
+  `diversity_weight` times the data term at its reference (C for inversion, whose loss starts near 1;
+  C / rho^2 for activation maximisation, the data term of a unit at its maximum M).
 
 All run at equal iterations (the same stages) and the same C, B, V per layer. Two tasks:
 
@@ -68,10 +69,11 @@ class PriorsConfig:
     refine_iterations: int = 20
     decay: float = 1.0  # Lucid's (Olah et al. 2017)
     diversity_layer: str = "relu2"
-    diversity_weight: float = 0.1  # x C, for "fourier+diversity" only
+    diversity_weight: float = 0.1  # x the data term at its reference, for "fourier+diversity" only
     inverter_dir: str | None = None  # default: inverters.default_dir("cifar-ref:pool3", 32)
     histogram_images: int = 100
     seed: int = 0
+    data_dir: str | None = None  # the shared data folder (default: jaxinv.io.images.data_root)
 
 
 def check_config(config: PriorsConfig, model) -> None:
@@ -140,7 +142,10 @@ def invert_unit(model, prior_name: str, layer: str, reference, config: PriorsCon
 def maximise_unit(model, prior_name: str, config: PriorsConfig, decoder, stages, maxima) -> dict:
     layer = activation_max.class_score_layer(model)
     problem = activation_max.activation_max_problem(model, layer)
-    problem, prior = prior_setting(prior_name, problem, models.input_side(model), decoder, config.decay)
+    rho = models.receptive_field(model, layer)[0]
+    diversity = image_prior.Diversity(models.representation(model, config.diversity_layer),
+                                      config.diversity_weight * problem.C / rho ** 2, config.am_restarts)
+    problem, prior = prior_setting(prior_name, problem, models.input_side(model), decoder, config.decay, diversity)
     units = list(range(activation_max.num_units(model, layer)))
     began = time.perf_counter()
     result = activation_max.maximise_activation(model, layer, units, restarts=config.am_restarts, seed=config.seed,
@@ -170,9 +175,9 @@ def run(config: PriorsConfig, log: Callable[[str], None] = print) -> PriorsResul
     model = nets.load(config.net)
     check_config(config, model)
     decoder, decoder_dir = load_decoder(config, model) if "learned" in config.priors else (None, None)
-    reference, _ = datasets.reference_images(model, config.num_images)
+    reference, _ = datasets.reference_images(model, config.num_images, data_dir=config.data_dir)
     histogram_reference = deep_networks.gradient_magnitude_histogram(
-        datasets.reference_images(model, config.histogram_images)[0])
+        datasets.reference_images(model, config.histogram_images, data_dir=config.data_dir)[0])
     null_mean = np.stack([np.asarray(models.representation(model, config.layers[0]).to_null_mean(im)) for im in reference])
     reference_predictions = deep_networks.class_predictions(model, null_mean)
     stages = preimage.default_stages(config.iterations, config.refine_iterations)
