@@ -283,6 +283,7 @@ def test_study_priors_settings_and_table():
     assert priors.prior_setting("combined", problem, 32, None)[1].regularisers
     learned_problem, learned = priors.prior_setting("learned", problem, 32, _decoder())
     assert learned_problem.jitter == 1 and learned.transforms == (T.RandomPadding(1),) and not learned.regularisers
+    assert learned.parameterisation.pieces[1] == P.Squash(problem.B_plus) and learned.parameterisation.bounded
     with pytest.raises(ValueError, match="unknown prior"):
         priors.prior_setting("pink", problem, 32, None)
     row = dict(error=0.1, error_ci95=0.01, restart_std=0.02, class_consistency=1.0, hist_intersection=0.9,

@@ -9,7 +9,8 @@ Priors (rows), each a problem and an optional `jaxinv.engine.image_prior.Prior`:
   R_alpha or R_TV; the projection onto B+ acts on the produced image;
 - "combined": the two together (Fourier + colour + transformations + R_alpha + R_TV);
 - "learned": the code of a trained learned inverter's decoder (`inverters.model.decoder_parameterisation`),
-  the decoder as the only prior (no R_alpha or R_TV, as Nguyen et al. 2016 use none on the image);
+  the decoder as the only prior (no R_alpha or R_TV, as Nguyen et al. 2016 use none on the image),
+  its colours squashed into the ball of radius B+ (`Squash`: the decoder has no inverse to project through);
   jitter as a same-size translation (`RandomPadding(T - 1)`), as the decoder makes images of one size;
 - "fourier+diversity": "fourier" with the diversity term at `diversity_layer`, when listed: weight
   `diversity_weight` times the data term at its reference (C for inversion, whose loss starts near 1;
@@ -110,7 +111,8 @@ def prior_setting(name: str, problem: preimage.Problem, side: int, decoder, deca
         return problem, image_prior.Prior(lucid, T.lucid_transforms(side), regularisers=True)
     if name == "learned":
         shift = (T.RandomPadding(problem.jitter - 1),) if problem.jitter > 1 else ()
-        return dataclasses.replace(problem, jitter=1), image_prior.Prior(decoder, shift, regularisers=False)
+        bounded = P.chain(decoder, P.Squash(problem.B_plus))  # the decoder has no inverse: a squash bounds it
+        return dataclasses.replace(problem, jitter=1), image_prior.Prior(bounded, shift, regularisers=False)
     raise ValueError(f"unknown prior {name!r}")
 
 
