@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxinv.engine import parameterisation
 from jaxinv.engine import solver as solvers
 from jaxinv.objectives import losses, regularisers
 from jaxinv.objectives.losses import Target
@@ -148,10 +149,7 @@ def with_step_scale(opt_state, scale: float):
     return opt_state
 
 
-def random_init(key, shape, bound: float):
-    """Uniform noise in [-1, 1] rescaled so that its 95th percentile maps to B/sqrt(3) (authors' init)."""
-    noise = jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
-    return noise * (bound / np.sqrt(3) / jnp.percentile(jnp.abs(noise), 95))
+random_init = parameterisation.random_init  # the authors' init (one rule, shared with the Pixels piece)
 
 
 def start_from(null_mean_image, problem: Problem, restarts: int = 1) -> np.ndarray:
@@ -166,6 +164,7 @@ class PreimageResult(NamedTuple):
     images: np.ndarray  # (K, H, W, D) null-mean
     history: dict  # term name -> (iterations, K)
     seconds: float
+    parameters: Any = None  # with a prior: the optimised parameters (leading axis K); else None (the images)
 
 
 def _restart_mesh() -> Mesh | None:
@@ -225,7 +224,8 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
           key, restarts: int = 1, stages: Sequence[Stage] = default_stages(), x_init=None,
           eta0: float | None = None, loop: Literal["python", "scan"] = "scan", shard: bool = True,
           batched_target: bool = False, solver: optax.GradientTransformation | None = None,
-          progress: Callable[[int, dict, float], Any] | None = None, progress_every: int = 50) -> PreimageResult:
+          progress: Callable[[int, dict, float], Any] | None = None, progress_every: int = 50,
+          prior=None) -> PreimageResult:
     """Minimises IJCV Eq. 1 from `restarts` random initialisations (or `x_init`, (K, H, W, D)) at once.
 
     `image_shape` is the (H, W) the representation sees; with jitter T the optimised image is
@@ -235,11 +235,21 @@ def solve(representation: Representation, problem: Problem, target: Target, *, i
     measured faster on CPU: benchmarks/engine.py) runs `progress_every` iterations per call inside
     one XLA program; 'python' calls a jitted single step per iteration. `solver` replaces
     Algorithm 1 (then `eta0` and the stages' step scales are unused; jitter still follows the stages).
+    `prior` (`jaxinv.engine.image_prior.Prior`: a parameterisation, transformations, a diversity term)
+    switches to the engine's second path; None is IJCV's, unchanged.
     Returns the final images and the per-iteration energy terms.
     """
     stages = _check_run(representation, target, restarts, stages, loop, progress_every, batched_target)
     height, width = _seen_shape(image_shape, representation)
     height, width = height + problem.jitter - 1, width + problem.jitter - 1
+    if prior is not None:
+        from jaxinv.engine import image_prior
+        if not isinstance(prior, image_prior.Prior):
+            raise ValueError(f"prior must be a jaxinv.engine.image_prior.Prior; got {type(prior).__name__}")
+        return image_prior.solve(representation, problem, target, prior, height=height, width=width, key=key,
+                                 restarts=restarts, stages=stages, x_init=x_init, eta0=eta0, loop=loop, shard=shard,
+                                 batched_target=batched_target, solver=solver, progress=progress,
+                                 progress_every=progress_every)
     x = _initial_images(key, x_init, (restarts, height, width, representation.channels), problem.bound)
     eta0 = default_eta0(problem, (height, width)) if eta0 is None else float(eta0)
     init, step, scan = _compiled_steps(representation, problem, eta0, (height, width), batched_target, solver)
@@ -302,12 +312,13 @@ def _initial_images(key, x_init, shape, bound: float):
     return x
 
 
-def _run_stages(run, carry, stages, jitter, loop, progress, progress_every, start):
+def _run_stages(run, carry, stages, jitter, loop, progress, progress_every, start, off_shift=1, names=TERMS):
     """Runs every stage: the jitted step once per iteration ('python') or scans of `progress_every`
-    iterations ('scan'); checks the energy terms for non-finite values at every report."""
+    iterations ('scan'); checks the energy terms `names` for non-finite values at every report. A stage
+    without jitter passes the shift `off_shift` (the prior path's steps read 0 as "transformations off")."""
     history, done, total = [], 0, sum(s.iterations for s in stages)
     for stage in stages:
-        shift = jitter if stage.jitter else 1
+        shift = jitter if stage.jitter else off_shift
         x, opt_state, keys = carry
         carry, begin = (x, with_step_scale(opt_state, stage.step_scale), keys), 0
         while begin < stage.iterations:
@@ -321,14 +332,14 @@ def _run_stages(run, carry, stages, jitter, loop, progress, progress_every, star
             begin, done = begin + length, done + length
             if loop == "scan" or done % progress_every == 0 or done == total:
                 last = jax.tree_util.tree_map(lambda a: np.asarray(a[-1]), terms)
-                _check_finite(last, done)
+                _check_finite(last, done, names)
                 if progress:
                     progress(done, last, time.perf_counter() - start)
     return carry, history
 
 
-def _check_finite(terms: dict, done: int) -> None:
-    bad = [name for name in TERMS if not np.all(np.isfinite(terms[name]))]
+def _check_finite(terms: dict, done: int, names=TERMS) -> None:
+    bad = [name for name in names if not np.all(np.isfinite(terms[name]))]
     if bad:
         raise FloatingPointError(f"the objective became non-finite by iteration {done} (terms: {', '.join(bad)}); "
                                  "check C, the bounds and the step sizes")

@@ -195,3 +195,37 @@ def load(directory: str) -> Inverter:
                     family=metadata["family"], feature_shape=tuple(metadata["feature_shape"]),
                     width=float(metadata["width"]), params=params, feature_scale=float(metadata["feature_scale"]),
                     metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderNetwork:
+    """An inverter architecture's decoder as a hashable pure function: (weights, codes) -> images.
+    Codes (N, *feature_shape) are in the decoder's input units (features times the feature scale);
+    images (N, S, S, 3) in [0, 255], not clipped."""
+    family: str
+    feature_shape: tuple
+    image_size: int
+    width: float
+
+    def __call__(self, weights, codes):
+        table = _decoder_table(self.family, tuple(self.feature_shape), self.image_size, self.width)
+        return to_pixels(architectures.apply(table, weights, codes))
+
+
+@functools.lru_cache(maxsize=16)
+def _decoder_table(family: str, feature_shape: tuple, image_size: int, width: float):
+    return architectures.build(family, feature_shape, image_size, width)
+
+
+def decoder_parameterisation(inverter: Inverter, mean, code_rms: float | None = None):
+    """The inverter's decoder as an image parameterisation (`jaxinv.engine.parameterisation.Decoder`):
+    a code whose natural values have RMS `code_rms` (default: the RMS of the pixels' start at B = 80,
+    `parameterisation.start_rms`) -> the decoder's image minus `mean` (the inverted representation's).
+    Its weights are the decoder's."""
+    from jaxinv.engine import parameterisation
+    network = DecoderNetwork(inverter.family, tuple(inverter.feature_shape), inverter.image_size, float(inverter.width))
+    return parameterisation.Decoder(
+        network=network, feature_shape=tuple(inverter.feature_shape), image_size=inverter.image_size,
+        mean=tuple(float(m) for m in np.broadcast_to(mean, (3,))),
+        code_rms=float(parameterisation.start_rms(80.0) if code_rms is None else code_rms),
+        weights=inverter.params["decoder"])

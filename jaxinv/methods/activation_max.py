@@ -216,17 +216,19 @@ def class_probabilities(model, rgb_images) -> np.ndarray:
 def maximise_activation(model, layer: str, units: Sequence[int], *, restarts: int = 4, seed: int = 0,
                         stages: Sequence[Stage] = preimage.default_stages(), C: float | None = None,
                         bound: float = AM_BOUND, jitter: bool = True, maxima: np.ndarray | None = None,
-                        progress: Callable | None = None, log: Callable[[str], None] = print) -> ActivationMax:
+                        progress: Callable | None = None, log: Callable[[str], None] = print,
+                        problem: Problem | None = None, prior=None) -> ActivationMax:
     """Activation maximisation of each unit of `layer` (channel at the map's centre, or fc unit) from
     `restarts` random initialisations, all units x restarts in one vmapped run, on an image of
     `activation_max_input_size` pixels (through the ReLU's input for ReLU layers: `maximised_layer`). `maxima` (per unit of the layer; default `activation_maxima`
     over the reference set) gives M. For class layers the softmax probability of each unit's class
-    is measured on the results."""
+    is measured on the results. `problem` replaces `activation_max_problem`'s (its loss must be
+    'inner_product'); `prior` (`jaxinv.engine.image_prior.Prior`) switches to the engine's prior path."""
     units = [int(u) for u in units]
     check_units(model, layer, units)
     size = activation_max_input_size(model, layer)
     representation = models.representation(model, maximised_layer(model, layer), input_size=size)
-    problem = activation_max_problem(model, layer, C=C, bound=bound, jitter=jitter)
+    problem = problem or activation_max_problem(model, layer, C=C, bound=bound, jitter=jitter)
     maxima = activation_maxima(model, layer, log=log) if maxima is None else np.asarray(maxima, np.float32)
     chosen = maxima[units]
     for unit, value in zip(units, chosen):
@@ -237,7 +239,7 @@ def maximise_activation(model, layer: str, units: Sequence[int], *, restarts: in
     targets = [preimage.make_target(representation, problem, phi0=unit_code(model, layer, u, size), z=z)
                for u, z in zip(units, normalisers)]
     result = solve_targets(representation, problem, targets, image_shape=(size, size), restarts=restarts, seed=seed,
-                           stages=stages, progress=progress)
+                           stages=stages, progress=progress, prior=prior)
     seen = preimage.crop_seen(problem, result.images)
     flat = seen.reshape((-1,) + seen.shape[2:])
     codes = inversion.codes_of(models.representation(model, layer, input_size=size), flat).reshape(seen.shape[:2] + (-1,))

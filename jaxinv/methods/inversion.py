@@ -95,9 +95,11 @@ def codes_of(representation: Representation, x) -> np.ndarray:
 def invert_images(representation: Representation, images_in: Sequence[np.ndarray], *, problem: Problem | None = None,
                   restarts: int = 1, seed: int = 0, stages: Sequence[Stage] = preimage.default_stages(),
                   loop: str = "scan", progress=None, progress_every: int = 50,
-                  cvpr2015: Cvpr2015 | None = None) -> Inversion:
+                  cvpr2015: Cvpr2015 | None = None, prior=None) -> Inversion:
     """Inverts Phi of each image (all the same size, [0, 255]) from `restarts` random starts each,
-    all N * K problems in one vmapped computation (`cvpr2015` switches to that formulation)."""
+    all N * K problems in one vmapped computation (`cvpr2015` switches to that formulation; `prior`,
+    a `jaxinv.engine.image_prior.Prior`, to the engine's prior path: the restarts of image i are the
+    consecutive block i, the groups of a diversity term)."""
     if not len(images_in):
         raise ValueError("no images to invert")
     restarts, seed = arguments.check_count("restarts", restarts), arguments.check_seed(seed)
@@ -123,7 +125,7 @@ def invert_images(representation: Representation, images_in: Sequence[np.ndarray
     batched = preimage.Target(jnp.repeat(jnp.asarray(target_codes), restarts, axis=0))
     result = preimage.solve(representation, problem, batched, image_shape=(height, width), key=jax.random.key(seed),
                             restarts=num * restarts, stages=stages, loop=loop, batched_target=True, solver=solver,
-                            progress=solver_progress(progress, stages), progress_every=progress_every)
+                            progress=solver_progress(progress, stages), progress_every=progress_every, prior=prior)
     seen = preimage.crop_seen(problem, result.images)
     codes = codes_of(representation, seen)
     errors = np.array([metrics.normalised_error(c, target_codes[i // restarts]) for i, c in enumerate(codes)])

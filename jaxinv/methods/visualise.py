@@ -65,8 +65,9 @@ def load_images(model, paths: Sequence[str]) -> np.ndarray:
 def solve_targets(representation: Representation, problem: Problem, targets: Sequence[Target], *,
                   image_shape: Sequence[int], restarts: int = 1, seed: int = 0,
                   stages: Sequence[Stage] = preimage.default_stages(), x_init=None,
-                  progress: Callable | None = None, progress_every: int = 50) -> preimage.PreimageResult:
-    """Solves G problems that differ only in their target, K restarts each, as one vmapped run.
+                  progress: Callable | None = None, progress_every: int = 50, prior=None) -> preimage.PreimageResult:
+    """Solves G problems that differ only in their target, K restarts each, as one vmapped run
+    (with `prior`, the engine's prior path: `jaxinv.engine.image_prior`).
 
     Returns the engine's result with images reshaped to (G, K, H + T - 1, W + T - 1, D) (null-mean)
     and history arrays of shape (iterations, G * K). `x_init` is (G * K, ...) if given.
@@ -76,7 +77,8 @@ def solve_targets(representation: Representation, problem: Problem, targets: Seq
     stacked = jax.tree_util.tree_map(lambda *leaves: jnp.repeat(jnp.stack(leaves), restarts, axis=0), *targets)
     result = preimage.solve(representation, problem, stacked, image_shape=image_shape, key=jax.random.key(seed),
                             restarts=len(targets) * restarts, stages=stages, x_init=x_init, batched_target=True,
-                            progress=bars.solver_progress(progress, stages), progress_every=progress_every)
+                            progress=bars.solver_progress(progress, stages), progress_every=progress_every,
+                            prior=prior)
     shaped = result.images.reshape((len(targets), restarts) + result.images.shape[1:])
     return preimage.PreimageResult(shaped, result.history, result.seconds)
 

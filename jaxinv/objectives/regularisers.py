@@ -73,3 +73,16 @@ def texture_loss(features, target_grams, weights):
     """
     return sum(weights[name] * jnp.sum(jnp.square(gram_matrix(features[name]) - target_grams[name]))
                for name in weights)
+
+
+def gram_cosine_similarity(features, group: int):
+    """Each image's mean cosine similarity to the others of its group, from their Gram matrices:
+    `features` (K, h, w, c) maps of K images in consecutive groups of `group` (K a multiple of it,
+    group >= 2); returns (K,), each in [-1, 1] (in [0, 1] for non-negative maps). The diversity term
+    of a batch (Olah et al. 2017 "Feature Visualization": minus the mean pairwise cosine similarity
+    of Gram matrices) is minus its mean; 1 - it is the restarts' diversity measured in the priors study."""
+    grams = jax.vmap(gram_matrix)(features).reshape(features.shape[0] // group, group, -1)
+    unit = grams / jnp.maximum(jnp.linalg.norm(grams, axis=-1, keepdims=True), 1e-12)
+    similarity = jnp.einsum("gkd,gld->gkl", unit, unit)
+    others = (jnp.sum(similarity, axis=-1) - jnp.einsum("gkk->gk", similarity)) / (group - 1)
+    return others.reshape(-1)
