@@ -1,7 +1,4 @@
 """Any JAX model as a Representation: linen, NNX, Equinox and plain-function adapters (small models, 32 px)."""
-import re
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +12,7 @@ from jaxinv.io import images
 from jaxinv.methods import inversion
 from jaxinv.nets import taps
 from jaxinv.adapters import geometry
+from tests import readme_blocks
 
 SIZE = 32
 STAGES = preimage.default_stages(30, 0)
@@ -301,9 +299,7 @@ class UnhashableTaps:
 
 
 def test_readme_example_runs(tmp_path, monkeypatch):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Your own model"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = readme_blocks.python_block("## Your own model")
     assert len(code.strip().splitlines()) <= 15
     monkeypatch.chdir(tmp_path)
     namespace = {}

@@ -1,8 +1,6 @@
 """The one-call API (`jaxinv.invert`, `maximise`, `caricature`): same numbers as the methods it calls,
 the papers' rules as defaults, results that save and display, and clear errors."""
 import json
-import re
-from pathlib import Path
 import os
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from jaxinv import models
 from jaxinv.engine import preimage
 from jaxinv.io import images
 from jaxinv.methods import layer_rules, visualise
+from tests import readme_blocks
 
 FEW = dict(iterations=20, refine_iterations=5)
 
@@ -97,9 +96,7 @@ def test_models_load_accepts_every_kind(tmp_path):
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## In Python"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = readme_blocks.python_block("## In Python")
     assert len(code.strip().splitlines()) <= 10
     monkeypatch.chdir(tmp_path)
     namespace = {}

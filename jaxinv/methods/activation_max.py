@@ -101,21 +101,12 @@ def unit_code(model, layer: str, unit: int, input_size: int | None = None) -> np
     return code
 
 
-def maximised_layer(model, layer: str) -> str:
-    """The layer whose unit is optimised when maximising a unit of `layer`: the ReLU's input for a ReLU
-    layer of a table (the same maximiser where the unit is positive, but with a gradient where it is
-    zero: a unit that starts inactive would otherwise never move), else `layer` itself."""
-    return models.pre_activation(model, layer)
-
-
-def class_score_layer(model) -> str:
-    """The layer of class scores (`models.class_layer`: fc8 of a table; prob is its softmax)."""
-    return models.class_layer(model)
-
-
-def is_class_layer(model, layer: str) -> bool:
-    """True for the class-score layer and the layers after it (its softmax): a unit is a class."""
-    return models.is_class_layer(model, layer)
+# Which layer is maximised, and which layers hold classes, defined once in `jaxinv.models`:
+# the ReLU's input for a table's ReLU layer (a unit that starts inactive has a gradient there),
+# the class scores (fc8 of a table; prob is its softmax), and the layers from them on.
+maximised_layer = models.pre_activation
+class_score_layer = models.class_layer
+is_class_layer = models.is_class_layer
 
 
 REFERENCE_IMAGES_ADAPTED = 8

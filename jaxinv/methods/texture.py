@@ -33,26 +33,11 @@ TEXTURE_C = 100.0
 """C of the texture and style problems (README: "Texture synthesis and style transfer")."""
 
 
-def default_texture_layers(model) -> list[str]:
-    """`models.texture_layers`: the ReLU layers of the spatial trunk (relu1, relu2, relu3 on cifar-ref)."""
-    return models.texture_layers(model)
-
-
-def gram_representation(model, layers: Sequence[str], content_layer: str | None = None,
-                        input_size: int | None = None) -> Representation:
-    """A Representation whose code is {"features": {layer: map}} (and "content": the content layer's code)
-    of one RGB image (H, W, 3) minus the model's mean, from one forward pass (`models.gram_representation`)."""
-    return models.gram_representation(model, layers, content_layer, input_size)
-
-
-def check_texture_layers(model, layers: Sequence[str]) -> None:
-    """`models.check_texture_layers`: every layer exists and has a spatial map."""
-    models.check_texture_layers(model, layers)
-
-
-def deepest_layer(model, representation: Representation) -> str:
-    """The deepest layer a Gram representation computes (its jitter follows that layer's stride)."""
-    return models.deepest_layer(model, representation)
+# What texture synthesis asks of a model, defined once in `jaxinv.models` (tables and adapted models alike).
+default_texture_layers = models.texture_layers  # relu1, relu2, relu3 on cifar-ref
+gram_representation = models.gram_representation
+check_texture_layers = models.check_texture_layers
+deepest_layer = models.deepest_layer
 
 
 def grams_of(representation: Representation, rgb_image) -> dict:
@@ -119,8 +104,7 @@ def synthesise_texture(model, texture_image, layers: Sequence[str] | None = None
     """A size x size texture matching the Gram matrices of `layers` of `texture_image` (RGB [0, 255],
     resized to size x size) from `restarts` random initialisations (IJCV Eq. 8). `layers` None: the default
     texture layers; an empty list is an error."""
-    layers = default_texture_layers(model) if layers is None else list(layers)
-    check_texture_layers(model, layers)
+    layers = default_texture_layers(model) if layers is None else list(layers)  # checked by gram_representation
     size = size or texture_size(model)
     representation = gram_representation(model, layers, input_size=size)
     texture_image = images.fit(texture_image, size, size)
@@ -141,8 +125,7 @@ def transfer_style(model, content_image, style_image, content_layer: str, style_
     """Content inversion of `content_layer` of `content_image` plus the texture term of `style_layers`
     of `style_image` with lambda_l = style_weight / (number of style layers); both images RGB [0, 255]
     resized to size x size. Starts from noise, or from the content image (`from_content`)."""
-    style_layers = default_texture_layers(model) if style_layers is None else list(style_layers)
-    check_texture_layers(model, style_layers)
+    style_layers = default_texture_layers(model) if style_layers is None else list(style_layers)  # checked by gram_representation
     size = size or texture_size(model)
     representation = gram_representation(model, style_layers, content_layer, input_size=size)
     content_image, style_image = images.fit(content_image, size, size), images.fit(style_image, size, size)
