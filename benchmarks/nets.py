@@ -1,19 +1,31 @@
-"""Per-iteration time of the pre-image engine's own step on caffe-ref, next to PyTorch eager.
+"""Per-iteration time of the pre-image engine's own step on deep networks, next to PyTorch eager.
 
-    python -m benchmarks.nets [--iterations=10]
+    python -m benchmarks.nets [--cases=caffe-ref:pool5,...] [--batches=1,8] [--loops=python,scan] [--iterations=5]
 
-The JAX side is the engine's compiled step itself (`jaxinv.engine.preimage.solve`, Python loop over its
-jitted step, no jitter): value_and_grad of IJCV Eq. 1 with the normalised L2 loss at the layer
-(Eq. 2) plus the regularisers R_alpha and R_TV, then the solver update (Algorithm 1 with the Eq. 6
-projection). The PyTorch side computes the loss and the same update but not the two regularisers,
-so the ratio slightly favours PyTorch. Batch 8 is 8 independent restarts: vmapped in JAX, a batch of
-images in PyTorch. Weights are random (He-normal); both frameworks use the same ones. Times are
-per iteration over --iterations steps after a warm-up run that compiles the step.
+The JAX side is the engine's compiled step itself (`jaxinv.engine.preimage.solve`, no jitter): value_and_grad
+of IJCV Eq. 1 with the normalised L2 loss at the layer (Eq. 2) plus the regularisers R_alpha and R_TV,
+then the solver update (Algorithm 1 with the Eq. 6 projection), with either loop: 'python' calls the
+jitted step once per iteration, 'scan' runs all timed iterations in one XLA program (the library's
+default). The PyTorch side computes the loss and the same update but not the two regularisers, so the
+ratio slightly favours PyTorch. Batch 8 is 8 independent restarts: vmapped in JAX, a batch of images in
+PyTorch. Weights are random; both frameworks use the same ones (torchvision ResNet-50 converted from a
+random state_dict through `jaxinv.conversion`, its batch norms folded in JAX and kept in PyTorch).
+
+Printed per case, batch and loop: ms per iteration, ms per restart, the JAX/PyTorch ratio of the two
+(the speed issue's target: <= 0.8), the per-restart time at this batch over that at batch 1 (target
+<= 1.1), the seconds the first call spent compiling, and the XLA buffer assignment's temporary memory
+of the compiled step (the peak working set above arguments and outputs). A PyTorch reference slower
+whose threads or matmul rate look wrong on this machine is flagged (`torch_plausible`) rather than trusted.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
+import resource
 import statistics
+import tempfile
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -21,64 +33,115 @@ import numpy as np
 from absl import app, flags
 
 from jaxinv import nets
-from jaxinv.engine import preimage
+from jaxinv.engine import compilation, preimage
 from jaxinv.io import images
 from jaxinv.nets import taps
 from jaxinv.nets import layers as L
 
-flags.DEFINE_integer("iterations", 10, "timed steps per configuration")
+flags.DEFINE_list("cases", ["caffe-ref:pool5", "caffe-ref:fc8", "vgg-vd-16:conv5_3", "resnet-50:layer4"],
+                  "NETWORK:LAYER cases to time (of those listed in CASES)")
+flags.DEFINE_list("batches", ["1", "8"], "restarts per step")
+flags.DEFINE_list("loops", ["python", "scan"], "the engine's loops to time")
+flags.DEFINE_integer("iterations", 5, "timed steps per configuration")
 FLAGS = flags.FLAGS
 
 ETA0, RHO, BOUND_PLUS = 1e3, 0.9, 160.0  # the values do not change the timing
 
-ARCH, SIZE, LAYERS, BATCHES = "caffe-ref", 227, ("pool5", "fc8"), (1, 8)
+
+@dataclasses.dataclass
+class Case:
+    model: nets.Model
+    layer: str
+    torch_net: Callable  # network input (N, C, H, W) -> the layer's output
 
 
-def engine_seconds(representation, problem, target, batch: int, iterations: int) -> float:
-    """Seconds per iteration of the engine's jitted step for `batch` restarts (compiled beforehand)."""
-    def run(n):
-        return preimage.solve(representation, problem, target, image_shape=(SIZE, SIZE), key=jax.random.key(0),
-                              restarts=batch, stages=(preimage.Stage(n, 1.0, False),), loop="python",
-                              progress_every=10 ** 9)
-    run(iterations)  # compiles (the stages are part of the compiled step)
-    return run(iterations).seconds / iterations
-
-
-def torch_network(table, params):
-    """The same network in PyTorch eager, weights copied from `params`."""
+def sequential_torch(table, params, layer: str):
+    """A layer-table network up to `layer` in PyTorch eager, weights copied from `params`."""
     import torch
     from torch import nn
     modules = []
-    for layer in table:
-        h = layer.hyper
-        if layer.op is L.conv:
-            w = np.asarray(params[layer.name]["w"])
+    for spec in table:
+        h = spec.hyper
+        if spec.op is L.conv:
+            w = np.asarray(params[spec.name]["w"])
             module = nn.Conv2d(w.shape[2] * h["groups"], h["out_channels"], h["kernel"], stride=h["stride"],
                                padding=h["pad"][0], groups=h["groups"])
             module.weight.data = torch.tensor(np.transpose(w, (3, 2, 0, 1)).copy())
-        elif layer.op is L.fc:
-            w = np.asarray(params[layer.name]["w"])
+        elif spec.op is L.fc:
+            w = np.asarray(params[spec.name]["w"])
             module = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(w.shape[:3])), w.shape[3]))
             module[1].weight.data = torch.tensor(np.transpose(w, (3, 2, 0, 1)).reshape(w.shape[3], -1).copy())
-        elif layer.op is L.maxpool:
-            module = nn.MaxPool2d(h["kernel"], h["stride"], ceil_mode=h["ceil_mode"])
-        elif layer.op is L.lrn:
+        elif spec.op is L.maxpool:
+            module = nn.MaxPool2d(h["kernel"], h["stride"], padding=h.get("pad", (0, 0))[0],
+                                  ceil_mode=h["ceil_mode"])
+        elif spec.op is L.lrn:
             module = nn.LocalResponseNorm(h["size"], h["alpha"], h["beta"], h["k"])
-        elif layer.op is L.relu:
+        elif spec.op is L.relu:
             module = nn.ReLU()
         else:
             module = nn.Softmax(dim=1)
-        if layer.op in (L.conv, L.fc):
-            bias = torch.tensor(np.asarray(params[layer.name]["b"]))
-            (module if layer.op is L.conv else module[1]).bias.data = bias
-        modules.append((layer.name, module))
-    return modules
+        if spec.op in (L.conv, L.fc):
+            bias = torch.tensor(np.asarray(params[spec.name]["b"]))
+            (module if spec.op is L.conv else module[1]).bias.data = bias
+        modules.append(module)
+        if spec.name == layer:
+            break
+    return nn.Sequential(*modules).eval()
 
 
-def torch_step(modules, layer, target, x0):
+def table_case(arch: str, size: int, layer: str) -> Case:
+    table = nets.build(arch)
+    params = nets.init_params(table, jax.random.PRNGKey(0), size)
+    model = nets.Model(arch=arch, table=table, params=params, input_size=size,
+                       convention=dict(nets.model.CAFFE_CONVENTION))
+    return Case(model, layer, sequential_torch(table, params, layer))
+
+
+def resnet_case(size: int, layer: str) -> Case:
+    """torchvision's ResNet-50 (restated in tests/torchvision_reference.py: torchvision's C ops do not load
+    against the CPU torch here), random weights, converted to jaxinv."""
+    from torch import nn
+    from tests import torchvision_reference
+    with tempfile.TemporaryDirectory() as tmp:
+        net, model = torchvision_reference.converted("torchvision-resnet50", tmp, size)
+    stages = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    trunk = nn.Sequential(*[getattr(net, name) for name in stages[:stages.index(layer) + 1]]).eval()
+    return Case(model, layer, trunk)
+
+
+CASES = {
+    "caffe-ref:pool5": lambda: table_case("caffe-ref", 227, "pool5"),
+    "caffe-ref:fc8": lambda: table_case("caffe-ref", 227, "fc8"),
+    "vgg-vd-16:conv5_3": lambda: table_case("vgg-vd-16", 224, "conv5_3"),
+    "resnet-50:layer4": lambda: resnet_case(224, "layer4"),
+}
+
+
+def engine_run(representation, problem, target, size: int, batch: int, loop: str, iterations: int):
+    """(seconds per iteration, seconds spent compiling on the first call) of the engine's step."""
+    def run(n):
+        return preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(0),
+                              restarts=batch, stages=(preimage.Stage(n, 1.0, False),), loop=loop,
+                              progress_every=iterations)
+    with compilation.counting() as compiled:
+        run(iterations)
+    times = [run(iterations).seconds / iterations for _ in range(2)]
+    return min(times), compiled.seconds
+
+
+def step_temp_bytes(representation, problem, target, size: int, batch: int) -> int:
+    """Temporary buffer bytes XLA assigns to one compiled step of `batch` restarts (its working set)."""
+    eta0 = preimage.default_eta0(problem, (size, size))
+    init, step, _ = preimage._compiled_steps(representation, problem, eta0, (size, size), False, None)
+    x = jnp.zeros((batch, size, size, 3), jnp.float32)
+    carry = (x, init(x), jax.random.split(jax.random.key(0), batch))
+    lowered = step.lower(carry, 1, target, preimage.place_weights(representation.params))
+    return lowered.compile().memory_analysis().temp_size_in_bytes
+
+
+def torch_step(network, target, x0):
+    """One iteration in PyTorch: the normalised L2 loss at the layer, its input gradient, Algorithm 1."""
     import torch
-    stop = [name for name, _ in modules].index(layer) + 1
-    network = torch.nn.Sequential(*[module for _, module in modules[:stop]]).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
     target = torch.tensor(np.asarray(target)[None] if np.ndim(target) == 1 else np.transpose(target, (2, 0, 1))[None])
@@ -102,13 +165,29 @@ def torch_step(modules, layer, target, x0):
     return step
 
 
-def median_seconds(step, iterations, block):
+def torch_plausible() -> str | None:
+    """None, or why PyTorch's timings here cannot be trusted: fewer threads than cores, or a dense matmul
+    far below numpy's on the same machine (denormals, a debug build, another job pinned to its threads)."""
+    import torch
+    cores = len(os.sched_getaffinity(0))
+    if torch.get_num_threads() < cores:
+        return f"torch uses {torch.get_num_threads()} threads on {cores} cores"
+    a = np.random.default_rng(0).normal(size=(1024, 1024)).astype(np.float32)
+    numpy_rate = 2 * 1024 ** 3 / median_seconds(lambda: a @ a, 5)
+    t = torch.from_numpy(a)
+    torch_rate = 2 * 1024 ** 3 / median_seconds(lambda: t @ t, 5)
+    if torch_rate < 0.5 * numpy_rate:
+        return f"torch's matmul runs at {torch_rate / 1e9:.0f} GFLOP/s against numpy's {numpy_rate / 1e9:.0f}"
+    return None
+
+
+def median_seconds(step, iterations):
     for _ in range(2):
-        block(step())
+        step()
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
-        block(step())
+        step()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -116,29 +195,43 @@ def median_seconds(step, iterations, block):
 def main(argv):
     del argv
     import torch
-    table = nets.build(ARCH)
-    params = nets.init_params(table, jax.random.PRNGKey(0), SIZE)
-    model = nets.Model(arch=ARCH, table=table, params=params, input_size=SIZE,
-                       convention=dict(nets.model.CAFFE_CONVENTION))
-    sample = images.load_sample_image(size=SIZE)
-    modules = torch_network(table, params)
+    unknown = sorted(set(FLAGS.cases) - set(CASES))
+    if unknown:
+        raise app.UsageError(f"unknown --cases {unknown}; valid: {sorted(CASES)}")
     torch.set_flush_denormal(True)
-    print(f"{ARCH} {SIZE}x{SIZE}, the engine's step (value_and_grad of Eq. 1 + Algorithm 1) vs PyTorch eager "
-          f"(loss + update); {FLAGS.iterations} steps; jax {jax.__version__}, torch {torch.__version__} "
+    batches = [int(b) for b in FLAGS.batches]
+    problem_with_torch = torch_plausible()
+    if problem_with_torch:
+        print(f"PyTorch reference implausible ({problem_with_torch}): its times and the ratios are not meaningful")
+    print(f"The engine's step (value_and_grad of Eq. 1 + Algorithm 1) vs PyTorch eager (loss + update); "
+          f"{FLAGS.iterations} steps; jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
-    print(f"{'layer':>6} {'batch':>5} {'jax ms':>9} {'torch ms':>9} {'jax/torch':>9} {'jax ms/image':>12}")
-    for layer in LAYERS:
-        representation = taps.representation(model, layer)
+    print(f"{'case':<18} {'batch':>5} {'loop':>6} {'jax ms':>8} {'torch ms':>9} {'ms/restart':>10} {'jax/torch':>9} "
+          f"{'vs batch 1':>10} {'compile s':>9} {'temp MiB':>8}")
+    for name in FLAGS.cases:
+        case = CASES[name]()
+        model, size = case.model, case.model.input_size
+        representation = taps.representation(model, case.layer)
         problem = preimage.Problem(C=1.0, bound_plus=BOUND_PLUS, jitter=1)
+        sample = images.load_sample_image(size=size)
         target = preimage.make_target(representation, problem, sample)
-        reference = model.preprocess(sample)
-        code = nets.apply(table, params, jnp.asarray(reference[None]), upto=layer)[layer][0]
-        for batch in BATCHES:
-            x0 = np.random.default_rng(0).normal(0, 10, (batch, SIZE, SIZE, 3)).astype(np.float32)
-            jax_seconds = engine_seconds(representation, problem, target, batch, FLAGS.iterations)
-            torch_seconds = median_seconds(torch_step(modules, layer, code, x0), FLAGS.iterations, lambda _: None)
-            print(f"{layer:>6} {batch:>5} {1e3 * jax_seconds:9.1f} {1e3 * torch_seconds:9.1f} "
-                  f"{jax_seconds / torch_seconds:9.2f} {1e3 * jax_seconds / batch:12.1f}", flush=True)
+        network_input = model.preprocess(sample)
+        code = nets.apply(model.table, model.params, jnp.asarray(network_input[None]), upto=case.layer)[case.layer][0]
+        single = {}
+        for batch in batches:
+            x0 = np.random.default_rng(0).normal(0, 10, (batch, size, size, 3)).astype(np.float32)
+            torch_seconds = median_seconds(torch_step(case.torch_net, code, x0), FLAGS.iterations)
+            temp = step_temp_bytes(representation, problem, target, size, batch)
+            for loop in FLAGS.loops:
+                seconds, compile_seconds = engine_run(representation, problem, target, size, batch, loop,
+                                                      FLAGS.iterations)
+                single.setdefault(loop, seconds if batch == 1 else None)
+                versus = "" if single[loop] is None else f"{seconds / batch / single[loop]:10.2f}"
+                print(f"{name:<18} {batch:>5} {loop:>6} {1e3 * seconds:8.1f} {1e3 * torch_seconds:9.1f} "
+                      f"{1e3 * seconds / batch:10.1f} {seconds / torch_seconds:9.2f} {versus:>10} "
+                      f"{compile_seconds:9.1f} {temp / 2 ** 20:8.0f}", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10
+    print(f"peak resident memory of this process: {peak:.0f} MiB")
 
 
 if __name__ == "__main__":

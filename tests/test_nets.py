@@ -102,6 +102,29 @@ def test_im2col_convolution_matches_xla(monkeypatch):
     np.testing.assert_allclose(conv(10 ** 9), conv(0), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("size, kernel, stride, pad", [
+    (35, 11, 4, (0, 0, 0, 0)),   # caffe-ref conv1's geometry (output sizes that do not divide evenly)
+    (13, 3, 1, (1, 1, 1, 1)),
+    (20, 5, 2, (2, 1, 0, 3)),    # asymmetric padding
+    (9, 3, 2, (1, 1, 1, 1)),
+])
+def test_convolution_backward_matches_autodiff(size, kernel, stride, pad):
+    """The hand-written backward of the XLA convolution (its input gradient a transposed convolution with a
+    materialised kernel) gives lax's own input and weight gradients."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, size, size + 1, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 5)), jnp.float32)
+    reference = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), ((pad[0], pad[1]), (pad[2], pad[3])),
+                                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y, reference_vjp = jax.vjp(reference, x, w)
+    ours, vjp = jax.vjp(lambda x, w: layers.conv2d(x, w, stride, pad), x, w)
+    assert y.shape[1] * y.shape[2] > layers.IM2COL_MAX_PIXELS  # the XLA path
+    np.testing.assert_allclose(ours, y, rtol=1e-5, atol=1e-4)
+    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    for found, expected in zip(vjp(g), reference_vjp(g)):
+        np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-3 * float(jnp.max(jnp.abs(expected))))
+
+
 def test_lrn_matches_direct_formula():
     x = np.random.default_rng(0).normal(size=(2, 3, 3, 7)).astype(np.float32) * 30
     y = layers.lrn(jnp.asarray(x), size=5, alpha=1e-4, beta=0.75, k=1.0)
