@@ -33,7 +33,8 @@ import numpy as np
 from absl import app, flags
 
 from jaxinv import nets
-from jaxinv.engine import compilation, preimage
+from benchmarks.timing import engine_run, step_temp_bytes
+from jaxinv.engine import preimage
 from jaxinv.io import images
 from jaxinv.nets import taps
 from jaxinv.nets import layers as L
@@ -115,28 +116,6 @@ CASES = {
     "vgg-vd-16:conv5_3": lambda: table_case("vgg-vd-16", 224, "conv5_3"),
     "resnet-50:layer4": lambda: resnet_case(224, "layer4"),
 }
-
-
-def engine_run(representation, problem, target, size: int, batch: int, loop: str, iterations: int):
-    """(seconds per iteration, seconds spent compiling on the first call) of the engine's step."""
-    def run(n):
-        return preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(0),
-                              restarts=batch, stages=(preimage.Stage(n, 1.0, False),), loop=loop,
-                              progress_every=iterations)
-    with compilation.counting() as compiled:
-        run(iterations)
-    times = [run(iterations).seconds / iterations for _ in range(2)]
-    return min(times), compiled.seconds
-
-
-def step_temp_bytes(representation, problem, target, size: int, batch: int) -> int:
-    """Temporary buffer bytes XLA assigns to one compiled step of `batch` restarts (its working set)."""
-    eta0 = preimage.default_eta0(problem, (size, size))
-    init, step, _ = preimage._compiled_steps(representation, problem, eta0, (size, size), False, None)
-    x = jnp.zeros((batch, size, size, 3), jnp.float32)
-    carry = (x, init(x), jax.random.split(jax.random.key(0), batch))
-    lowered = step.lower(carry, 1, target, preimage.place_weights(representation.params))
-    return lowered.compile().memory_analysis().temp_size_in_bytes
 
 
 def torch_step(network, target, x0):

@@ -1,10 +1,13 @@
-"""Wall-clock timing of warm (already compiled) calls: the median of repeated runs."""
+"""Wall-clock timing of warm (already compiled) calls, and of the pre-image engine's step: shared by the benchmarks."""
 from __future__ import annotations
 
 import statistics
 import time
 
 import jax
+import jax.numpy as jnp
+
+from jaxinv.engine import compilation, preimage
 
 
 def median_seconds(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
@@ -17,3 +20,25 @@ def median_seconds(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def engine_run(representation, problem, target, size: int, batch: int, loop: str, iterations: int):
+    """(seconds per iteration, seconds spent compiling on the first call) of the engine's step."""
+    def run(n):
+        return preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(0),
+                              restarts=batch, stages=(preimage.Stage(n, 1.0, False),), loop=loop,
+                              progress_every=iterations)
+    with compilation.counting() as compiled:
+        run(iterations)
+    times = [run(iterations).seconds / iterations for _ in range(2)]
+    return min(times), compiled.seconds
+
+
+def step_temp_bytes(representation, problem, target, size: int, batch: int) -> int:
+    """Temporary buffer bytes XLA assigns to one compiled step of `batch` restarts (its working set)."""
+    eta0 = preimage.default_eta0(problem, (size, size))
+    init, step, _ = preimage._compiled_steps(representation, problem, eta0, (size, size), False, None)
+    x = jnp.zeros((batch, size, size, 3), jnp.float32)
+    carry = (x, init(x), jax.random.split(jax.random.key(0), batch))
+    lowered = step.lower(carry, 1, target, preimage.place_weights(representation.params))
+    return lowered.compile().memory_analysis().temp_size_in_bytes
