@@ -12,7 +12,7 @@ from jaxinv.io import images
 from jaxinv.methods import inversion
 from jaxinv.nets import taps
 from jaxinv.adapters import geometry
-from tests import readme_blocks
+from tests import doc_blocks
 
 SIZE = 32
 STAGES = preimage.default_stages(30, 0)
@@ -299,11 +299,11 @@ class UnhashableTaps:
 
 
 def test_readme_example_runs(tmp_path, monkeypatch):
-    code = readme_blocks.python_block("## Your own model")
+    code = doc_blocks.python_block("# Your own model", "docs/your_own_model.md")
     assert len(code.strip().splitlines()) <= 15
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/your_own_model.md", "exec"), namespace)
     import jaxinv
     assert jaxinv.adapters is adapters
     assert namespace["model"].representation("Conv_1").stride == 2

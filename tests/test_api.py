@@ -14,7 +14,7 @@ from jaxinv import models
 from jaxinv.engine import preimage
 from jaxinv.io import images
 from jaxinv.methods import layer_rules, visualise
-from tests import readme_blocks
+from tests import doc_blocks
 
 FEW = dict(iterations=20, refine_iterations=5)
 
@@ -96,7 +96,7 @@ def test_models_load_accepts_every_kind(tmp_path):
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
-    code = readme_blocks.python_block("## In Python")
+    code = doc_blocks.python_block("## In Python")
     assert len(code.strip().splitlines()) <= 10
     monkeypatch.chdir(tmp_path)
     namespace = {}

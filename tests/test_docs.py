@@ -33,3 +33,10 @@ def test_readme_library_map_lists_every_package_once():
     top_level = sorted(m for m in public_modules() if m.count(".") == 1)
     assert sorted(listed) == top_level
     assert "docs/architecture.md" in section
+
+
+def test_readme_links_every_docs_page():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Documentation"):]
+    for page in sorted((ROOT / "docs").glob("*.md")) + [ROOT / "docs" / "tutorial.ipynb"]:
+        assert f"](docs/{page.name})" in section, f"README's Documentation table does not link docs/{page.name}"

@@ -104,7 +104,7 @@ def test_activation_maximisation_beats_natural_images(cifar_ref, tmp_path):
 
 @pytest.mark.slow
 def test_activation_maximisation_of_every_class_is_classified_as_that_class(cifar_ref):
-    """The README's AM setting (C = 3 rho^2, B = 160): every class, every restart, p >= 0.9."""
+    """The AM setting of docs/deep_visualisation.md (C = 3 rho^2, B = 160): every class, every restart, p >= 0.9."""
     result = activation_max.maximise_activation(cifar_ref, "fc8", list(range(10)), restarts=2)
     assert result.probabilities.shape == (10, 2)
     assert result.probabilities.min() >= 0.9, result.probabilities

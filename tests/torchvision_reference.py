@@ -11,7 +11,7 @@ and the forwards record the maps jaxinv names (`tap`) so that every layer can be
     python -m tests.torchvision_reference [--archs=A,B] [--size=224] [--num_images=1]
 
 converts a random-weight state_dict of every architecture and prints
-a markdown table of the worst per-layer difference against PyTorch (the README's table).
+a markdown table of the worst per-layer difference against PyTorch (the table in docs/deep_visualisation.md).
 """
 from __future__ import annotations
 
