@@ -26,7 +26,7 @@ flags.DEFINE_list("units", None, "unit (channel) indices; default: every class o
                                  "else the first 8 channels")
 cli.define_restarts(D.restarts, "random initialisations per unit, optimised together (vmapped)")
 cli.define_iterations(D.iterations, D.refine_iterations)
-flags.DEFINE_float("C", None, "loss weight; default 3 rho^2 (activation_max.AM_C_PER_RHO2, see the README)")
+flags.DEFINE_float("C", None, "loss weight; default 3 rho^2 (activation_max.AM_C_PER_RHO2, see docs/deep_visualisation.md)")
 flags.DEFINE_float("bound", activation_max.AM_BOUND, "B of the bounded-range term (the paper's: 80)")
 flags.DEFINE_bool("paper_settings", False, "C = 1 and B = 80 as in IJCV Sect. 6 (overrides --C and --bound)")
 flags.DEFINE_integer("reference_images", None, "measure M on only N reference images (the first N ImageNet samples, "

@@ -39,7 +39,7 @@ become grey levels:
   inverted image is used, and a code shrunk by the lasso (an uncertain window) stays near grey.
 - "stretch": the blended image's range is stretched to [0, 255], as the original code does
   (to [0, 1]); higher contrast (on the held-out 64x64 ImageNet samples its image-space error
-  was slightly lower, 0.567 against 0.581; see the README).
+  was slightly lower, 0.567 against 0.581; see docs/shallow_inversion.md).
 
 Both are clipped to [0, 255]. Pixels past the last cell's block (H not a multiple of the cell
 size) are covered by no window and repeat the nearest covered row or column.
@@ -74,7 +74,7 @@ PAPER_ERROR = 0.61  # Dosovitskiy & Brox, CVPR 2016, Table 2, HOGgles (256x256 i
 
 def default_dictionary_path(image_size: int = 64) -> str:
     """Where the dictionary trained on image_size x image_size images lives by default:
-    <cache root>/hoggle/dictionary.npz for 64 (the evaluation size of the README), dictionary-<size>.npz
+    <cache root>/hoggle/dictionary.npz for 64 (the evaluation size of docs/shallow_inversion.md), dictionary-<size>.npz
     otherwise (`jaxinv.io.cache.cache_root`: ~/.cache/jaxinv unless $XDG_CACHE_HOME says otherwise)."""
     name = "dictionary.npz" if int(image_size) == 64 else f"dictionary-{int(image_size)}.npz"
     return os.path.join(cache.cache_root(), "hoggle", name)

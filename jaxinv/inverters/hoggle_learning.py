@@ -121,7 +121,7 @@ def learn_paired_dictionary(pairs: TrainingPairs, num_atoms: int = 1024, lam: fl
     `coding_sweeps` coordinate-descent sweeps (sklearn's transform_max_iter; its default 1000 took
     3.7x the time of 100 for the same mean objective to 1e-6, measured with 1024 atoms). Every
     minibatch also updates all atoms (a cost independent of its size, about num_atoms^2 x dims),
-    hence the large default batch. The measured times are in the README.
+    hence the large default batch. The measured times are in docs/shallow_inversion.md.
     """
     num_atoms = _positive_int(num_atoms, "num_atoms")
     coding_sweeps = _positive_int(coding_sweeps, "coding_sweeps")

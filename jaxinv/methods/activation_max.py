@@ -35,10 +35,10 @@ from jaxinv.nets import taps
 
 AM_BOUND = 160.0
 """B for activation maximisation on cifar-ref: the paper's B = 80 does not reach class probability
-0.9 for every class (automobile, truck) at any C up to 10 rho^2 (README: "Activation maximisation")."""
+0.9 for every class (automobile, truck) at any C up to 10 rho^2 (docs/deep_visualisation.md, "Activation maximisation")."""
 AM_C_PER_RHO2 = 3.0
 """C = 3 rho^2 for activation maximisation (the paper's C = 1 with Z = M rho^2 gives the blank image,
-as the data term is 1/rho^2 of per-pixel-averaged regularisers; README: "Activation maximisation")."""
+as the data term is 1/rho^2 of per-pixel-averaged regularisers; docs/deep_visualisation.md, "Activation maximisation")."""
 
 
 def activation_max_cells(model, layer: str) -> int:

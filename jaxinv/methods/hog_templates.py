@@ -30,7 +30,7 @@ from jaxinv.engine.representation import Representation
 HOG_DIMS = 31
 DPM_DIMS = 32  # DPM v5 appends a truncation feature, unused here
 TEMPLATE_C_PER_RHO2 = 1.0
-"""C = rho^2 (README: "HOG templates"): with Z = M rho^2 and the paper's C = 1 the data term is
+"""C = rho^2 (docs/deep_visualisation.md, "Caricatures, textures, style, HOG templates"): with Z = M rho^2 and the paper's C = 1 the data term is
 1/rho^2 of the per-pixel-averaged regularisers and the result stays flat."""
 
 

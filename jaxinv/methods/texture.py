@@ -30,7 +30,7 @@ from jaxinv.engine.preimage import Problem, Stage, Target
 from jaxinv.engine.representation import Representation
 
 TEXTURE_C = 100.0
-"""C of the texture and style problems (README: "Texture synthesis and style transfer")."""
+"""C of the texture and style problems (docs/deep_visualisation.md, "Caricatures, textures, style, HOG templates")."""
 
 
 # What texture synthesis asks of a model, defined once in `jaxinv.models` (tables and adapted models alike).

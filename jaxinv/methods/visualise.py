@@ -180,7 +180,7 @@ def equal_channel_split(model, layer: str, parts: int) -> list[np.ndarray]:
 
 CARICATURE_C = 100.0
 """C of caricatures: at C = 1 the regularisers of a natural image (R_alpha + R_TV about 80 for CIFAR-10
-images at B = 80) outweigh the data term (-1 at x0) and the result fades to a flat image (README)."""
+images at B = 80) outweigh the data term (-1 at x0) and the result fades to a flat image (docs/deep_visualisation.md)."""
 
 
 def caricature_target(representation: Representation, rgb_image) -> Target:

@@ -87,7 +87,7 @@ def load_test_images(config: CompareConfig, size: int) -> tuple[np.ndarray, list
 
 def on_demand_hoggle_config(size: int, images_dir: str | None = None) -> hoggle_experiments.TrainConfig:
     """The dictionary built when none is at the default path: `jaxinv-train-hoggle`'s defaults on
-    size x size images (every window at 64, as the README's dictionary; at other sizes ON_DEMAND_WINDOWS
+    size x size images (every window at 64, as docs/shallow_inversion.md's dictionary; at other sizes ON_DEMAND_WINDOWS
     random windows, about as many as at 64, so that it takes about as long, ~90 s on 2 cores)."""
     return hoggle_experiments.TrainConfig(images_dir=images_dir, image_size=size,
                                           num_patches=None if size == DEFAULT_SIZE else ON_DEMAND_WINDOWS)
