@@ -83,10 +83,22 @@ def read_tree(params_dir: str):
         raise FileNotFoundError(f"{params_dir} not found: the parameters of the saved model are missing")
     try:
         with ocp.StandardCheckpointer(**distributed.orbax_options()) as checkpointer:
+            if distributed.current().several:  # saved by another topology: read as NumPy arrays, from the shapes
+                return checkpointer.restore(params_dir, _numpy_target(checkpointer.metadata(params_dir)))
             return checkpointer.restore(params_dir)
     except Exception as e:  # orbax/tensorstore raise assorted types (ValueError, FileNotFoundError, RuntimeError...)
         raise ValueError(f"{params_dir}: cannot read the saved parameters, corrupt or incomplete "
                          f"({type(e).__name__}: {str(e)[:300]})") from e
+
+
+def _numpy_target(metadata):
+    """Zeros of the shapes and dtypes a checkpoint's metadata records: the target that restores it as NumPy."""
+    import jax
+    import numpy as np
+
+    tree = getattr(metadata, "item_metadata", metadata)
+    tree = getattr(tree, "tree", tree)
+    return jax.tree_util.tree_map(lambda m: np.zeros(m.shape, m.dtype) if hasattr(m, "shape") else m, tree)
 
 
 def check_weights(tree, path: str, metadata: dict, name: str, metadata_path: str) -> None:

@@ -49,7 +49,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from jaxinv.engine import preimage
-from jaxinv.io import cache, checkpoints, distributed, images, paths
+from jaxinv.io import cache, checkpoints, distributed, images, outputs, paths
 from jaxinv.io import progress as bars
 from jaxinv import models
 from jaxinv.methods import inversion, metrics
@@ -231,10 +231,28 @@ def _unit_path(checkpoint_dir: str, layer: str, C: float) -> str:
 
 
 UNIT_KEYS = ("errors", "predictions", "hist", "first_restart", "restarts", "seconds")
+HANDOVER_SUFFIX = ".npz"
+"""A unit computed by a process other than 0 of a multi-process run: UNIT.npz beside the unit's folder (orbax
+writes NumPy arrays from process 0 only); process 0 makes it the unit's orbax checkpoint when it collects it."""
 
 
 def _load_unit(path: str, log: Callable[[str], None] = print):
-    """A finished unit's arrays, or None when absent; an unreadable one is removed (recomputed)."""
+    """A finished unit's arrays, or None when absent; an unreadable one is removed (recomputed). A unit handed
+    over by another process (HANDOVER_SUFFIX) becomes the unit's checkpoint here."""
+    handover = path + HANDOVER_SUFFIX
+    if not os.path.isdir(path) and os.path.isfile(handover):
+        try:
+            with np.load(handover) as handed:
+                unit = {key: np.asarray(handed[key]) for key in handed.files}
+            if set(unit) != set(UNIT_KEYS):
+                raise ValueError(f"holds {sorted(unit)}")
+        except Exception as e:  # a damaged file: recompute the unit
+            log(f"  discarding unreadable unit {handover} ({type(e).__name__}: {e})")
+            os.remove(handover)
+            return None
+        _save_unit(path, unit)
+        os.remove(handover)
+        return unit
     if not os.path.isdir(path):
         return None
     try:
@@ -248,8 +266,11 @@ def _load_unit(path: str, log: Callable[[str], None] = print):
         return None
 
 
-def _save_unit(path: str, unit: dict) -> None:
-    checkpoints.write_tree(path, unit)
+def _save_unit(path: str, unit: dict, processes: distributed.Processes = distributed.Processes()) -> None:
+    if processes.primary:
+        checkpoints.write_tree(path, unit)
+    else:  # handed over to process 0 (see HANDOVER_SUFFIX)
+        outputs.atomic_write(path + HANDOVER_SUFFIX, lambda temporary: np.savez(temporary, **unit), HANDOVER_SUFFIX)
 
 
 def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | None = None,
@@ -271,8 +292,8 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
     the work; every one calls this with the same arguments and `checkpoint_dir` on a shared file system. Process
     0 takes the folder's lock, checks the fingerprint and loads the units already saved; the units still to do are
     split round robin (`distributed.split_units` over the ordered list of units not yet saved); each process
-    computes and saves its own (`max_units`: at most that many each), then all wait for each other and process 0
-    loads the others' units: its Study is the one a single process would have made (unit seeds do not depend on
+    computes and saves its own (`max_units`: at most that many each; the others' as UNIT.npz, HANDOVER_SUFFIX),
+    then all wait for each other and process 0 loads the others' units (making them orbax checkpoints): its Study is the one a single process would have made (unit seeds do not depend on
     which process runs a unit). The other processes return a Study of their own units only.
     """
     layers = check_layers(model, layers)
@@ -340,7 +361,7 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
                                jitter=jitter, images_per_call=images_per_call,
                                invariance_images=settings["invariance_images"], progress=progress)
             if path:
-                _save_unit(path, unit)
+                _save_unit(path, unit, processes)
             study.units[(layer, c)] = unit
             computed += 1
             units_bar.update()
