@@ -17,6 +17,10 @@ reconstruction grids (images down, layers across) for the rule's C and for every
 grids (restarts down, layers across) for the first --invariance_images images, and index.html.
 Every finished (layer, C) unit is checkpointed (orbax) under OUTPUT_DIR/checkpoints: rerunning
 the same command resumes an interrupted study with the same results.
+
+Several processes or hosts (--coordinator_address, --num_processes, --process_id or their $JAX_*
+variables, or --distributed; see docs/scaling.md and `jaxinv.io.distributed`) share the units: each
+computes its share into OUTPUT_DIR/checkpoints (a shared folder), then process 0 writes the results.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ import jax
 from absl import flags
 
 from jaxinv import nets
-from jaxinv.io import cli, datasets
+from jaxinv.io import cli, datasets, distributed
 from jaxinv.studies import deep_network_outputs, deep_networks
 
 FLAGS = flags.FLAGS
@@ -48,6 +52,7 @@ cli.define_images_dir("folder of reference images (default: by network, see abov
 cli.define_data_dir()
 flags.DEFINE_integer("max_units", 0, "stop after computing this many (layer, C) units (0: no limit); rerun resumes")
 cli.define_output_dir("outputs/deep_studies", "where results, figures and checkpoints go")
+distributed.define_flags()
 flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
@@ -60,14 +65,20 @@ def main(argv):
     stages = cli.stages()
     reference, names = datasets.reference_images(model, FLAGS.num_images, images_dir=FLAGS.images_dir,
                                                  data_dir=FLAGS.data_dir)
-    print(f"{model.arch}: {len(reference)} images x {FLAGS.restarts} restarts, {len(layers)} layers x "
+    processes = distributed.current()
+    prefix = processes.prefix()
+    shared = f", {processes.count} processes" if processes.several else ""
+    print(f"{prefix}{model.arch}: {len(reference)} images x {FLAGS.restarts} restarts, {len(layers)} layers x "
           f"{len(C)} C = {len(layers) * len(C)} units, {FLAGS.iterations}+{FLAGS.refine_iterations} iterations, "
-          f"{jax.device_count()} device(s)", flush=True)
+          f"{jax.local_device_count()} device(s){shared}", flush=True)
     study = deep_networks.run_study(
         model, reference, reference_names=names, layers=layers, C=C, restarts=FLAGS.restarts, stages=stages,
         seed=FLAGS.seed, jitter=FLAGS.jitter, images_per_call=FLAGS.images_per_call or None,
         invariance_images=FLAGS.invariance_images, checkpoint_dir=os.path.join(FLAGS.output_dir, "checkpoints"),
-        max_units=FLAGS.max_units or None, log=lambda line: print(line, flush=True))
+        max_units=FLAGS.max_units or None, log=lambda line: print(prefix + line, flush=True), processes=processes)
+    if not processes.primary:
+        print(f"{prefix}{len(study.units)} unit(s) done; process 0 writes the results", flush=True)
+        return
     if not study.complete:
         print(f"incomplete: {len(study.units)} of {len(layers) * len(C)} units done; rerun the same command to resume")
         return

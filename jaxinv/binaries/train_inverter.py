@@ -13,6 +13,10 @@ to --output_dir (default ~/.cache/jaxinv/inverters/<representation>-<size>[-fine
 and params/; validation.json and validation.png (validation error against steps) at every validation;
 checkpoints go to OUTPUT_DIR/checkpoints every --checkpoint_every steps and at every validation, and a
 restarted run with the same flags resumes from the last one.
+
+Several processes or hosts (--coordinator_address, --num_processes, --process_id or their $JAX_*
+variables, or --distributed; see docs/scaling.md and `jaxinv.io.distributed`) train data-parallel: the
+same global batch split across them, gradients averaged; process 0 writes every file.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import jax
 from absl import flags
 
 from jaxinv import inverters
-from jaxinv.io import cli
+from jaxinv.io import cli, distributed
 from jaxinv.inverters import training
 
 flags.DEFINE_string("representation", "hog", "hog, lbp, sift or NET:LAYER (e.g. cifar-ref:pool2)")
@@ -50,6 +54,7 @@ flags.DEFINE_integer("patience", 0, "stop after this many validations without im
 flags.DEFINE_integer("eval_images", None, "held-out images to evaluate on (default: 50 ImageNet / 1000 CIFAR-10)")
 flags.DEFINE_integer("checkpoint_every", 100, "steps between checkpoints")
 flags.DEFINE_integer("log_every", 20, "steps between progress lines")
+distributed.define_flags()
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
@@ -67,11 +72,14 @@ def main(argv):
                                    validate_every=FLAGS.validate_every, patience=FLAGS.patience, **settings)
     output_dir = FLAGS.output_dir or inverters.default_dir(config.representation, config.image_size,
                                                            config.finetune_encoder)
-    print(f"jax {jax.__version__} on {jax.default_backend()}; output {output_dir}", flush=True)
+    processes = distributed.current()
+    prefix = processes.prefix()
+    shared = f", {processes.count} processes ({jax.device_count()} devices)" if processes.several else ""
+    print(f"{prefix}jax {jax.__version__} on {jax.default_backend()}{shared}; output {output_dir}", flush=True)
     command = "jaxinv-train-inverter " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     inverters.train(config, output_dir, images_dir=FLAGS.images_dir, data_dir=FLAGS.data_dir,
                     eval_images=FLAGS.eval_images, checkpoint_every=FLAGS.checkpoint_every,
-                    log_every=FLAGS.log_every, log=lambda line: print(line, flush=True),
+                    log_every=FLAGS.log_every, log=lambda line: print(prefix + line, flush=True),
                     extra_metadata=dict(command=command, backend=jax.default_backend()))
 
 

@@ -168,12 +168,12 @@ class PreimageResult(NamedTuple):
 
 
 def _restart_mesh() -> Mesh | None:
-    devices = jax.devices()
+    devices = jax.local_devices()  # this process's: in a multi-process run each process solves its own problems
     return Mesh(np.array(devices), ("restarts",)) if len(devices) > 1 else None
 
 
 def _shard_restarts(tree, num_restarts: int):
-    """Places arrays with a leading restart axis across all devices (others replicated)."""
+    """Places arrays with a leading restart axis across all of this process's devices (others replicated)."""
     mesh = _restart_mesh()
     if mesh is None or num_restarts % mesh.size:
         return tree
@@ -187,7 +187,7 @@ def place_weights(tree, shard: bool = True):
     on the default device. Always committed: freshly made and restored weights then hit the same
     compiled program (jit's cache tells committed from uncommitted arrays)."""
     mesh = _restart_mesh() if shard else None
-    return jax.device_put(tree, jax.devices()[0] if mesh is None else NamedSharding(mesh, PartitionSpec()))
+    return jax.device_put(tree, jax.local_devices()[0] if mesh is None else NamedSharding(mesh, PartitionSpec()))
 
 
 @functools.lru_cache(maxsize=64)

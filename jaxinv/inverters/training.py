@@ -28,6 +28,15 @@ selected parameters and the same validation history as an uninterrupted run (eac
 from the checkpointed JAX key). A second run on the same OUTPUT_DIR while one is training is refused
 (`jaxinv.io.paths.lock_folder`: an flock on OUTPUT_DIR/.lock, released when the process ends, so a
 killed run leaves no stale lock).
+
+Data-parallel over several processes (`jaxinv.io.distributed`: `jax.distributed` initialised, every process
+calling `train` with the same arguments): one mesh over `jax.devices()`; every process draws the same global
+batch (the same crops in the same order as one process would: the host sampling is repeated on each) and feeds
+its rows of it (`jax.make_array_from_process_local_data`); the parameters and optimiser state are replicated and
+jit averages the gradients across processes (the loss is the mean over the global batch). The batch size must be
+a multiple of the number of devices. Process 0 alone takes the lock, reads and writes files (checkpoints,
+validation, the saved inverter), validates and evaluates; its state at the start and its validation errors are
+broadcast to the others, so every process takes the same steps and stops at the same one.
 """
 from __future__ import annotations
 
@@ -41,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxinv.io import arguments, checkpoints, outputs, paths
+from jaxinv.io import arguments, checkpoints, distributed, outputs, paths
 from jaxinv.io import progress as bars
 from jaxinv.inverters import architectures, data
 from jaxinv.inverters import metrics as inverter_metrics
@@ -145,11 +154,13 @@ def make_optimizer() -> optax.GradientTransformation:
     return optax.scale_by_adam(b1=0.9, b2=0.999)
 
 
-def make_train_step(table, feature, finetune_encoder: bool = False):
+def make_train_step(table, feature, finetune_encoder: bool = False, mesh=None):
     """Jitted (trainable, opt_state, lr, encoder_params, scale, images, phi) -> (trainable, opt_state, loss).
 
     phi is None for traceable features (computed in the step from the images, with gradients into
-    trainable["encoder"] when fine-tuning); otherwise the precomputed (N, ...) features."""
+    trainable["encoder"] when fine-tuning); otherwise the precomputed (N, ...) features. With a `mesh` (a
+    data-parallel run over several processes) the outputs are replicated over it: the batch comes sharded along
+    its first axis and jit inserts the all-reduce of the gradients."""
     optimizer = make_optimizer()
 
     def loss_fn(trainable, encoder_params, scale, images, phi):
@@ -161,26 +172,66 @@ def make_train_step(table, feature, finetune_encoder: bool = False):
         prediction = architectures.apply(table, trainable["decoder"], phi * scale)
         return jnp.mean((prediction - to_target(images)) ** 2)
 
-    @jax.jit  # weights are arguments, not constants (XLA would constant-fold them for seconds)
+    # weights are arguments, not constants (XLA would constant-fold them for seconds)
     def step(trainable, opt_state, lr, encoder_params, scale, images, phi):
         loss, grads = jax.value_and_grad(loss_fn)(trainable, encoder_params, scale, images, phi)
         directions, opt_state = optimizer.update(grads, opt_state, trainable)
         updates = jax.tree_util.tree_map(lambda d: -lr * d, directions)
         return optax.apply_updates(trainable, updates), opt_state, loss
 
-    return step
+    if mesh is None:
+        return jax.jit(step)
+    from jax.sharding import NamedSharding, PartitionSpec
+    return jax.jit(step, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
 
 _STEPS: dict = {}
 
 
-def cached_train_step(table, feature, finetune_encoder: bool = False):
-    """`make_train_step`, compiled once per (representation, architecture, fine-tuning) in a process:
+def cached_train_step(table, feature, finetune_encoder: bool = False, mesh=None):
+    """`make_train_step`, compiled once per (representation, architecture, fine-tuning, mesh) in a process:
     resumed or repeated runs reuse it."""
-    key = (feature, str([layer.as_dict() for layer in table]), finetune_encoder)
+    key = (feature, str([layer.as_dict() for layer in table]), finetune_encoder, mesh)
     if key not in _STEPS:
-        _STEPS[key] = make_train_step(table, feature, finetune_encoder)
+        _STEPS[key] = make_train_step(table, feature, finetune_encoder, mesh)
     return _STEPS[key]
+
+
+class DataParallel:
+    """The placement of a data-parallel run over every device of several processes: a mesh over
+    `jax.devices()`, the batch split along its first axis, everything else replicated."""
+
+    def __init__(self, batch_size: int):
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        devices = jax.devices()
+        if batch_size % len(devices):
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of devices of all "
+                             f"processes ({len(devices)}) to split it across them")
+        self.mesh = Mesh(np.array(devices), ("batch",))
+        self.split = NamedSharding(self.mesh, PartitionSpec("batch"))
+        self.whole = NamedSharding(self.mesh, PartitionSpec())
+
+    def rows(self, batch_size: int) -> slice:
+        """This process's rows of a global batch of `batch_size` (those of its devices: one block)."""
+        bounds = [index[0] for index in self.split.addressable_devices_indices_map((batch_size,)).values()]
+        start, stop = min(b.start or 0 for b in bounds), max(b.stop or batch_size for b in bounds)
+        if stop - start != sum((b.stop or batch_size) - (b.start or 0) for b in bounds):
+            raise ValueError("this process's devices do not hold one block of the batch")
+        return slice(start, stop)
+
+    def batch(self, array):
+        """The global batch `array` (the same on every process) as one array split over the processes, each
+        feeding its own rows."""
+        if array is None:
+            return None
+        array = np.asarray(array)
+        return jax.make_array_from_process_local_data(self.split, array[self.rows(len(array))], array.shape)
+
+    def replicate(self, tree):
+        """A pytree (the same values on every process) as arrays replicated over every device."""
+        return jax.tree_util.tree_map(
+            lambda a: jax.make_array_from_process_local_data(self.whole, np.asarray(a)), tree)
 
 
 def _numpy_rng(key) -> np.random.Generator:
@@ -235,11 +286,16 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
           extra_metadata: dict | None = None) -> Inverter | None:
     """Trains (or resumes) the inverter of `config` in `output_dir`, then evaluates it on the test split
     (`eval_images` of it; None: the default number, 0: no evaluation) and saves it there (`model.load(output_dir)`). `stop_after` ends the run
-    after that many steps with a checkpoint and returns None (an interruption, for tests)."""
+    after that many steps with a checkpoint and returns None (an interruption, for tests). Under
+    `jax.distributed` with several processes: data-parallel (see the module docstring); process 0 evaluates and
+    saves, every process returns the trained Inverter (the others' without evaluation, not saved)."""
     feature = features.representation(config.representation, config.image_size)
     if config.finetune_encoder and feature.params is None:
         raise ValueError(f"representation {config.representation!r} has no encoder weights to fine-tune")
-    with paths.lock_folder(output_dir, replaced=True) as output_dir:
+    processes = distributed.current()
+    lock = (distributed.lock_folder(output_dir, processes, replaced=True) if processes.several
+            else paths.lock_folder(output_dir, replaced=True))
+    with lock as output_dir:
         return _train_locked(config, output_dir, feature, images_dir=images_dir, data_dir=data_dir,
                              eval_images=eval_images, checkpoint_every=checkpoint_every, log_every=log_every,
                              stop_after=stop_after, log=log, extra_metadata=extra_metadata)
@@ -256,19 +312,22 @@ class _Run(NamedTuple):
     pool: dict | None
     step_fn: Callable
     validation: "Validation | None"
+    processes: distributed.Processes = distributed.Processes()
+    parallel: "DataParallel | None" = None
 
 
 class Validation:
     """The validation split of a run and its image error for given parameters: grey for representations of
     the grey image (as the comparisons with grey-only methods report it), colour otherwise."""
 
-    def __init__(self, config: TrainConfig, feature, source: data.ImageSource, family: str, feature_shape: tuple):
+    def __init__(self, config: TrainConfig, feature, source: data.ImageSource, family: str, feature_shape: tuple,
+                 compute: bool = True):
         self.images, self.names = source.validation_images()
         self.grey = feature.channels == 1
         self.metric = "image_error_grey" if self.grey else "image_error"
         self._config, self._family, self._feature_shape = config, family, feature_shape
         # Fixed encoders: the validation features once (host features such as SIFT are slow).
-        self._features = None if config.finetune_encoder or not len(self.images) else np.concatenate(
+        self._features = None if config.finetune_encoder or not len(self.images) or not compute else np.concatenate(
             [features.compute(feature, self.images[i:i + 64]) for i in range(0, len(self.images), 64)])
 
     def __len__(self) -> int:
@@ -286,7 +345,8 @@ class Validation:
 
 def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, data_dir, eval_images,
                   checkpoint_every, log_every, stop_after, log, extra_metadata) -> Inverter | None:
-    _check_config(output_dir, config)
+    processes = distributed.current()
+    processes.agree(lambda: _check_config(output_dir, config))
     source = data.ImageSource(config.dataset_name, config.image_size, images_dir=images_dir, data_dir=data_dir,
                               max_train_images=config.max_train_images, crops=config.crops,
                               min_crop_scale=config.min_crop_scale, validation_images=config.validation_images)
@@ -295,9 +355,12 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
     if trained is None:
         return None
     params, scale, seconds, done, selection = trained
+    params = distributed.local_copy(params)
     inverter = Inverter(representation=config.representation, image_size=config.image_size, family=run.family,
                         feature_shape=run.feature_shape, width=config.width, params=params,
                         feature_scale=float(scale), metadata={})
+    if not processes.primary:
+        return inverter  # process 0 evaluates and saves
     held_out = None if eval_images == 0 else evaluate(inverter, source, eval_images or data.DEFAULT_TEST_IMAGES[source.dataset])
     inverter.metadata = dict(extra_metadata or {}, steps=config.steps, steps_run=done,
                              training_seconds=round(seconds, 1), held_out=held_out, validation=selection,
@@ -331,22 +394,36 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
              "rng": data_key, "feature_scale": zero(), "seconds": zero(),
              "best_params": trainable, "best_error": jnp.asarray(np.inf, jnp.float32), "best_step": zero(jnp.int32),
              "loss_sum": zero(), "loss_count": zero(jnp.int32)}
-    manager = checkpoints.RunCheckpoints(os.path.join(output_dir, CHECKPOINTS_DIR))
-    if manager.latest_step() is not None:
-        state = manager.restore(state)
-        log(f"resuming at step {int(state['step'])} from {manager.directory}")
-    else:
-        scale = calibrate_feature_scale(feature, source, config.seed, encoder)
-        state["feature_scale"] = jnp.asarray(scale, jnp.float32)
-    pool = None if feature.traceable else _pool(config, feature, source, output_dir, log)
-    validation = Validation(config, feature, source, family, feature_shape)
+    processes = distributed.current()
+    manager = None
+    if processes.primary:  # process 0 reads and writes the checkpoints; the others get its state
+        manager = checkpoints.RunCheckpoints(os.path.join(output_dir, CHECKPOINTS_DIR))
+        if manager.latest_step() is not None:
+            state = manager.restore(state)
+            log(f"resuming at step {int(state['step'])} from {manager.directory}")
+        else:
+            scale = calibrate_feature_scale(feature, source, config.seed, encoder)
+            state["feature_scale"] = jnp.asarray(scale, jnp.float32)
+    parallel = None
+    if processes.several:
+        parallel = DataParallel(config.batch_size)
+        state = checkpoints.uncommitted(processes.broadcast(state))
+        for name in ("params", "opt_state", "best_params", "feature_scale"):  # the step's replicated arguments
+            state[name] = parallel.replicate(state[name])
+        encoder = parallel.replicate(encoder)
+    pool = None
+    if not feature.traceable:  # process 0 makes (or reads) the pool file, then the others read it
+        pool = processes.agree(lambda: _pool(config, feature, source, output_dir, log))
+        pool = pool if processes.primary else _pool(config, feature, source, output_dir, log)
+    validation = Validation(config, feature, source, family, feature_shape, compute=processes.primary)
     log(f"{config.representation} inverter ({family} family, features {feature_shape}, "
         f"{architectures.num_params(state['params']['decoder']):,} decoder parameters) on {source.dataset} "
         f"{config.image_size}x{config.image_size} ({source.num_train} training images, "
         f"{config.crops if source.dataset == 'imagenet' else 'flipped'} crops; {len(validation)} validation images), "
         f"batch {config.batch_size}, steps {int(state['step'])}/{config.steps}")
-    step_fn = cached_train_step(table, feature, config.finetune_encoder)
-    return _Run(table, family, feature_shape, encoder, manager, pool, step_fn, validation if len(validation) else None), state
+    step_fn = cached_train_step(table, feature, config.finetune_encoder, parallel and parallel.mesh)
+    return _Run(table, family, feature_shape, encoder, manager, pool, step_fn, validation if len(validation) else None,
+                processes, parallel), state
 
 
 def _batch(run: _Run, feature, source, rng: np.random.Generator, batch_size: int):
@@ -394,7 +471,9 @@ def _validate(config: TrainConfig, output_dir: str, run: _Run, state: dict, done
               log) -> dict:
     """Validation at step `done`: the errors appended to `history` (written with its plot); the state's best
     parameters, error and step updated; the training-loss accumulator reset."""
-    errors = run.validation.errors(state["params"], state["feature_scale"])
+    # Process 0 validates (on its own copy of the parameters); every process takes its errors, exactly.
+    errors = run.processes.agree(lambda: run.validation.errors(
+        distributed.local_copy(state["params"]), distributed.local_copy(state["feature_scale"])), share=True)
     count = int(state["loss_count"])
     train_loss = float(state["loss_sum"]) / max(count, 1)
     entry = dict(step=done, **errors, train_loss=train_loss, train_rms=128 * float(np.sqrt(train_loss)),
@@ -405,6 +484,8 @@ def _validate(config: TrainConfig, output_dir: str, run: _Run, state: dict, done
         state = dict(state, best_params=state["params"], best_error=jnp.asarray(value, jnp.float32),
                      best_step=jnp.asarray(done, jnp.int32))
     state = dict(state, loss_sum=jnp.zeros((), jnp.float32), loss_count=jnp.zeros((), jnp.int32))
+    if not run.processes.primary:
+        return state
     outputs.write_json(os.path.join(output_dir, VALIDATION_FILE),
                        {"metric": run.validation.metric, "images": run.validation.names, "history": history})
     plot_validation(history, os.path.join(output_dir, VALIDATION_PLOT), run.validation.metric,
@@ -437,8 +518,11 @@ def _loop(config: TrainConfig, output_dir: str, feature, source, run: _Run, stat
             break
         key, sub = jax.random.split(key)
         images, phi = _batch(run, feature, source, _numpy_rng(sub), config.batch_size)
+        if run.parallel:  # each process feeds its rows of the global batch
+            images, phi = run.parallel.batch(images), run.parallel.batch(phi)
         params, opt_state, loss = run.step_fn(params, opt_state, np.float32(schedule(t)), encoder_params, scale,
                                               images, phi)
+        loss = distributed.local_copy(loss)
         loss_sum, loss_count = loss_sum + loss, loss_count + 1
         window.append(loss)
         done = t + 1
@@ -458,11 +542,11 @@ def _loop(config: TrainConfig, output_dir: str, feature, source, run: _Run, stat
         if validating:
             state = _validate(config, output_dir, run, state, done, history, log)
             loss_sum, loss_count = state["loss_sum"], state["loss_count"]
-        if validating or done % checkpoint_every == 0 or done == config.steps or done == stop_after:
-            run.manager.save(done, state)
+        if (validating or done % checkpoint_every == 0 or done == config.steps or done == stop_after) and run.manager:
+            run.manager.save(done, distributed.local_copy(state))
         if done == stop_after:
             steps_bar.close()
-            log(f"stopped after step {done} (checkpoint in {run.manager.directory})")
+            log(f"stopped after step {done} (checkpoint in {os.path.join(output_dir, CHECKPOINTS_DIR)})")
             return None
     steps_bar.close()
     seconds = seconds_before + time.perf_counter() - run_start

@@ -16,7 +16,7 @@ import json
 import math
 import os
 
-from jaxinv.io import outputs, paths
+from jaxinv.io import distributed, outputs, paths
 
 FINGERPRINT_VERSION = 1
 
@@ -82,11 +82,23 @@ def read_tree(params_dir: str):
     if not os.path.isdir(params_dir):
         raise FileNotFoundError(f"{params_dir} not found: the parameters of the saved model are missing")
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
+        with ocp.StandardCheckpointer(**distributed.orbax_options()) as checkpointer:
+            if distributed.current().several:  # saved by another topology: read as NumPy arrays, from the shapes
+                return checkpointer.restore(params_dir, _numpy_target(checkpointer.metadata(params_dir)))
             return checkpointer.restore(params_dir)
     except Exception as e:  # orbax/tensorstore raise assorted types (ValueError, FileNotFoundError, RuntimeError...)
         raise ValueError(f"{params_dir}: cannot read the saved parameters, corrupt or incomplete "
                          f"({type(e).__name__}: {str(e)[:300]})") from e
+
+
+def _numpy_target(metadata):
+    """Zeros of the shapes and dtypes a checkpoint's metadata records: the target that restores it as NumPy."""
+    import jax
+    import numpy as np
+
+    tree = getattr(metadata, "item_metadata", metadata)
+    tree = getattr(tree, "tree", tree)
+    return jax.tree_util.tree_map(lambda m: np.zeros(m.shape, m.dtype) if hasattr(m, "shape") else m, tree)
 
 
 def check_weights(tree, path: str, metadata: dict, name: str, metadata_path: str) -> None:
@@ -191,12 +203,12 @@ def write_tree(path: str, tree) -> None:
     """Saves a pytree of arrays in the folder `path`, replacing one there (orbax: a temporary folder
     renamed when complete, so a killed write leaves no half-written checkpoint under `path`). A folder that cannot
     be written is a ValueError before orbax starts (a failed orbax save leaves a thread that keeps the process
-    from exiting)."""
+    from exiting). In a run of several processes, the calling process writes alone (study units: each its own)."""
     import orbax.checkpoint as ocp
 
     paths.check_writable(os.path.dirname(os.path.abspath(path)), "folder")
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(os.path.abspath(path), tree, force=True)
+    with ocp.StandardCheckpointer(**distributed.orbax_options()) as checkpointer:
+        checkpointer.save(os.path.abspath(path), _own(tree), force=True)
 
 
 def uncommitted(tree):
@@ -210,7 +222,8 @@ def uncommitted(tree):
 
 
 class RunCheckpoints:
-    """The latest `keep` states of a resumable run, numbered by step, under `directory`."""
+    """The latest `keep` states of a resumable run, numbered by step, under `directory`. In a run of several
+    processes (`jaxinv.io.distributed`) it is one process's own (the primary's: training writes from process 0)."""
 
     def __init__(self, directory: str, keep: int = 2):
         import orbax.checkpoint as ocp
@@ -218,7 +231,8 @@ class RunCheckpoints:
         paths.check_writable(directory, "checkpoint folder")  # before orbax (see write_tree)
         self._ocp = ocp
         self.manager = ocp.CheckpointManager(os.path.abspath(directory),
-                                             options=ocp.CheckpointManagerOptions(max_to_keep=keep))
+                                             options=ocp.CheckpointManagerOptions(
+                                                 max_to_keep=keep, **distributed.orbax_options(create=False)))
         self.directory = str(self.manager.directory)
 
     def latest_step(self) -> int | None:
@@ -226,10 +240,22 @@ class RunCheckpoints:
 
     def restore(self, like):
         """The latest state, shaped like `like`, as uncommitted arrays."""
-        state = self.manager.restore(self.latest_step(), args=self._ocp.args.StandardRestore(like))
+        state = self.manager.restore(self.latest_step(), args=self._ocp.args.StandardRestore(_own(like)))
         return uncommitted(state)
 
     def save(self, step: int, state) -> None:
         """Saves `state` as `step` and waits until it is on disk."""
-        self.manager.save(step, args=self._ocp.args.StandardSave(state))
+        self.manager.save(step, args=self._ocp.args.StandardSave(_own(state)))
         self.manager.wait_until_finished()
+
+
+def _own(tree):
+    """In a run of several processes, a tree that this process saves or restores alone as NumPy arrays (orbax
+    refuses to write a process's own jax.Arrays there; replicated ones are taken from this process's copy);
+    with one process the tree itself."""
+    if not distributed.current().several:
+        return tree
+    import jax
+    import numpy as np
+
+    return jax.tree_util.tree_map(np.asarray, distributed.local_copy(tree))

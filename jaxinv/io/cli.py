@@ -7,12 +7,13 @@ together) is a no-op when the default agrees and an error when it does not.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
 
 from jaxinv.engine import preimage
-from jaxinv.io import arguments, images, paths, progress
+from jaxinv.io import arguments, distributed, images, paths, progress
 from jaxinv.io.outputs import OutputBusyError
 
 FLAGS = flags.FLAGS
@@ -39,7 +40,9 @@ def run(main) -> None:
     it with one line `error: ...` and exit code 2; Ctrl-C with one line and exit code 130. Compiled programs
     persist between runs unless --nocompilation_cache. Progress bars go to stderr (`jaxinv.io.progress`); on a
     terminal, printed lines leave them intact. Quiet by default: INFO logs (orbax's, absl's) only with
-    --verbosity=0."""
+    --verbosity=0. A binary that declares the flags of `jaxinv.io.distributed` runs on several processes when
+    they (or their environment variables) ask for it: `jax.distributed` is initialised first, and every process
+    waits for the others at the end."""
     def guarded(argv):
         if not FLAGS["verbosity"].present:  # orbax logs every checkpoint and restore at INFO
             logging.set_verbosity(logging.WARNING)
@@ -50,25 +53,49 @@ def run(main) -> None:
             from jaxinv.engine import compilation
 
             compilation.enable_persistent_cache()
+        processes = distributed.Processes()
         try:
+            if "coordinator_address" in FLAGS and distributed.initialize_from_flags():
+                processes = distributed.current()
             with progress.lines_beside_bars():
-                return main(argv)
+                result = main(argv)
+            processes.barrier("finished")  # several processes end together, after process 0 has written
+            return result
         except (ValueError, OSError, FloatingPointError, OutputBusyError) as e:
-            progress.close_all()
-            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-            sys.exit(2)
+            _fail(processes, f"error: {' '.join(str(e).split())}", 2)
         except ImportError as e:
             if (e.name or "").split(".")[0] == "jaxinv":
+                if processes.several:
+                    _fail(processes, None, 1)
                 raise  # a broken jaxinv, not a missing optional dependency
-            progress.close_all()
-            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-            sys.exit(2)
+            _fail(processes, f"error: {' '.join(str(e).split())}", 2)
         except KeyboardInterrupt:
-            progress.close_all()
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            _fail(processes, "interrupted", 130)
+        except Exception:
+            if processes.several:  # the traceback, then this process ends at once
+                _fail(processes, None, 1)
+            raise
     _help_from(sys.modules[main.__module__])
     app.run(guarded, flags_parser=_parse_flags)
+
+
+def _fail(processes: distributed.Processes, line: str | None, code: int) -> None:
+    """Ends the run with `line` (on stderr) and exit code `code`; a line of None (several processes only): the
+    traceback. A process of several exits at once (os._exit): JAX's exit would wait minutes for the others at its
+    shutdown barrier, and they learn of the failure from the coordination service (at once when process 0, which
+    hosts it, ends; else after its heartbeat timeout)."""
+    progress.close_all()
+    if line is None:
+        import traceback
+
+        traceback.print_exc()
+        line = f"process {processes.index} of {processes.count} failed"
+    print(line, file=sys.stderr)
+    if processes.several:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _help_from(binary) -> None:
@@ -86,7 +113,15 @@ def hold_output(path: str, file: bool = False, replaced: bool = False) -> str:
     """Takes the binary's output folder (or with `file`, its output file) for the rest of the run, before any
     computation: a second run writing there is refused naming this one's pid, and an output that cannot be
     written fails now (`jaxinv.io.paths`; `replaced`: a saved network or inverter, written beside the folder and
-    renamed, so its parent must be writable too). Returns `path`."""
+    renamed, so its parent must be writable too). In a run of several processes (`jaxinv.io.distributed`) process
+    0 takes the lock for all of them and the others go on once it is held (or end with its error). Returns `path`."""
+    processes = distributed.current()
+    if processes.several:  # one writer for the whole run: process 0 holds the lock, the others go on once held
+        if file:
+            processes.agree(lambda: paths.hold_file(path))
+        else:
+            distributed.hold_folder(path, processes, replaced=replaced)
+        return path
     paths.hold_file(path) if file else paths.hold_folder(path, replaced=replaced)
     return path
 

@@ -49,7 +49,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from jaxinv.engine import preimage
-from jaxinv.io import cache, checkpoints, images, paths
+from jaxinv.io import cache, checkpoints, distributed, images, outputs, paths
 from jaxinv.io import progress as bars
 from jaxinv import models
 from jaxinv.methods import inversion, metrics
@@ -231,10 +231,28 @@ def _unit_path(checkpoint_dir: str, layer: str, C: float) -> str:
 
 
 UNIT_KEYS = ("errors", "predictions", "hist", "first_restart", "restarts", "seconds")
+HANDOVER_SUFFIX = ".npz"
+"""A unit computed by a process other than 0 of a multi-process run: UNIT.npz beside the unit's folder (orbax
+writes NumPy arrays from process 0 only); process 0 makes it the unit's orbax checkpoint when it collects it."""
 
 
 def _load_unit(path: str, log: Callable[[str], None] = print):
-    """A finished unit's arrays, or None when absent; an unreadable one is removed (recomputed)."""
+    """A finished unit's arrays, or None when absent; an unreadable one is removed (recomputed). A unit handed
+    over by another process (HANDOVER_SUFFIX) becomes the unit's checkpoint here."""
+    handover = path + HANDOVER_SUFFIX
+    if not os.path.isdir(path) and os.path.isfile(handover):
+        try:
+            with np.load(handover) as handed:
+                unit = {key: np.asarray(handed[key]) for key in handed.files}
+            if set(unit) != set(UNIT_KEYS):
+                raise ValueError(f"holds {sorted(unit)}")
+        except Exception as e:  # a damaged file: recompute the unit
+            log(f"  discarding unreadable unit {handover} ({type(e).__name__}: {e})")
+            os.remove(handover)
+            return None
+        _save_unit(path, unit)
+        os.remove(handover)
+        return unit
     if not os.path.isdir(path):
         return None
     try:
@@ -248,8 +266,11 @@ def _load_unit(path: str, log: Callable[[str], None] = print):
         return None
 
 
-def _save_unit(path: str, unit: dict) -> None:
-    checkpoints.write_tree(path, unit)
+def _save_unit(path: str, unit: dict, processes: distributed.Processes = distributed.Processes()) -> None:
+    if processes.primary:
+        checkpoints.write_tree(path, unit)
+    else:  # handed over to process 0 (see HANDOVER_SUFFIX)
+        outputs.atomic_write(path + HANDOVER_SUFFIX, lambda temporary: np.savez(temporary, **unit), HANDOVER_SUFFIX)
 
 
 def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | None = None,
@@ -257,7 +278,8 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
               stages: Sequence[Stage] = preimage.default_stages(), seed: int = 0, jitter: bool = True,
               images_per_call: int | None = None, invariance_images: int = 2, checkpoint_dir: str | None = None,
               max_units: int | None = None, on_unit: Callable[[int, str, float, dict], None] | None = None,
-              log: Callable[[str], None] = print, progress=None) -> Study:
+              log: Callable[[str], None] = print, progress=None,
+              processes: distributed.Processes | None = None) -> Study:
     """Runs every (layer, C) unit (layers in table order, then C) not already in `checkpoint_dir`; `progress`:
     a bar of the units done and one of each unit's iterations (`jaxinv.io.progress`).
 
@@ -265,6 +287,14 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
     computing that many units (the rest can be resumed by calling again); `on_unit(i, layer, C,
     unit)` is called after each finished unit has been saved. Returns the Study (possibly
     incomplete when stopped early).
+
+    Several processes (`processes`, default `jaxinv.io.distributed.current()`: those of `jax.distributed`) share
+    the work; every one calls this with the same arguments and `checkpoint_dir` on a shared file system. Process
+    0 takes the folder's lock, checks the fingerprint and loads the units already saved; the units still to do are
+    split round robin (`distributed.split_units` over the ordered list of units not yet saved); each process
+    computes and saves its own (`max_units`: at most that many each; the others' as UNIT.npz, HANDOVER_SUFFIX),
+    then all wait for each other and process 0 loads the others' units (making them orbax checkpoints): its Study is the one a single process would have made (unit seeds do not depend on
+    which process runs a unit). The other processes return a Study of their own units only.
     """
     layers = check_layers(model, layers)
     C = parse_C(C)
@@ -286,21 +316,40 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
                     stages=[[s.iterations, s.step_scale, s.jitter] for s in stages],
                     images_per_call=images_per_call or len(reference),
                     invariance_images=min(invariance_images, len(reference)))
-    with paths.lock_folder(checkpoint_dir) if checkpoint_dir else contextlib.nullcontext():
+    processes = distributed.current() if processes is None else processes
+    if processes.several and not checkpoint_dir:
+        raise ValueError("a study run by several processes needs a checkpoint_dir (on a file system they share): "
+                         "the processes hand their units over there")
+    lock = distributed.lock_folder(checkpoint_dir, processes) if processes.several else paths.lock_folder(checkpoint_dir)
+    with lock if checkpoint_dir else contextlib.nullcontext():
         if checkpoint_dir:  # checked under the lock, before any unit is computed
-            checkpoints.check_fingerprint(checkpoint_dir, fingerprint(model, reference, settings),
-                                          "units of a different study", FINGERPRINT_FILE)
+            processes.agree(lambda: checkpoints.check_fingerprint(
+                checkpoint_dir, fingerprint(model, reference, settings), "units of a different study",
+                FINGERPRINT_FILE))
         null_mean = np.stack([np.asarray(models.representation(model, layers[0]).to_null_mean(im)) for im in reference])
         study = Study(models.name(model), layers, C, reference, list(reference_names or range(len(reference))),
                       class_predictions(model, null_mean), gradient_magnitude_histogram(reference), {}, settings,
                       {layer: models.layer_C(model, layer) for layer in layers})
         work = [(layer, c) for layer in layers for c in C]
+        mine = set(work)
+        if processes.several:  # process 0 loads the saved units; the others are shared out
+            if processes.primary:
+                for index, (layer, c) in enumerate(work, 1):
+                    path = _unit_path(checkpoint_dir, layer, c)
+                    unit = _load_unit(path, log)
+                    if unit is not None:
+                        study.units[(layer, c)] = unit
+                        log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
+            done = processes.broadcast(np.array([(layer, c) in study.units for layer, c in work], np.int32))
+            mine = set(processes.share([unit for unit, finished in zip(work, done) if not finished]))
         computed, seconds = 0, []
         saved = sum(os.path.isdir(_unit_path(checkpoint_dir, lay, cc)) for lay, cc in work) if checkpoint_dir else 0
         units_bar = bars.units(len(work), "units", progress, initial=saved)
         for index, (layer, c) in enumerate(work, 1):
+            if (layer, c) not in mine or (layer, c) in study.units:
+                continue
             path = checkpoint_dir and _unit_path(checkpoint_dir, layer, c)
-            unit = _load_unit(path, log) if path else None
+            unit = _load_unit(path, log) if path and not processes.several else None
             if unit is not None:
                 study.units[(layer, c)] = unit
                 log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
@@ -312,14 +361,14 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
                                jitter=jitter, images_per_call=images_per_call,
                                invariance_images=settings["invariance_images"], progress=progress)
             if path:
-                _save_unit(path, unit)
+                _save_unit(path, unit, processes)
             study.units[(layer, c)] = unit
             computed += 1
             units_bar.update()
             seconds.append(float(unit["seconds"]))
             stats = unit_statistics(unit["errors"], unit["predictions"], study.reference_predictions, unit["hist"],
                                     study.reference_hist)
-            remaining = sum((lay, cc) not in study.units for lay, cc in work)
+            remaining = sum((lay, cc) not in study.units for lay, cc in work if (lay, cc) in mine)
             log(f"unit {index}/{len(work)} {layer} C={c:g}: error {stats['error']:.3f}  restart std "
                 f"{metrics.shown(stats['restart_std'])}  consistency {stats['class_consistency']:.2f}  "
                 f"hist. intersection {stats['hist_intersection']:.3f}  {seconds[-1]:.1f} s  "
@@ -327,6 +376,14 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
             if on_unit:
                 on_unit(index, layer, c, unit)
         units_bar.close()
+        if processes.several:
+            processes.barrier(f"study-units-{zlib.crc32(os.path.abspath(checkpoint_dir).encode())}")
+            if processes.primary:  # the others' units, as a single process would have them
+                for layer, c in work:
+                    if (layer, c) not in study.units:
+                        unit = _load_unit(_unit_path(checkpoint_dir, layer, c), log)
+                        if unit is not None:
+                            study.units[(layer, c)] = unit
         return study
 
 
