@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import engine_run, step_temp_bytes
+from benchmarks.timing import engine_run, step_costs
 from jaxinv import nets, representations
 from jaxinv.engine import preimage
 from jaxinv.inverters import architectures, features, training
@@ -61,7 +61,7 @@ def network_rows(cases, batches, iterations: int) -> list[dict]:
         target = preimage.make_target(representation, problem, images.load_sample_image(size=size))
         for batch in batches:
             seconds, compile_seconds = engine_run(representation, problem, target, size, batch, "scan", iterations)
-            temp = step_temp_bytes(representation, problem, target, size, batch)
+            temp, _ = step_costs(representation, problem, target, size, batch)
             rows.append(dict(case=name, batch=batch, ms=1e3 * seconds, ms_per_restart=1e3 * seconds / batch,
                              compile_s=compile_seconds, temp_mib=temp / 2 ** 20))
     return rows

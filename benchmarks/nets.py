@@ -14,7 +14,10 @@ random state_dict through `jaxinv.conversion`, its batch norms folded in JAX and
 Printed per case, batch and loop: ms per iteration, ms per restart, the JAX/PyTorch ratio of the two
 (the speed issue's target: <= 0.8), the per-restart time at this batch over that at batch 1 (target
 <= 1.1), the seconds the first call spent compiling, and the XLA buffer assignment's temporary memory
-of the compiled step (the peak working set above arguments and outputs). A PyTorch reference slower
+of the compiled step (the peak working set above arguments and outputs), and the step's floating-point
+operations (XLA's cost analysis, direct convolution) with the rate each framework reaches on that count;
+the dense-matmul rate printed first is the machine's practical peak, so a PyTorch rate above it means
+PyTorch does fewer operations (oneDNN's Winograd convolutions), not that XLA's are slow. A PyTorch reference slower
 whose threads or matmul rate look wrong on this machine is flagged (`torch_plausible`) rather than trusted.
 """
 from __future__ import annotations
@@ -32,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks.timing import engine_run, step_costs
 from jaxinv import nets
-from benchmarks.timing import engine_run, step_temp_bytes
 from jaxinv.engine import preimage
 from jaxinv.io import images
 from jaxinv.nets import taps
@@ -144,19 +147,27 @@ def torch_step(network, target, x0):
     return step
 
 
-def torch_plausible() -> str | None:
+def matmul_rates(n: int = 2048) -> dict:
+    """GFLOP/s of a dense float32 n x n matmul in numpy, jax and torch: the machine's practical peak."""
+    import torch
+    a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+    t, j = torch.from_numpy(a), jnp.asarray(a)
+    matmul = jax.jit(lambda x: x @ x)
+    flops = 2 * n ** 3
+    return {"numpy": flops / median_seconds(lambda: a @ a, 5) / 1e9,
+            "jax": flops / median_seconds(lambda: matmul(j).block_until_ready(), 5) / 1e9,
+            "torch": flops / median_seconds(lambda: t @ t, 5) / 1e9}
+
+
+def torch_plausible(rates: dict) -> str | None:
     """None, or why PyTorch's timings here cannot be trusted: fewer threads than cores, or a dense matmul
     far below numpy's on the same machine (denormals, a debug build, another job pinned to its threads)."""
     import torch
     cores = len(os.sched_getaffinity(0))
     if torch.get_num_threads() < cores:
         return f"torch uses {torch.get_num_threads()} threads on {cores} cores"
-    a = np.random.default_rng(0).normal(size=(1024, 1024)).astype(np.float32)
-    numpy_rate = 2 * 1024 ** 3 / median_seconds(lambda: a @ a, 5)
-    t = torch.from_numpy(a)
-    torch_rate = 2 * 1024 ** 3 / median_seconds(lambda: t @ t, 5)
-    if torch_rate < 0.5 * numpy_rate:
-        return f"torch's matmul runs at {torch_rate / 1e9:.0f} GFLOP/s against numpy's {numpy_rate / 1e9:.0f}"
+    if rates["torch"] < 0.5 * rates["numpy"]:
+        return f"torch's matmul runs at {rates['torch']:.0f} GFLOP/s against numpy's {rates['numpy']:.0f}"
     return None
 
 
@@ -179,14 +190,16 @@ def main(argv):
         raise app.UsageError(f"unknown --cases {unknown}; valid: {sorted(CASES)}")
     torch.set_flush_denormal(True)
     batches = [int(b) for b in FLAGS.batches]
-    problem_with_torch = torch_plausible()
+    rates = matmul_rates()
+    print("dense 2048x2048 float32 matmul, GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
+    problem_with_torch = torch_plausible(rates)
     if problem_with_torch:
         print(f"PyTorch reference implausible ({problem_with_torch}): its times and the ratios are not meaningful")
     print(f"The engine's step (value_and_grad of Eq. 1 + Algorithm 1) vs PyTorch eager (loss + update); "
           f"{FLAGS.iterations} steps; jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
     print(f"{'case':<18} {'batch':>5} {'loop':>6} {'jax ms':>8} {'torch ms':>9} {'ms/restart':>10} {'jax/torch':>9} "
-          f"{'vs batch 1':>10} {'compile s':>9} {'temp MiB':>8}")
+          f"{'vs batch 1':>10} {'compile s':>9} {'temp MiB':>8} {'GFLOP':>6} {'jax GF/s':>8} {'torch GF/s':>10}")
     for name in FLAGS.cases:
         case = CASES[name]()
         model, size = case.model, case.model.input_size
@@ -200,7 +213,7 @@ def main(argv):
         for batch in batches:
             x0 = np.random.default_rng(0).normal(0, 10, (batch, size, size, 3)).astype(np.float32)
             torch_seconds = median_seconds(torch_step(case.torch_net, code, x0), FLAGS.iterations)
-            temp = step_temp_bytes(representation, problem, target, size, batch)
+            temp, flops = step_costs(representation, problem, target, size, batch)
             for loop in FLAGS.loops:
                 seconds, compile_seconds = engine_run(representation, problem, target, size, batch, loop,
                                                       FLAGS.iterations)
@@ -208,7 +221,8 @@ def main(argv):
                 versus = "" if single[loop] is None else f"{seconds / batch / single[loop]:10.2f}"
                 print(f"{name:<18} {batch:>5} {loop:>6} {1e3 * seconds:8.1f} {1e3 * torch_seconds:9.1f} "
                       f"{1e3 * seconds / batch:10.1f} {seconds / torch_seconds:9.2f} {versus:>10} "
-                      f"{compile_seconds:9.1f} {temp / 2 ** 20:8.0f}", flush=True)
+                      f"{compile_seconds:9.1f} {temp / 2 ** 20:8.0f} {flops / 1e9:6.1f} {flops / seconds / 1e9:8.0f} "
+                      f"{flops / torch_seconds / 1e9:10.0f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10
     print(f"peak resident memory of this process: {peak:.0f} MiB")
 

@@ -14,14 +14,25 @@ import sys
 import tempfile
 import time
 
-from absl import app
+from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = {
-    "invert (HOG 256x256, 4 restarts)": ["experiments.invert", "--iterations=1", "--refine_iterations=0"],
-    "visualise --mode=layers (cifar-ref)": ["experiments.visualise", "--mode=layers", "--iterations=1",
-                                            "--refine_iterations=0"],
+    "invert": ("HOG 256x256, 4 restarts", ["experiments.invert", "--iterations=1", "--refine_iterations=0"]),
+    "visualise": ("--mode=layers, cifar-ref", ["experiments.visualise", "--mode=layers", "--iterations=1",
+                                            "--refine_iterations=0"]),
+    "shallow_table": ("1 image, 128 px", ["experiments.shallow_table", "--num_images=1", "--size=128", "--iterations=1",
+                                        "--refine_iterations=0", "--batch_size=1"]),
+    "deep_studies": ("cifar-ref, 2 layers", ["experiments.deep_studies", "--num_images=1", "--restarts=1",
+                                           "--layers=conv1,fc8", "--C=20", "--iterations=1", "--refine_iterations=0"]),
+    "activation_max": ("cifar-ref", ["experiments.activation_max", "--restarts=1", "--iterations=1",
+                                   "--refine_iterations=0"]),
+    "train_inverter": ("HOG 64 px, 1 step", ["experiments.train_inverter", "--representation=hog", "--size=64", "--steps=1",
+                                   "--max_train_images=16", "--eval_images=4"]),
 }
+
+flags.DEFINE_list("binaries", list(RUNS), "which of the runs to time")
+FLAGS = flags.FLAGS
 
 
 def seconds(command, cache_home, out, *extra) -> float:
@@ -35,12 +46,16 @@ def seconds(command, cache_home, out, *extra) -> float:
 def main(argv):
     del argv
     print(f"{'binary':<38} {'first s':>8} {'second s':>9} {'no cache s':>11}")
-    for name, command in RUNS.items():
+    unknown = sorted(set(FLAGS.binaries) - set(RUNS))
+    if unknown:
+        raise app.UsageError(f"unknown --binaries {unknown}; valid: {list(RUNS)}")
+    for name in FLAGS.binaries:
+        what, command = RUNS[name]
         with tempfile.TemporaryDirectory() as tmp:
             first = seconds(command, os.path.join(tmp, "cache"), os.path.join(tmp, "a"))
             second = seconds(command, os.path.join(tmp, "cache"), os.path.join(tmp, "b"))
             off = seconds(command, os.path.join(tmp, "off"), os.path.join(tmp, "c"), "--nocompilation_cache")
-        print(f"{name:<38} {first:8.1f} {second:9.1f} {off:11.1f}", flush=True)
+        print(f"{name + ' (' + what + ')':<38} {first:8.1f} {second:9.1f} {off:11.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,14 @@ def engine_run(representation, problem, target, size: int, batch: int, loop: str
     return min(times), compiled.seconds
 
 
-def step_temp_bytes(representation, problem, target, size: int, batch: int) -> int:
-    """Temporary buffer bytes XLA assigns to one compiled step of `batch` restarts (its working set)."""
+def step_costs(representation, problem, target, size: int, batch: int) -> tuple[int, float]:
+    """(temporary buffer bytes XLA assigns to one compiled step of `batch` restarts, i.e. its working set above
+    arguments and outputs; the step's floating-point operations by XLA's cost analysis)."""
     eta0 = preimage.default_eta0(problem, (size, size))
     init, step, _ = preimage._compiled_steps(representation, problem, eta0, (size, size), False, None)
     x = jnp.zeros((batch, size, size, 3), jnp.float32)
     carry = (x, init(x), jax.random.split(jax.random.key(0), batch))
-    lowered = step.lower(carry, 1, target, preimage.place_weights(representation.params))
-    return lowered.compile().memory_analysis().temp_size_in_bytes
+    compiled = step.lower(carry, 1, target, preimage.place_weights(representation.params)).compile()
+    costs = compiled.cost_analysis()
+    costs = costs[0] if isinstance(costs, (list, tuple)) else costs
+    return compiled.memory_analysis().temp_size_in_bytes, float(costs.get("flops", float("nan")))
