@@ -3,6 +3,7 @@ step, HOG inversion, and learned-inverter training throughput.
 
     python -m benchmarks.accelerator             # the full tables (use on an accelerator)
     python -m benchmarks.accelerator --quick     # tiny sizes: checks the script end to end (CPU, tests)
+    python -m benchmarks.accelerator --cpu_training   # the training step at the CPU defaults instead
 
 Three tables:
 1. The engine's step (`preimage.solve`, value_and_grad of IJCV Eq. 1 + Algorithm 1, no jitter) per
@@ -33,6 +34,9 @@ from jaxinv.methods import inversion
 from jaxinv.nets import taps
 
 flags.DEFINE_boolean("quick", False, "tiny sizes and few iterations: checks the script, measures nothing useful")
+flags.DEFINE_boolean("cpu_training", False, "time the inverter's training step at the CPU defaults (64 px, width 0.5) "
+                     "instead of ACCELERATOR_DEFAULTS")
+flags.DEFINE_list("tables", ["networks", "hog", "training"], "which tables to print")
 flags.DEFINE_integer("iterations", 10, "timed engine steps per deep-network configuration")
 FLAGS = flags.FLAGS
 
@@ -119,18 +123,25 @@ def main(argv):
     quick = FLAGS.quick
     cases = QUICK_NETWORK_CASES if quick else NETWORK_CASES
     iterations = 2 if quick else FLAGS.iterations
-    print("\nThe engine's step (scan loop), random weights")
-    print(f"{'case':<18} {'batch':>5} {'ms/step':>9} {'ms/restart':>10} {'compile s':>9} {'temp MiB':>8}")
-    for row in network_rows(cases, BATCHES, iterations):
-        print(f"{row['case']:<18} {row['batch']:>5} {row['ms']:9.1f} {row['ms_per_restart']:10.1f} "
-              f"{row['compile_s']:9.1f} {row['temp_mib']:8.0f}", flush=True)
-    size, hog_iterations = (64, 12) if quick else (256, 300)
-    print(f"\nHOG inversion, {size}x{size} grey")
-    print(f"{'restarts':>8} {'iterations':>10} {'first run s':>11} {'warm run s':>10} {'s/restart':>9}")
-    for row in hog_rows(size, hog_iterations, BATCHES):
-        print(f"{row['restarts']:>8} {row['iterations']:>10} {row['first_s']:11.2f} {row['warm_s']:10.2f} "
-              f"{row['warm_s'] / row['restarts']:9.3f}", flush=True)
-    settings = dict(training.ACCELERATOR_DEFAULTS["hog"])
+    unknown = sorted(set(FLAGS.tables) - {"networks", "hog", "training"})
+    if unknown:
+        raise app.UsageError(f"unknown --tables {unknown}; valid: networks, hog, training")
+    if "networks" in FLAGS.tables:
+        print("\nThe engine's step (scan loop), random weights")
+        print(f"{'case':<18} {'batch':>5} {'ms/step':>9} {'ms/restart':>10} {'compile s':>9} {'temp MiB':>8}")
+        for row in network_rows(cases, BATCHES, iterations):
+            print(f"{row['case']:<18} {row['batch']:>5} {row['ms']:9.1f} {row['ms_per_restart']:10.1f} "
+                  f"{row['compile_s']:9.1f} {row['temp_mib']:8.0f}", flush=True)
+    if "hog" in FLAGS.tables:
+        size, hog_iterations = (64, 12) if quick else (256, 300)
+        print(f"\nHOG inversion, {size}x{size} grey")
+        print(f"{'restarts':>8} {'iterations':>10} {'first run s':>11} {'warm run s':>10} {'s/restart':>9}")
+        for row in hog_rows(size, hog_iterations, BATCHES):
+            print(f"{row['restarts']:>8} {row['iterations']:>10} {row['first_s']:11.2f} {row['warm_s']:10.2f} "
+                  f"{row['warm_s'] / row['restarts']:9.3f}", flush=True)
+    if "training" not in FLAGS.tables:
+        return
+    settings = dict(training.CPU_DEFAULTS["hog"] if FLAGS.cpu_training else training.ACCELERATOR_DEFAULTS["hog"])
     if quick:
         settings.update(image_size=64, width=0.25)
     row = training_throughput("hog", settings, batch_size=8 if quick else 64, steps=2 if quick else 20)
