@@ -332,6 +332,8 @@ def page_command_problems(page: str, text: str | None = None) -> list[str]:
     for module in all_binaries():
         known.update(flags_of(module) or {})
     for name, line in bare_flags(text):
+        if name.startswith("xla_"):  # XLA's own flags (XLA_FLAGS), not a binary's
+            continue
         if name not in known and not (name.startswith("no") and known.get(name[2:])):
             problems.append(f"{page}:{line}: --{name} is not a flag of any binary")
     return problems
