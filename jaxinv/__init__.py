@@ -8,11 +8,7 @@ representations), `representations` (the registry), `adapters` (your own model),
 methods ask of any model, and `api` is the one-call front: `jaxinv.invert`, `jaxinv.maximise`,
 `jaxinv.caricature`.
 """
-from jaxinv.engine import compilation as _compilation
-
-_compilation.apply_xla_cpu_defaults()  # before JAX's backend starts: it reads XLA_FLAGS once
-
-from jaxinv.engine.representation import Representation  # noqa: E402,F401
+from jaxinv.engine.representation import Representation  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -40,33 +40,3 @@ def test_binaries_are_quiet_unless_asked(tmp_path):
     assert quiet.returncode == loud.returncode == 0
     assert not info.search(quiet.stderr + quiet.stdout), quiet.stderr[-1000:]
     assert info.search(loud.stderr + loud.stdout)
-
-
-def test_xla_cpu_defaults_are_added_unless_the_user_set_them(monkeypatch):
-    from jax._src import xla_bridge
-    from jaxinv.engine import compilation
-    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
-    environ = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
-    assert compilation.apply_xla_cpu_defaults(environ) == ["--xla_cpu_experimental_ynn_fusion_type="]
-    assert environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_cpu_experimental_ynn_fusion_type="
-    mine = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot"}
-    assert compilation.apply_xla_cpu_defaults(mine) == [] and mine["XLA_FLAGS"].endswith("=dot")
-    opted_out = {compilation.OPT_OUT: "0"}
-    assert compilation.apply_xla_cpu_defaults(opted_out) == [] and "XLA_FLAGS" not in opted_out
-    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: True)  # too late: XLA read its flags
-    assert compilation.apply_xla_cpu_defaults({}) == []
-
-
-def test_import_jaxinv_turns_off_ynn_fusions_in_compiled_convolutions():
-    program = ("import jax, jax.numpy as jnp, jaxinv\n"
-               "from jaxinv import nets\n"
-               "table = nets.build('caffe-ref'); params = nets.init_params(table, jax.random.PRNGKey(0), 227)\n"
-               "f = jax.jit(jax.grad(lambda x, p: jnp.sum(nets.apply(table, p, x, upto='conv2')['conv2'])))\n"
-               "print(f.lower(jnp.ones((1, 227, 227, 3)), params).compile().as_text().count('ynn_fusion'))\n")
-    counts = {}
-    for opt_out in ("1", "0"):
-        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-        env["JAXINV_XLA_DEFAULTS"] = opt_out
-        out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True)
-        counts[opt_out] = int(out.stdout.split()[-1])
-    assert counts["1"] == 0 and counts["0"] > 0, counts

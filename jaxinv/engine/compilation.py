@@ -1,6 +1,5 @@
-"""Compiling once: counting XLA compilations (tests and benchmarks check that compiled steps are reused), the
-persistent compilation cache that lets a second run of a binary skip compiling what the first compiled, and
-the XLA CPU flags jaxinv sets by default."""
+"""Compiling once: counting XLA compilations (tests and benchmarks check that compiled steps are reused), and
+the persistent compilation cache that lets a second run of a binary skip compiling what the first compiled."""
 from __future__ import annotations
 
 import contextlib
@@ -10,15 +9,6 @@ import os
 import jax
 
 from jaxinv.io import cache
-
-XLA_CPU_DEFAULTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-"""XLA CPU flags set by `import jaxinv` unless XLA_FLAGS already names them or JAXINV_XLA_DEFAULTS=0.
-
-An empty YNN fusion list makes XLA CPU run convolutions and dots through Eigen instead of YNNPACK
-fusions: faster for the engine's deep-network steps, HOG inversion and HOG inverter training, measured in
-docs/performance.md ("XLA CPU flags": `python -m benchmarks.nets` with and without JAXINV_XLA_DEFAULTS=0)."""
-MEASURED_ON_JAXLIB = ("0.10.2",)  # flags are jaxlib-specific: an unknown name in XLA_FLAGS aborts the process
-OPT_OUT = "JAXINV_XLA_DEFAULTS"
 
 PERSISTENT_MIN_COMPILE_SECONDS = 0.5
 """Programs that took less to compile are not written to the persistent cache (reading one costs ~10 ms)."""
@@ -55,21 +45,6 @@ def counting():
         yield record
     finally:
         _active.remove(record)
-
-
-def apply_xla_cpu_defaults(environ=os.environ) -> list[str]:
-    """Adds XLA_CPU_DEFAULTS to environ["XLA_FLAGS"] (flags the user set win; nothing if JAXINV_XLA_DEFAULTS=0,
-    on another jaxlib, or once JAX's backends have started and can no longer read them). Returns those added."""
-    import jaxlib
-    from jax._src import xla_bridge
-    if (environ.get(OPT_OUT, "1") == "0" or jaxlib.__version__ not in MEASURED_ON_JAXLIB
-            or xla_bridge.backends_are_initialized()):
-        return []
-    present = environ.get("XLA_FLAGS", "")
-    added = [f"--{name}={value}" for name, value in XLA_CPU_DEFAULTS.items() if f"--{name}=" not in present]
-    if added:
-        environ["XLA_FLAGS"] = " ".join([present, *added]).strip()
-    return added
 
 
 def persistent_cache_dir() -> str:
