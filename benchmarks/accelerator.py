@@ -25,12 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import engine_run, step_costs
-from jaxinv import nets, representations
+from benchmarks.timing import engine_run, inversion_seconds, random_model, step_costs
 from jaxinv.engine import preimage
-from jaxinv.inverters import architectures, features, training
+from jaxinv.inverters import features, training
 from jaxinv.io import images
-from jaxinv.methods import inversion
 from jaxinv.nets import taps
 
 flags.DEFINE_boolean("quick", False, "tiny sizes and few iterations: checks the script, measures nothing useful")
@@ -46,13 +44,6 @@ NETWORK_CASES = (("caffe-ref:pool5", "caffe-ref", 227, "pool5"), ("caffe-ref:fc8
                  ("resnet-50:layer4", "torchvision-resnet50", 224, "layer4"))
 QUICK_NETWORK_CASES = (("cifar-ref:conv3", "cifar-ref", 32, "conv3"), ("cifar-ref:fc8", "cifar-ref", 32, "fc8"))
 BATCHES = (1, 8)
-
-
-def random_model(arch: str, size: int) -> nets.Model:
-    table = nets.build(arch)
-    params = nets.init_params(table, jax.random.PRNGKey(0), size)
-    return nets.Model(arch=arch, table=table, params=params, input_size=size,
-                      convention=dict(nets.model.CAFFE_CONVENTION))
 
 
 def network_rows(cases, batches, iterations: int) -> list[dict]:
@@ -73,19 +64,11 @@ def network_rows(cases, batches, iterations: int) -> list[dict]:
 
 def hog_rows(size: int, iterations: int, restarts_list) -> list[dict]:
     """Seconds of a whole HOG inversion (compiled beforehand) per restart count."""
-    image = images.load_sample_image(grey=True, size=size)
-    representation = representations.get("hog")
-    problem = inversion.shallow_problem()
     stages = preimage.default_stages(iterations, max(iterations // 6, 1))
     rows = []
     for restarts in restarts_list:
-        timings = []
-        for _ in range(2):  # the first run compiles
-            start = time.perf_counter()
-            inversion.invert_images(representation, [image], problem=problem, restarts=restarts, stages=stages)
-            timings.append(time.perf_counter() - start)
-        rows.append(dict(restarts=restarts, iterations=sum(s.iterations for s in stages), first_s=timings[0],
-                         warm_s=timings[1]))
+        first, warm = inversion_seconds("hog", size, stages, restarts)
+        rows.append(dict(restarts=restarts, iterations=sum(s.iterations for s in stages), first_s=first, warm_s=warm))
     return rows
 
 
@@ -93,9 +76,8 @@ def training_throughput(representation: str, settings: dict, batch_size: int, st
     """Images per second of the inverter's compiled train step on random batches (no data loading)."""
     size, width = settings["image_size"], settings["width"]
     feature = features.representation(representation, size)
-    shape = features.feature_shape(feature, size)
-    table = architectures.build(features.family(feature, size), shape, size, width)
-    trainable = {"decoder": architectures.init_params(table, jax.random.PRNGKey(0), shape)}
+    table, _, _, params = training.new_decoder(feature, size, width, jax.random.PRNGKey(0))
+    trainable = {"decoder": params}
     opt_state = training.make_optimizer().init(trainable)
     step = training.make_train_step(table, feature)
     rng = np.random.default_rng(0)

@@ -5,15 +5,11 @@ both iteration loops, against the papers' ~60 s per HOG inversion on CPU.
 """
 from __future__ import annotations
 
-import time
-
 import jax
 from absl import app, flags
 
-from jaxinv import representations
+from benchmarks.timing import inversion_seconds
 from jaxinv.engine import preimage
-from jaxinv.io import images
-from jaxinv.methods import inversion
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("representation", "hog", "representation to invert")
@@ -27,9 +23,6 @@ PAPER_SECONDS = 60.0
 
 def main(argv):
     del argv
-    image = images.load_sample_image(grey=True, size=FLAGS.size)
-    representation = representations.get(FLAGS.representation)
-    problem = inversion.shallow_problem()
     stages = preimage.default_stages(FLAGS.iterations, 50)
     iterations = sum(s.iterations for s in stages)
     print(f"{FLAGS.representation} inversion, {FLAGS.size}x{FLAGS.size} grey, {iterations} iterations, "
@@ -38,15 +31,9 @@ def main(argv):
           f"{'ms/iter':>8s} {'paper 60 s / ours':>18s}")
     for loop in FLAGS.loops:
         for restarts in map(int, FLAGS.restarts):
-            timings = []
-            for _ in range(2):  # the first run compiles; the second is warm
-                start = time.perf_counter()
-                inversion.invert_images(representation, [image], problem=problem, restarts=restarts,
-                                        stages=stages, loop=loop)
-                timings.append(time.perf_counter() - start)
-            warm = timings[1]
+            first, warm = inversion_seconds(FLAGS.representation, FLAGS.size, stages, restarts, loop)
             per_restart = warm / restarts
-            print(f"{loop:7s} {restarts:8d} {timings[0]:14.2f} {warm:11.2f} {per_restart:10.3f} "
+            print(f"{loop:7s} {restarts:8d} {first:14.2f} {warm:11.2f} {per_restart:10.3f} "
                   f"{1e3 * warm / iterations:8.2f} {PAPER_SECONDS / per_restart:18.0f}x")
 
 

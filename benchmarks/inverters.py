@@ -31,11 +31,10 @@ flags.DEFINE_integer("repeats", 10, "timed calls (median reported)")
 def random_inverter(representation: str) -> inverters.Inverter:
     settings = training.default_settings(representation)
     feature = inverter_features.representation(representation, settings["image_size"])
-    shape = inverter_features.feature_shape(feature, settings["image_size"])
-    family = inverter_features.family(feature, settings["image_size"])
-    table = inverters.build(family, shape, settings["image_size"], settings["width"])
+    _, family, shape, params = training.new_decoder(feature, settings["image_size"], settings["width"],
+                                                    jax.random.PRNGKey(0))
     return inverters.Inverter(representation, settings["image_size"], family, shape, settings["width"],
-                              {"decoder": inverters.init_params(table, jax.random.PRNGKey(0), shape)}, 1.0)
+                              {"decoder": params}, 1.0)
 
 
 def main(argv):

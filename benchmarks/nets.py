@@ -25,9 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
-import statistics
 import tempfile
-import time
 from typing import Callable
 
 import jax
@@ -35,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import engine_run, step_costs
+from benchmarks.timing import engine_run, median_seconds, random_model, step_costs
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.io import images
@@ -94,11 +92,8 @@ def sequential_torch(table, params, layer: str):
 
 
 def table_case(arch: str, size: int, layer: str) -> Case:
-    table = nets.build(arch)
-    params = nets.init_params(table, jax.random.PRNGKey(0), size)
-    model = nets.Model(arch=arch, table=table, params=params, input_size=size,
-                       convention=dict(nets.model.CAFFE_CONVENTION))
-    return Case(model, layer, sequential_torch(table, params, layer))
+    model = random_model(arch, size)
+    return Case(model, layer, sequential_torch(model.table, model.params, layer))
 
 
 def resnet_case(size: int, layer: str) -> Case:
@@ -154,9 +149,9 @@ def matmul_rates(n: int = 2048) -> dict:
     t, j = torch.from_numpy(a), jnp.asarray(a)
     matmul = jax.jit(lambda x: x @ x)
     flops = 2 * n ** 3
-    return {"numpy": flops / median_seconds(lambda: a @ a, 5) / 1e9,
-            "jax": flops / median_seconds(lambda: matmul(j).block_until_ready(), 5) / 1e9,
-            "torch": flops / median_seconds(lambda: t @ t, 5) / 1e9}
+    return {"numpy": flops / median_seconds(lambda: a @ a, repeats=5) / 1e9,
+            "jax": flops / median_seconds(lambda: matmul(j), repeats=5) / 1e9,
+            "torch": flops / median_seconds(lambda: t @ t, repeats=5) / 1e9}
 
 
 def torch_plausible(rates: dict) -> str | None:
@@ -169,17 +164,6 @@ def torch_plausible(rates: dict) -> str | None:
     if rates["torch"] < 0.5 * rates["numpy"]:
         return f"torch's matmul runs at {rates['torch']:.0f} GFLOP/s against numpy's {rates['numpy']:.0f}"
     return None
-
-
-def median_seconds(step, iterations):
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv):
@@ -212,7 +196,7 @@ def main(argv):
         single = {}
         for batch in batches:
             x0 = np.random.default_rng(0).normal(0, 10, (batch, size, size, 3)).astype(np.float32)
-            torch_seconds = median_seconds(torch_step(case.torch_net, code, x0), FLAGS.iterations)
+            torch_seconds = median_seconds(torch_step(case.torch_net, code, x0), repeats=FLAGS.iterations)
             temp, flops = step_costs(representation, problem, target, size, batch)
             for loop in FLAGS.loops:
                 seconds, compile_seconds = engine_run(representation, problem, target, size, batch, loop,

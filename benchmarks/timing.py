@@ -7,7 +7,10 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jaxinv import nets, representations
 from jaxinv.engine import compilation, preimage
+from jaxinv.io import images
+from jaxinv.methods import inversion
 
 
 def median_seconds(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
@@ -45,3 +48,26 @@ def step_costs(representation, problem, target, size: int, batch: int) -> tuple[
     costs = compiled.cost_analysis()
     costs = costs[0] if isinstance(costs, (list, tuple)) else costs
     return compiled.memory_analysis().temp_size_in_bytes, float(costs.get("flops", float("nan")))
+
+
+def random_model(arch: str, size: int) -> nets.Model:
+    """A layer-table network of `arch` at `size` px with random (He-normal) weights and the Caffe convention."""
+    table = nets.build(arch)
+    params = nets.init_params(table, jax.random.PRNGKey(0), size)
+    return nets.Model(arch=arch, table=table, params=params, input_size=size,
+                      convention=dict(nets.model.CAFFE_CONVENTION))
+
+
+def inversion_seconds(representation_name: str, size: int, stages, restarts: int, loop: str = "scan"):
+    """(first, warm) wall seconds of a whole inversion of the grey sample image at size x size by the named
+    shallow representation (`representations.get`): the first run compiles, the second is warm."""
+    image = images.load_sample_image(grey=True, size=size)
+    representation = representations.get(representation_name)
+    problem = inversion.shallow_problem()
+    timings = []
+    for _ in range(2):
+        start = time.perf_counter()
+        inversion.invert_images(representation, [image], problem=problem, restarts=restarts, stages=stages,
+                                loop=loop)
+        timings.append(time.perf_counter() - start)
+    return timings[0], timings[1]

@@ -41,6 +41,12 @@ def image_error(reconstructions, originals, *, grey: bool = False) -> float:
     return float(np.mean(image_errors(reconstructions, originals, grey=grey)))
 
 
+def colour_and_grey_errors(reconstructions, originals) -> dict[str, float]:
+    """{image_error, image_error_grey}: `image_error` in colour and grey (as grey-only methods report it)."""
+    return {"image_error": image_error(reconstructions, originals),
+            "image_error_grey": image_error(reconstructions, originals, grey=True)}
+
+
 def flat_baseline_errors(originals, *, grey: bool = False) -> dict[str, np.ndarray]:
     """Per-image errors of two reconstructions that use no feature: "mean image" (the pixelwise mean
     of `originals`, the same for every image) and "own mean level" (each image replaced by its own

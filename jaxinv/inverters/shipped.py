@@ -35,9 +35,8 @@ def check_errors(inverter: model.Inverter, images_dir: str | None = None) -> dic
     """{image_error, image_error_grey, images, images_fingerprint} of `inverter` on the check photos."""
     originals, names = check_images(inverter.image_size, images_dir)
     out = inverter.invert_images(originals)
-    return {"image_error": inverter_metrics.image_error(out, originals),
-            "image_error_grey": inverter_metrics.image_error(out, originals, grey=True),
-            "images": names, "images_fingerprint": cache.images_fingerprint(originals)}
+    return dict(inverter_metrics.colour_and_grey_errors(out, originals), images=names,
+                images_fingerprint=cache.images_fingerprint(originals))
 
 
 def ship(source_dir: str, name: str | None = None, images_dir: str | None = None) -> str:

@@ -50,18 +50,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxinv.io import arguments, checkpoints, distributed, outputs, paths
+from jaxinv.io import arguments, checkpoints, distributed, outputs
 from jaxinv.io import progress as bars
 from jaxinv.inverters import architectures, data
-from jaxinv.inverters import metrics as inverter_metrics
+from jaxinv.inverters.validation import VALIDATION_FILE, VALIDATION_PLOT, Validation, plot_validation, read_history
 from jaxinv.inverters import features
+from jaxinv.inverters import metrics as inverter_metrics
 from jaxinv.inverters.model import Inverter, save, to_target
 
 CONFIG_FILE = "config.json"
 POOL_FILE = "pool.npz"
 CHECKPOINTS_DIR = "checkpoints"
-VALIDATION_FILE = "validation.json"
-VALIDATION_PLOT = "validation.png"
 CALIBRATION_IMAGES = 256
 FINAL_RATE_FRACTION = 0.01
 
@@ -197,41 +196,13 @@ def cached_train_step(table, feature, finetune_encoder: bool = False, mesh=None)
     return _STEPS[key]
 
 
-class DataParallel:
-    """The placement of a data-parallel run over every device of several processes: a mesh over
-    `jax.devices()`, the batch split along its first axis, everything else replicated."""
-
-    def __init__(self, batch_size: int):
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-        devices = jax.devices()
-        if batch_size % len(devices):
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of devices of all "
-                             f"processes ({len(devices)}) to split it across them")
-        self.mesh = Mesh(np.array(devices), ("batch",))
-        self.split = NamedSharding(self.mesh, PartitionSpec("batch"))
-        self.whole = NamedSharding(self.mesh, PartitionSpec())
-
-    def rows(self, batch_size: int) -> slice:
-        """This process's rows of a global batch of `batch_size` (those of its devices: one block)."""
-        bounds = [index[0] for index in self.split.addressable_devices_indices_map((batch_size,)).values()]
-        start, stop = min(b.start or 0 for b in bounds), max(b.stop or batch_size for b in bounds)
-        if stop - start != sum((b.stop or batch_size) - (b.start or 0) for b in bounds):
-            raise ValueError("this process's devices do not hold one block of the batch")
-        return slice(start, stop)
-
-    def batch(self, array):
-        """The global batch `array` (the same on every process) as one array split over the processes, each
-        feeding its own rows."""
-        if array is None:
-            return None
-        array = np.asarray(array)
-        return jax.make_array_from_process_local_data(self.split, array[self.rows(len(array))], array.shape)
-
-    def replicate(self, tree):
-        """A pytree (the same values on every process) as arrays replicated over every device."""
-        return jax.tree_util.tree_map(
-            lambda a: jax.make_array_from_process_local_data(self.whole, np.asarray(a)), tree)
+def new_decoder(feature, image_size: int, width: float, key):
+    """(table, family, feature shape, freshly initialised parameters) of the decoder inverting `feature` at
+    `image_size` (`architectures.build`: the family follows the feature's shape)."""
+    feature_shape = features.feature_shape(feature, image_size)
+    family = features.family(feature, image_size)
+    table = architectures.build(family, feature_shape, image_size, width)
+    return table, family, feature_shape, architectures.init_params(table, key, feature_shape)
 
 
 def _numpy_rng(key) -> np.random.Generator:
@@ -275,9 +246,8 @@ def evaluate(inverter: Inverter, source: data.ImageSource, num_images: int | Non
     """Held-out image-space errors (colour, and grey as for grey-only methods) on the test split."""
     test, _ = source.test_images(num_images)
     reconstructions = inverter.invert_images(test)
-    return {"image_error": inverter_metrics.image_error(reconstructions, test),
-            "image_error_grey": inverter_metrics.image_error(reconstructions, test, grey=True),
-            "num_test_images": len(test), "test_split": source.dataset}
+    return dict(inverter_metrics.colour_and_grey_errors(reconstructions, test), num_test_images=len(test),
+                test_split=source.dataset)
 
 
 def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None, data_dir: str | None = None,
@@ -292,10 +262,7 @@ def train(config: TrainConfig, output_dir: str, *, images_dir: str | None = None
     feature = features.representation(config.representation, config.image_size)
     if config.finetune_encoder and feature.params is None:
         raise ValueError(f"representation {config.representation!r} has no encoder weights to fine-tune")
-    processes = distributed.current()
-    lock = (distributed.lock_folder(output_dir, processes, replaced=True) if processes.several
-            else paths.lock_folder(output_dir, replaced=True))
-    with lock as output_dir:
+    with distributed.lock_folder(output_dir, replaced=True) as output_dir:
         return _train_locked(config, output_dir, feature, images_dir=images_dir, data_dir=data_dir,
                              eval_images=eval_images, checkpoint_every=checkpoint_every, log_every=log_every,
                              stop_after=stop_after, log=log, extra_metadata=extra_metadata)
@@ -313,34 +280,7 @@ class _Run(NamedTuple):
     step_fn: Callable
     validation: "Validation | None"
     processes: distributed.Processes = distributed.Processes()
-    parallel: "DataParallel | None" = None
-
-
-class Validation:
-    """The validation split of a run and its image error for given parameters: grey for representations of
-    the grey image (as the comparisons with grey-only methods report it), colour otherwise."""
-
-    def __init__(self, config: TrainConfig, feature, source: data.ImageSource, family: str, feature_shape: tuple,
-                 compute: bool = True):
-        self.images, self.names = source.validation_images()
-        self.grey = feature.channels == 1
-        self.metric = "image_error_grey" if self.grey else "image_error"
-        self._config, self._family, self._feature_shape = config, family, feature_shape
-        # Fixed encoders: the validation features once (host features such as SIFT are slow).
-        self._features = None if config.finetune_encoder or not len(self.images) or not compute else np.concatenate(
-            [features.compute(feature, self.images[i:i + 64]) for i in range(0, len(self.images), 64)])
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def errors(self, params, scale) -> dict:
-        """{image_error, image_error_grey} of `params` on the validation images."""
-        inverter = Inverter(representation=self._config.representation, image_size=self._config.image_size,
-                            family=self._family, feature_shape=self._feature_shape, width=self._config.width,
-                            params=params, feature_scale=float(scale))
-        out = inverter.invert_images(self.images) if self._features is None else inverter(self._features)
-        return {"image_error": inverter_metrics.image_error(out, self.images),
-                "image_error_grey": inverter_metrics.image_error(out, self.images, grey=True)}
+    parallel: "distributed.DataParallel | None" = None
 
 
 def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, data_dir, eval_images,
@@ -380,13 +320,11 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
 
 def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[_Run, dict]:
     """The decoder, a fresh state (feature scale calibrated) or the latest checkpoint's, the pool and the step."""
-    feature_shape = features.feature_shape(feature, config.image_size)
-    family = features.family(feature, config.image_size)
-    table = architectures.build(family, feature_shape, config.image_size, config.width)
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    table, family, feature_shape, decoder_params = new_decoder(feature, config.image_size, config.width, init_key)
     # Fresh and restored arrays alike uncommitted: otherwise the step would compile a second time.
     encoder = checkpoints.uncommitted(feature.params)
-    init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    trainable = {"decoder": architectures.init_params(table, init_key, feature_shape)}
+    trainable = {"decoder": decoder_params}
     if config.finetune_encoder:
         trainable["encoder"] = encoder
     zero = lambda dtype=jnp.float32: jnp.zeros((), dtype)
@@ -406,7 +344,7 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
             state["feature_scale"] = jnp.asarray(scale, jnp.float32)
     parallel = None
     if processes.several:
-        parallel = DataParallel(config.batch_size)
+        parallel = distributed.DataParallel(config.batch_size)
         state = checkpoints.uncommitted(processes.broadcast(state))
         for name in ("params", "opt_state", "best_params", "feature_scale"):  # the step's replicated arguments
             state[name] = parallel.replicate(state[name])
@@ -433,38 +371,6 @@ def _batch(run: _Run, feature, source, rng: np.random.Generator, batch_size: int
         return run.pool["images"][which].astype(np.float32), run.pool["features"][which]
     images = source.sample(rng, batch_size)
     return images, None if feature.traceable else features.compute(feature, images)
-
-
-def read_history(output_dir: str) -> list[dict]:
-    """The validation history of the run in `output_dir` (OUTPUT_DIR/validation.json), oldest first."""
-    path = os.path.join(output_dir, VALIDATION_FILE)
-    return outputs.read_json(path)["history"] if os.path.isfile(path) else []
-
-
-def plot_validation(history: list[dict], path: str, metric: str, title: str = "") -> str:
-    """Validation image error (the selection metric, and colour when that is grey) and the mean training
-    loss against the steps, the best step marked."""
-    plt = outputs.pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    steps = [h["step"] for h in history]
-    names = [metric] + (["image_error"] if metric != "image_error" else [])
-    for name in names:
-        ax.plot(steps, [h[name] for h in history], marker=".",
-                label=f"validation {'grey' if name.endswith('grey') else 'colour'} image error")
-    best = min(history, key=lambda h: h[metric])
-    ax.axvline(best["step"], color="grey", ls=":", label=f"best: {best[metric]:.3f} at step {best['step']}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("normalised image error")
-    ax.grid(alpha=0.3)
-    loss_axis = ax.twinx()
-    loss_axis.plot(steps, [h["train_rms"] for h in history], color="tab:red", alpha=0.5, lw=1,
-                   label="training RMS error (grey levels)")
-    loss_axis.set_ylabel("training RMS error (grey levels, mean since last point)")
-    lines = ax.get_legend_handles_labels()
-    more = loss_axis.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
-    ax.set_title(title, fontsize=9)
-    return outputs.save_figure(path, fig)
 
 
 def _validate(config: TrainConfig, output_dir: str, run: _Run, state: dict, done: int, history: list[dict],

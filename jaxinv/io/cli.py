@@ -115,14 +115,10 @@ def hold_output(path: str, file: bool = False, replaced: bool = False) -> str:
     written fails now (`jaxinv.io.paths`; `replaced`: a saved network or inverter, written beside the folder and
     renamed, so its parent must be writable too). In a run of several processes (`jaxinv.io.distributed`) process
     0 takes the lock for all of them and the others go on once it is held (or end with its error). Returns `path`."""
-    processes = distributed.current()
-    if processes.several:  # one writer for the whole run: process 0 holds the lock, the others go on once held
-        if file:
-            processes.agree(lambda: paths.hold_file(path))
-        else:
-            distributed.hold_folder(path, processes, replaced=replaced)
-        return path
-    paths.hold_file(path) if file else paths.hold_folder(path, replaced=replaced)
+    if file:  # with one process `agree` just takes it
+        distributed.current().agree(lambda: paths.hold_file(path))
+    else:
+        distributed.hold_folder(path, replaced=replaced)
     return path
 
 

@@ -27,6 +27,8 @@ import dataclasses
 import os
 from typing import Callable, Sequence, TypeVar
 
+import jax
+import numpy as np
 from absl import flags
 
 from jaxinv.io.outputs import OutputBusyError
@@ -98,8 +100,6 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         return False
     if _INITIALIZED:
         return True
-    import jax
-
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # cross-process collectives on CPU
     jax.distributed.initialize(**given)
     _INITIALIZED = True
@@ -178,7 +178,6 @@ class Processes:
             return step()
         import json
 
-        import numpy as np
 
         value, error, payload = None, None, b""
         if self.primary:
@@ -211,7 +210,6 @@ def current() -> Processes:
     by the caller), else 0 of 1 (no JAX call)."""
     if _client() is None:
         return Processes()
-    import jax
 
     return Processes(jax.process_index(), jax.process_count())
 
@@ -258,7 +256,6 @@ def orbax_options(**more) -> dict:
 def local_copy(tree):
     """The arrays of a pytree that span several processes (replicated) as this process's own copy (a local
     jax.Array, committed to a local device); other leaves as they are."""
-    import jax
 
     def local(leaf):
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
@@ -271,3 +268,40 @@ def local_copy(tree):
 
 __all__ = ["ENVIRONMENT", "BARRIER_TIMEOUT", "define_flags", "settings", "initialize", "initialize_from_flags",
            "split_units", "Processes", "current", "lock_folder", "hold_folder", "orbax_options", "local_copy"]
+
+
+class DataParallel:
+    """The placement of a data-parallel run over every device of several processes: a mesh over
+    `jax.devices()`, the batch split along its first axis, everything else replicated."""
+
+    def __init__(self, batch_size: int):
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        devices = jax.devices()
+        if batch_size % len(devices):
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of devices of all "
+                             f"processes ({len(devices)}) to split it across them")
+        self.mesh = Mesh(np.array(devices), ("batch",))
+        self.split = NamedSharding(self.mesh, PartitionSpec("batch"))
+        self.whole = NamedSharding(self.mesh, PartitionSpec())
+
+    def rows(self, batch_size: int) -> slice:
+        """This process's rows of a global batch of `batch_size` (those of its devices: one block)."""
+        bounds = [index[0] for index in self.split.addressable_devices_indices_map((batch_size,)).values()]
+        start, stop = min(b.start or 0 for b in bounds), max(b.stop or batch_size for b in bounds)
+        if stop - start != sum((b.stop or batch_size) - (b.start or 0) for b in bounds):
+            raise ValueError("this process's devices do not hold one block of the batch")
+        return slice(start, stop)
+
+    def batch(self, array):
+        """The global batch `array` (the same on every process) as one array split over the processes, each
+        feeding its own rows."""
+        if array is None:
+            return None
+        array = np.asarray(array)
+        return jax.make_array_from_process_local_data(self.split, array[self.rows(len(array))], array.shape)
+
+    def replicate(self, tree):
+        """A pytree (the same values on every process) as arrays replicated over every device."""
+        return jax.tree_util.tree_map(
+            lambda a: jax.make_array_from_process_local_data(self.whole, np.asarray(a)), tree)

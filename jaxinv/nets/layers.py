@@ -78,8 +78,8 @@ def _conv_xla_backward(stride, pad, residuals, g):
     """The input gradient as the transposed convolution with the flipped kernel, its input and output
     channels swapped into a materialised HWIO array. Left to autodiff, XLA folds that transpose into
     the convolution's dimension numbers (kernel `01oi`); inside a while loop (`lax.scan`) XLA CPU then
-    runs the convolution with its generic loop emitter instead of Eigen, 2-20x slower
-    (benchmarks/nets.py, caffe-ref: the scan loop's step 72 ms against the Python loop's 38 ms)."""
+    runs the convolution with its generic loop emitter instead of Eigen: the engine's scan step was 1.3-3.4x
+    slower than its Python-loop step on every network (caffe-ref pool5: 69.1 against 36.6 ms; docs/performance.md)."""
     x, w = residuals
     kh, kw = w.shape[:2]
     (_, h, wd, _), (_, ho, wo, _) = x.shape, g.shape

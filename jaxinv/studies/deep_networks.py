@@ -331,29 +331,22 @@ def run_study(model, reference: np.ndarray, *, reference_names: Sequence[str] | 
                       class_predictions(model, null_mean), gradient_magnitude_histogram(reference), {}, settings,
                       {layer: models.layer_C(model, layer) for layer in layers})
         work = [(layer, c) for layer in layers for c in C]
-        mine = set(work)
-        if processes.several:  # process 0 loads the saved units; the others are shared out
-            if processes.primary:
-                for index, (layer, c) in enumerate(work, 1):
-                    path = _unit_path(checkpoint_dir, layer, c)
-                    unit = _load_unit(path, log)
-                    if unit is not None:
-                        study.units[(layer, c)] = unit
-                        log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
-            done = processes.broadcast(np.array([(layer, c) in study.units for layer, c in work], np.int32))
-            mine = set(processes.share([unit for unit, finished in zip(work, done) if not finished]))
+        if checkpoint_dir and processes.primary:  # the saved units (with several processes: process 0, for all)
+            for index, (layer, c) in enumerate(work, 1):
+                path = _unit_path(checkpoint_dir, layer, c)
+                unit = _load_unit(path, log)
+                if unit is not None:
+                    study.units[(layer, c)] = unit
+                    log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
+        done = processes.broadcast(np.array([(layer, c) in study.units for layer, c in work], np.int32))
+        mine = set(processes.share([unit for unit, finished in zip(work, done) if not finished]))  # one: all
         computed, seconds = 0, []
         saved = sum(os.path.isdir(_unit_path(checkpoint_dir, lay, cc)) for lay, cc in work) if checkpoint_dir else 0
         units_bar = bars.units(len(work), "units", progress, initial=saved)
         for index, (layer, c) in enumerate(work, 1):
-            if (layer, c) not in mine or (layer, c) in study.units:
+            if (layer, c) not in mine:
                 continue
             path = checkpoint_dir and _unit_path(checkpoint_dir, layer, c)
-            unit = _load_unit(path, log) if path and not processes.several else None
-            if unit is not None:
-                study.units[(layer, c)] = unit
-                log(f"unit {index}/{len(work)} {layer} C={c:g}: loaded from {path}")
-                continue
             if max_units is not None and computed >= max_units:
                 log(f"stopped after {computed} unit(s) (max_units); run again to resume")
                 break
