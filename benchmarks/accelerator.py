@@ -12,7 +12,7 @@ Three tables:
    the compile seconds and the step's temporary memory (XLA buffer assignment).
 2. HOG inversion of the built-in sample at 256x256 grey, 300 + 50 iterations, 1 and 8 restarts (the
    paper's CPU figure is about 60 s per inversion).
-3. Training throughput of the learned HOG inverter at `training.ACCELERATOR_DEFAULTS` (256 px, full width,
+3. Training throughput of the learned HOG inverter at `run_config.ACCELERATOR_DEFAULTS` (256 px, full width,
    batch 64): images per second of the compiled train step on random batches (data loading excluded),
    and the expected time of the default 20,000 steps from it.
 """
@@ -27,7 +27,7 @@ from absl import app, flags
 
 from benchmarks.timing import engine_run, inversion_seconds, random_model, step_costs
 from jaxinv.engine import preimage
-from jaxinv.inverters import features, training
+from jaxinv.inverters import features, run_config, training
 from jaxinv.io import images
 from jaxinv.nets import taps
 
@@ -123,7 +123,7 @@ def main(argv):
                   f"{row['warm_s'] / row['restarts']:9.3f}", flush=True)
     if "training" not in FLAGS.tables:
         return
-    settings = dict(training.CPU_DEFAULTS["hog"] if FLAGS.cpu_training else training.ACCELERATOR_DEFAULTS["hog"])
+    settings = dict(run_config.CPU_DEFAULTS["hog"] if FLAGS.cpu_training else run_config.ACCELERATOR_DEFAULTS["hog"])
     if quick:
         settings.update(image_size=64, width=0.25)
     row = training_throughput("hog", settings, batch_size=8 if quick else 64, steps=2 if quick else 20)

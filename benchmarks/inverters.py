@@ -5,7 +5,7 @@
 Times the decoder alone (features -> images) and the whole `invert_images` (features of the
 images, then the decoder). Without a trained inverter in --inverter_dir (default
 `jaxinv.inverters.default_dir(representation, size)`) it times a randomly initialised inverter of
-the default architecture (`training.default_settings`), and says so.
+the default architecture (`run_config.default_settings`), and says so.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from benchmarks.timing import median_seconds
 from jaxinv import inverters
 from jaxinv.io import images
 from jaxinv.inverters import features as inverter_features
-from jaxinv.inverters import training
+from jaxinv.inverters import run_config, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("representation", "hog", "hog, lbp, sift or NET:LAYER")
@@ -29,7 +29,7 @@ flags.DEFINE_integer("repeats", 10, "timed calls (median reported)")
 
 
 def random_inverter(representation: str) -> inverters.Inverter:
-    settings = training.default_settings(representation)
+    settings = run_config.default_settings(representation)
     feature = inverter_features.representation(representation, settings["image_size"])
     _, family, shape, params = training.new_decoder(feature, settings["image_size"], settings["width"],
                                                     jax.random.PRNGKey(0))
@@ -39,7 +39,7 @@ def random_inverter(representation: str) -> inverters.Inverter:
 
 def main(argv):
     del argv
-    size = training.default_settings(FLAGS.representation)["image_size"]
+    size = run_config.default_settings(FLAGS.representation)["image_size"]
     directory = FLAGS.inverter_dir or inverters.default_dir(FLAGS.representation, size)
     if os.path.isfile(os.path.join(directory, "metadata.json")):
         inverter = inverters.load(directory)

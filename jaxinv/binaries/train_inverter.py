@@ -4,7 +4,7 @@
     jaxinv-train-inverter --representation=cifar-ref:pool2
     jaxinv-train-inverter --representation=cifar-ref:fc8 --finetune_encoder
 
-Unset --size/--width/--steps/--pool_size take `jaxinv.inverters.training.default_settings` (reduced
+Unset --size/--width/--steps/--pool_size take `jaxinv.inverters.run_config.default_settings` (reduced
 sizes on CPU, larger ones on an accelerator). Data (`jaxinv.inverters.data`): random multiscale crops of
 400 ImageNet samples (the last 50 sorted files are the test split, 50 others the validation split that
 selects the saved step), or CIFAR-10 for cifar-ref layers. Writes the inverter
@@ -28,7 +28,7 @@ from absl import flags
 
 from jaxinv import inverters
 from jaxinv.io import cli, distributed
-from jaxinv.inverters import training
+from jaxinv.inverters import run_config
 
 flags.DEFINE_string("representation", "hog", "hog, lbp, sift or NET:LAYER (e.g. cifar-ref:pool2)")
 flags.DEFINE_integer("size", None, "image size (square); default: by representation and backend")
@@ -60,7 +60,7 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 
 def main(argv):
     del argv
-    settings = training.default_settings(FLAGS.representation)
+    settings = run_config.default_settings(FLAGS.representation)
     for flag, key in (("size", "image_size"), ("width", "width"), ("steps", "steps"), ("pool_size", "pool_size")):
         if getattr(FLAGS, flag) is not None:
             settings[key] = getattr(FLAGS, flag)
