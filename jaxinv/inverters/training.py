@@ -40,6 +40,7 @@ broadcast to the others, so every process takes the same steps and stops at the 
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import time
@@ -343,43 +344,56 @@ def _loop(config: TrainConfig, output_dir: str, feature, source, run: _Run, stat
     loss_sum, loss_count = state["loss_sum"], state["loss_count"]
     done = first
     steps_bar = bars.bar(config.steps, "steps", "step", enabled=bars.wanted(None), initial=first)
-    for t in range(first, config.steps):
-        if run.validation and patience_steps and t - int(state["best_step"]) >= patience_steps and t > 0:
-            log(f"stopping early at step {t}: no better validation error in {config.patience} validations "
-                f"(best at step {int(state['best_step'])})")
-            break
-        key, sub = jax.random.split(key)
-        images, phi = _batch(run, feature, source, _numpy_rng(sub), config.batch_size)
-        if run.parallel:  # each process feeds its rows of the global batch
-            images, phi = run.parallel.batch(images), run.parallel.batch(phi)
-        params, opt_state, loss = run.step_fn(params, opt_state, np.float32(schedule(t)), encoder_params, scale,
-                                              images, phi)
-        loss = distributed.local_copy(loss)
-        loss_sum, loss_count = loss_sum + loss, loss_count + 1
-        window.append(loss)
-        done = t + 1
-        steps_bar.update()
-        if done % log_every == 0 or done == config.steps:
-            elapsed = time.perf_counter() - window_start
-            mean_loss = float(np.mean(np.asarray(window)))
-            rate = (done - last) * config.batch_size / elapsed
-            eta = (config.steps - done) * config.batch_size / rate
-            log(f"step {done}/{config.steps}: loss {mean_loss:.5f} (RMS error {128 * np.sqrt(mean_loss):.1f} grey levels) "
-                f"{rate:.1f} images/s, ETA {eta / 60:.1f} min")
-            window, window_start, last = [], time.perf_counter(), done
-        seconds = seconds_before + time.perf_counter() - run_start
-        state = dict(state, params=params, opt_state=opt_state, step=jnp.asarray(done, jnp.int32), rng=key,
-                     seconds=jnp.asarray(seconds, jnp.float32), loss_sum=loss_sum, loss_count=loss_count)
-        validating = run.validation is not None and (done % config.validate_every == 0 or done == config.steps)
-        if validating:
-            state = _validate(config, output_dir, run, state, done, history, log)
-            loss_sum, loss_count = state["loss_sum"], state["loss_count"]
-        if (validating or done % checkpoint_every == 0 or done == config.steps or done == stop_after) and run.manager:
-            run.manager.save(done, distributed.local_copy(state))
-        if done == stop_after:
-            steps_bar.close()
-            log(f"stopped after step {done} (checkpoint in {os.path.join(output_dir, CHECKPOINTS_DIR)})")
-            return None
+    # The next step's crops are made on a thread while this step runs (PIL's resize releases the GIL); the
+    # key sequence, and so every batch, is the one a loop without prefetching would draw.
+    loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inverter-batches")
+
+    def prefetch(key_before):  # (the key after this step's split, the future batch)
+        key_after, sub = jax.random.split(key_before)
+        return key_after, loader.submit(_batch, run, feature, source, _numpy_rng(sub), config.batch_size)
+
+    with loader:  # on any exit: waits for the one batch in flight
+        if first < config.steps:
+            key_next, pending = prefetch(key)
+        for t in range(first, config.steps):
+            if run.validation and patience_steps and t - int(state["best_step"]) >= patience_steps and t > 0:
+                log(f"stopping early at step {t}: no better validation error in {config.patience} validations "
+                    f"(best at step {int(state['best_step'])})")
+                break
+            images, phi = pending.result()
+            key = key_next
+            if t + 1 < config.steps:
+                key_next, pending = prefetch(key)
+            if run.parallel:  # each process feeds its rows of the global batch
+                images, phi = run.parallel.batch(images), run.parallel.batch(phi)
+            params, opt_state, loss = run.step_fn(params, opt_state, np.float32(schedule(t)), encoder_params, scale,
+                                                  images, phi)
+            loss = distributed.local_copy(loss)
+            loss_sum, loss_count = loss_sum + loss, loss_count + 1
+            window.append(loss)
+            done = t + 1
+            steps_bar.update()
+            if done % log_every == 0 or done == config.steps:
+                elapsed = time.perf_counter() - window_start
+                mean_loss = float(np.mean(np.asarray(window)))
+                rate = (done - last) * config.batch_size / elapsed
+                eta = (config.steps - done) * config.batch_size / rate
+                log(f"step {done}/{config.steps}: loss {mean_loss:.5f} (RMS error {128 * np.sqrt(mean_loss):.1f} grey levels) "
+                    f"{rate:.1f} images/s, ETA {eta / 60:.1f} min")
+                window, window_start, last = [], time.perf_counter(), done
+            seconds = seconds_before + time.perf_counter() - run_start
+            state = dict(state, params=params, opt_state=opt_state, step=jnp.asarray(done, jnp.int32), rng=key,
+                         seconds=jnp.asarray(seconds, jnp.float32), loss_sum=loss_sum, loss_count=loss_count)
+            validating = run.validation is not None and (done % config.validate_every == 0 or done == config.steps)
+            if validating:
+                state = _validate(config, output_dir, run, state, done, history, log)
+                loss_sum, loss_count = state["loss_sum"], state["loss_count"]
+            if (validating or done % checkpoint_every == 0 or done == config.steps or done == stop_after) and run.manager:
+                run.manager.save(done, distributed.local_copy(state))
+            if done == stop_after:
+                steps_bar.close()
+                log(f"stopped after step {done} (checkpoint in {os.path.join(output_dir, CHECKPOINTS_DIR)})")
+                return None
     steps_bar.close()
     seconds = seconds_before + time.perf_counter() - run_start
     if run.validation is None:
