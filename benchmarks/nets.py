@@ -1,6 +1,7 @@
 """Per-iteration time of the pre-image engine's own step on deep networks, next to PyTorch eager.
 
     python -m benchmarks.nets [--cases=caffe-ref:pool5,...] [--batches=1,8] [--loops=python,scan] [--iterations=5]
+                              [--convolutions=auto,direct]
 
 The JAX side is the engine's compiled step itself (`jaxinv.engine.preimage.solve`, no jitter): value_and_grad
 of IJCV Eq. 1 with the normalised L2 loss at the layer (Eq. 2) plus the regularisers R_alpha and R_TV,
@@ -11,7 +12,10 @@ ratio slightly favours PyTorch. Batch 8 is 8 independent restarts: vmapped in JA
 PyTorch. Weights are random; both frameworks use the same ones (torchvision ResNet-50 converted from a
 random state_dict through `jaxinv.conversion`, its batch norms folded in JAX and kept in PyTorch).
 
-Printed per case, batch and loop: ms per iteration, ms per restart, the JAX/PyTorch ratio of the two
+With --convolutions=auto,direct every JAX row is timed twice: with `jaxinv.nets.layers.conv2d`'s rule
+(Winograd F(2x2, 3x3) for large stride-1 3x3 layers) and with XLA's direct convolution only.
+
+Printed per case, batch, loop and convolution choice: ms per iteration, ms per restart, the JAX/PyTorch ratio of the two
 (the speed issue's target: <= 0.8), the per-restart time at this batch over that at batch 1 (target
 <= 1.1), the seconds the first call spent compiling, and the XLA buffer assignment's temporary memory
 of the compiled step (the peak working set above arguments and outputs), and the step's floating-point
@@ -22,6 +26,7 @@ whose threads or matmul rate look wrong on this machine is flagged (`torch_plaus
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import resource
@@ -45,6 +50,8 @@ flags.DEFINE_list("cases", ["caffe-ref:pool5", "caffe-ref:fc8", "vgg-vd-16:conv5
 flags.DEFINE_list("batches", ["1", "8"], "restarts per step")
 flags.DEFINE_list("loops", ["python", "scan"], "the engine's loops to time")
 flags.DEFINE_integer("iterations", 5, "timed steps per configuration")
+flags.DEFINE_list("convolutions", ["auto"], "convolution choices to time: auto (`layers.conv2d`'s rule, Winograd for "
+                  "stride-1 3x3 layers of >= 256 channels), direct (never Winograd)")
 FLAGS = flags.FLAGS
 
 ETA0, RHO, BOUND_PLUS = 1e3, 0.9, 160.0  # the values do not change the timing
@@ -166,12 +173,33 @@ def torch_plausible(rates: dict) -> str | None:
     return None
 
 
+CONVOLUTIONS = ("auto", "direct")
+
+
+@contextlib.contextmanager
+def convolution_choice(name: str):
+    """`layers.conv2d` with its own rule ("auto"), or never Winograd ("direct"); compiled programs are
+    dropped on entry and exit, as the rule is read when a program is traced."""
+    saved = L.WINOGRAD_MIN_CHANNELS
+    if name == "direct":
+        L.WINOGRAD_MIN_CHANNELS = float("inf")
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        L.WINOGRAD_MIN_CHANNELS = saved
+        jax.clear_caches()
+
+
 def main(argv):
     del argv
     import torch
     unknown = sorted(set(FLAGS.cases) - set(CASES))
     if unknown:
         raise app.UsageError(f"unknown --cases {unknown}; valid: {sorted(CASES)}")
+    if set(FLAGS.convolutions) - set(CONVOLUTIONS):
+        raise app.UsageError(f"unknown --convolutions {sorted(set(FLAGS.convolutions) - set(CONVOLUTIONS))}; "
+                             f"valid: {', '.join(CONVOLUTIONS)}")
     torch.set_flush_denormal(True)
     batches = [int(b) for b in FLAGS.batches]
     rates = matmul_rates()
@@ -182,7 +210,7 @@ def main(argv):
     print(f"The engine's step (value_and_grad of Eq. 1 + Algorithm 1) vs PyTorch eager (loss + update); "
           f"{FLAGS.iterations} steps; jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
-    print(f"{'case':<18} {'batch':>5} {'loop':>6} {'jax ms':>8} {'torch ms':>9} {'ms/restart':>10} {'jax/torch':>9} "
+    print(f"{'case':<18} {'batch':>5} {'loop':>13} {'jax ms':>8} {'torch ms':>9} {'ms/restart':>10} {'jax/torch':>9} "
           f"{'vs batch 1':>10} {'compile s':>9} {'temp MiB':>8} {'GFLOP':>6} {'jax GF/s':>8} {'torch GF/s':>10}")
     for name in FLAGS.cases:
         case = CASES[name]()
@@ -197,13 +225,17 @@ def main(argv):
         for batch in batches:
             x0 = np.random.default_rng(0).normal(0, 10, (batch, size, size, 3)).astype(np.float32)
             torch_seconds = median_seconds(torch_step(case.torch_net, code, x0), repeats=FLAGS.iterations)
-            temp, flops = step_costs(representation, problem, target, size, batch)
-            for loop in FLAGS.loops:
-                seconds, compile_seconds = engine_run(representation, problem, target, size, batch, loop,
-                                                      FLAGS.iterations)
-                single.setdefault(loop, seconds if batch == 1 else None)
-                versus = "" if single[loop] is None else f"{seconds / batch / single[loop]:10.2f}"
-                print(f"{name:<18} {batch:>5} {loop:>6} {1e3 * seconds:8.1f} {1e3 * torch_seconds:9.1f} "
+            with convolution_choice("direct"):  # FLOPs of the direct convolutions in every row, as PyTorch's
+                temp, flops = step_costs(representation, problem, target, size, batch)
+            for loop, convolutions in ((lp, cv) for lp in FLAGS.loops for cv in FLAGS.convolutions):
+                with convolution_choice(convolutions):
+                    seconds, compile_seconds = engine_run(representation, problem, target, size, batch, loop,
+                                                          FLAGS.iterations)
+                single.setdefault((loop, convolutions), seconds if batch == 1 else None)
+                base = single[(loop, convolutions)]
+                versus = "" if base is None else f"{seconds / batch / base:10.2f}"
+                label = loop if FLAGS.convolutions == ["auto"] else f"{loop}/{convolutions}"
+                print(f"{name:<18} {batch:>5} {label:>13} {1e3 * seconds:8.1f} {1e3 * torch_seconds:9.1f} "
                       f"{1e3 * seconds / batch:10.1f} {seconds / torch_seconds:9.2f} {versus:>10} "
                       f"{compile_seconds:9.1f} {temp / 2 ** 20:8.0f} {flops / 1e9:6.1f} {flops / seconds / 1e9:8.0f} "
                       f"{flops / torch_seconds / 1e9:10.0f}", flush=True)

@@ -125,6 +125,42 @@ def test_convolution_backward_matches_autodiff(size, kernel, stride, pad):
         np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-3 * float(jnp.max(jnp.abs(expected))))
 
 
+@pytest.mark.parametrize("height, width, pad", [
+    (14, 14, (1, 1, 1, 1)),   # VGG's geometry: an even map
+    (7, 9, (1, 1, 1, 1)),     # odd sizes: the last tile row and column are cropped
+    (8, 11, (0, 0, 0, 0)),    # no padding
+    (10, 6, (2, 0, 1, 3)),    # asymmetric padding
+])
+def test_winograd_convolution_matches_lax(height, width, pad):
+    """Winograd F(2x2, 3x3) gives lax's convolution, and (by autodiff) its input and kernel gradients."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, height, width, 6)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 6, 5)), jnp.float32)
+    reference = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), ((pad[0], pad[1]), (pad[2], pad[3])),
+                                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y, reference_vjp = jax.vjp(reference, x, w)
+    ours, vjp = jax.vjp(lambda x, w: layers.winograd_conv3x3(x, w, pad), x, w)
+    assert ours.shape == y.shape
+    np.testing.assert_allclose(ours, y, rtol=1e-5, atol=1e-5)
+    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    for found, expected in zip(vjp(g), reference_vjp(g)):
+        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, kernel, stride, winograd", [
+    ((1, 28, 28, 256), (3, 3, 256, 256), 1, True),     # VGG conv4: 196 tiles
+    ((1, 14, 14, 512), (3, 3, 512, 512), 1, False),    # 49 tiles: too few for the transforms to pay
+    ((8, 14, 14, 512), (3, 3, 512, 512), 1, True),     # ... unless 8 restarts batch them
+    ((1, 56, 56, 128), (3, 3, 128, 128), 1, False),    # too few channels
+    ((1, 28, 28, 256), (3, 3, 256, 256), 2, False),    # strided
+    ((1, 28, 28, 256), (5, 5, 256, 256), 1, False),    # not 3x3
+])
+def test_conv2d_takes_winograd_for_large_stride_one_3x3_layers(shape, kernel, stride, winograd):
+    jaxpr = jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, stride, (1, 1, 1, 1)))(
+        jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(kernel, jnp.float32))
+    assert ("conv_general_dilated" not in str(jaxpr)) == winograd
+
+
 def test_lrn_matches_direct_formula():
     x = np.random.default_rng(0).normal(size=(2, 3, 3, 7)).astype(np.float32) * 30
     y = layers.lrn(jnp.asarray(x), size=5, alpha=1e-4, beta=0.75, k=1.0)

@@ -38,22 +38,33 @@ def conv(x, params, *, out_channels, kernel, stride=1, pad=(0, 0, 0, 0), groups=
 
 
 IM2COL_MAX_PIXELS = 16
+WINOGRAD_MIN_CHANNELS = 256
+WINOGRAD_MIN_TILES = 128
 
 
 def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
     """Zero-padded convolution of x (N, H, W, Cin) with w (kh, kw, Cin, Cout), `pad` (top, bottom,
     left, right): the one place choosing how convolutions of the networks and inverters run.
 
-    Maps of at most IM2COL_MAX_PIXELS output pixels run as im2col (shifted slices + one matmul):
-    XLA CPU's convolution backward is pathological for small maps with many channels (training
-    step of a 4x4x256 -> 2x2x512 conv 5/2 at batch 64: 4.7 s native, 0.15 s im2col; of the
-    2x2x512 -> 4x4x256 up-convolution: 12 s against 0.25 s), while it is faster on larger maps
-    (cifar-ref's training step, all maps >= 7x7: 0.95 s XLA against 1.2 s im2col per batch of 128).
+    - Maps of at most IM2COL_MAX_PIXELS output pixels run as im2col (shifted slices + one matmul):
+      XLA CPU's convolution backward is pathological for small maps with many channels (training
+      step of a 4x4x256 -> 2x2x512 conv 5/2 at batch 64: 4.7 s native, 0.15 s im2col; of the
+      2x2x512 -> 4x4x256 up-convolution: 12 s against 0.25 s), while it is faster on larger maps
+      (cifar-ref's training step, all maps >= 7x7: 0.95 s XLA against 1.2 s im2col per batch of 128).
+    - Stride-1 3x3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output channels and
+      WINOGRAD_MIN_TILES 2x2 output tiles in the batch run as Winograd F(2x2, 3x3) (`winograd_conv3x3`):
+      2.25x fewer multiplications, which pays once the 16 matmuls outweigh the tile transforms
+      (`python -m benchmarks.winograd` per VGG-16 layer geometry; docs/performance.md).
+    - The rest run as XLA's convolution (`_conv_xla`).
     """
-    _, h, wd, _ = x.shape
-    kh, kw = w.shape[:2]
+    n, h, wd, cin = x.shape
+    kh, kw, _, cout = w.shape
     ho, wo = (h + pad[0] + pad[1] - kh) // stride + 1, (wd + pad[2] + pad[3] - kw) // stride + 1
     if ho * wo > IM2COL_MAX_PIXELS:
+        tiles = n * ((ho + 1) // 2) * ((wo + 1) // 2)
+        if ((kh, kw, stride) == (3, 3, 1) and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
+                and tiles >= WINOGRAD_MIN_TILES):
+            return winograd_conv3x3(x, w, tuple(pad))
         return _conv_xla(x, w, stride, tuple(pad))
     x = jnp.pad(x, ((0, 0), (pad[0], pad[1]), (pad[2], pad[3]), (0, 0)))
     return _conv_im2col(x, w, stride, ho, wo)
@@ -95,6 +106,39 @@ def _conv_xla_backward(stride, pad, residuals, g):
 
 
 _conv_xla.defvjp(_conv_xla_forward, _conv_xla_backward)
+
+
+def _winograd_data_rows(z, axis: int, tiles: int):
+    """B^T d along `axis` for every stride-2 window of 4 rows d0..d3: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    d0, d1, d2, d3 = (lax.slice_in_dim(z, i, i + 2 * tiles - 1, 2, axis) for i in range(4))
+    return [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+
+
+def _winograd_kernel_rows(w, axis: int):
+    """G g along `axis` of the 3 taps g0..g2: g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2."""
+    g0, g1, g2 = (lax.index_in_dim(w, i, axis, keepdims=False) for i in range(3))
+    return [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
+
+
+def winograd_conv3x3(x, w, pad=(1, 1, 1, 1)):
+    """Stride-1 3x3 convolution (as `conv2d`) by Winograd F(2x2, 3x3) (Lavin & Gray, CVPR 2016): each 2x2
+    output tile is Y = A^T [(G g G^T) . (B^T d B)] A of its 4x4 input tile d, so the 9 taps become 16
+    (tiles x Cin) @ (Cin x Cout) matmuls, 16 multiplications per tile instead of 36. B, G and A hold only
+    0, +-1 and +-1/2: the transforms are strided slices and additions (XLA fuses them; einsums with the
+    matrices ran 2-3.5x slower), and autodiff's backward is the transposed transforms and matmuls, so the
+    gradients save the same factor. float32 results differ from the direct convolution by ~1e-6 relative."""
+    n, h, wd, cin = x.shape
+    cout = w.shape[-1]
+    ho, wo = h + pad[0] + pad[1] - 2, wd + pad[2] + pad[3] - 2
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    x = jnp.pad(x, ((0, 0), (pad[0], 2 * th + 2 - h - pad[0]), (pad[2], 2 * tw + 2 - wd - pad[2]), (0, 0)))
+    data = jnp.stack([c for r in _winograd_data_rows(x, 1, th) for c in _winograd_data_rows(r, 2, tw)])
+    kernel = jnp.stack([c for r in _winograd_kernel_rows(w, 0) for c in _winograd_kernel_rows(r, 0)])
+    m = jnp.einsum("spc,sck->spk", data.reshape(16, n * th * tw, cin), kernel).reshape(4, 4, n, th, tw, cout)
+    rows = [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]  # A^T M: output row 0 and 1 of each tile
+    y = [[r[0] + r[1] + r[2], r[1] - r[2] - r[3]] for r in rows]  # ... then M A: y[row][column]
+    y = jnp.stack([jnp.stack(y[0], -2), jnp.stack(y[1], -2)], 2)  # (n, th, 2, tw, 2, cout)
+    return y.reshape(n, 2 * th, 2 * tw, cout)[:, :ho, :wo]
 
 
 def _conv_im2col(x, w, stride, ho, wo):
