@@ -28,7 +28,8 @@ test-slow: $(VENV)/.installed vlfeat
 benchmark: $(VENV)/.installed vlfeat
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.engine
-	$(PY) -m benchmarks.nets
+	$(PY) -m benchmarks.nets --convolutions=auto,direct
+	$(PY) -m benchmarks.winograd
 	$(PY) -m benchmarks.compile_reuse
 	$(PY) -m benchmarks.startup
 

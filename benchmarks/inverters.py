@@ -3,9 +3,10 @@
     python -m benchmarks.inverters [--representation=hog] [--inverter_dir=DIR] [--repeats=10]
 
 Times the decoder alone (features -> images) and the whole `invert_images` (features of the
-images, then the decoder). Without a trained inverter in --inverter_dir (default
-`jaxinv.inverters.default_dir(representation, size)`) it times a randomly initialised inverter of
-the default architecture (`run_config.default_settings`), and says so.
+images, then the decoder). Without an inverter in --inverter_dir (default
+`jaxinv.inverters.trained_or_shipped_dir(representation, size)`: the trained one, else the shipped
+one) it times a randomly initialised inverter of the default architecture
+(`run_config.default_settings`), and says so.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from jaxinv.inverters import run_config, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("representation", "hog", "hog, lbp, sift or NET:LAYER")
-flags.DEFINE_string("inverter_dir", None, "trained inverter (default: jaxinv.inverters.default_dir)")
+flags.DEFINE_string("inverter_dir", None, "trained inverter (default: the trained one in the cache, else the shipped one)")
 flags.DEFINE_integer("batch_size", 64, "images per call")
 flags.DEFINE_integer("repeats", 10, "timed calls (median reported)")
 
@@ -40,7 +41,7 @@ def random_inverter(representation: str) -> inverters.Inverter:
 def main(argv):
     del argv
     size = run_config.default_settings(FLAGS.representation)["image_size"]
-    directory = FLAGS.inverter_dir or inverters.default_dir(FLAGS.representation, size)
+    directory = FLAGS.inverter_dir or inverters.trained_or_shipped_dir(FLAGS.representation, size)
     if os.path.isfile(os.path.join(directory, "metadata.json")):
         inverter = inverters.load(directory)
         which = f"trained inverter {directory} ({inverter.metadata.get('steps')} steps)"

@@ -97,10 +97,10 @@ def test_the_shipped_inverter_stands_in_for_an_untrained_cache(monkeypatch, tmp_
     from jaxinv import inverters
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert inverter_comparison.default_inverter_dir("hog", 64) == inverters.builtin_dir("hog-64")
-    assert inverter_comparison.default_inverter_dir("lbp", 64) == inverters.default_dir("lbp", 64)
+    assert inverters.trained_or_shipped_dir("hog", 64) == inverters.builtin_dir("hog-64")
+    assert inverters.trained_or_shipped_dir("lbp", 64) == inverters.default_dir("lbp", 64)
     os.makedirs(inverters.default_dir("hog", 64))
-    assert inverter_comparison.default_inverter_dir("hog", 64) == inverters.default_dir("hog", 64)
+    assert inverters.trained_or_shipped_dir("hog", 64) == inverters.default_dir("hog", 64)
 
 
 def test_resolution_summary(tmp_path):
@@ -110,7 +110,8 @@ def test_resolution_summary(tmp_path):
         results = {"representation": rep, "size": size, "num_images": 20, "learned": entry(learned),
                    "inverter_metadata": {"width": 0.5, "selected_step": 900},
                    "optimisation": entry(0.6) if rep == "hog" else {"image_error": None, "skipped": "hog only"},
-                   "hoggle": entry(0.57) if rep == "hog" else {"image_error": None, "skipped": "hog only"}}
+                   "hoggle": entry(0.57) if rep == "hog" else {"image_error": None, "skipped": "hog only"},
+                   "baselines": {"own mean level": entry(0.62 + size / 12800)}}
         dirs.append(str(tmp_path / f"{rep}{size}"))
         os.makedirs(dirs[-1])
         json.dump(results, open(os.path.join(dirs[-1], "results.json"), "w"))
@@ -120,4 +121,7 @@ def test_resolution_summary(tmp_path):
     assert rows[2].startswith("| learned HOG | 0.400 +- 0.010 (20 images; width 0.5, 900 steps) | 0.350")
     assert rows[2].endswith("| 0.24 |")
     assert rows[5].startswith("| learned LBP | not run | 0.500") and rows[5].endswith("| 0.38 |")
+    assert rows[6] == ("| baseline: own mean level | 0.625 +- 0.010 (20 images; no feature) "
+                       "| 0.630 +- 0.010 (20 images; no feature) |  |")
+    assert len(rows) == 7
     assert os.path.isfile(plot) and open(tmp_path / "out" / "resolution.md").read() == table

@@ -8,7 +8,8 @@ first --num_images of them) at the inverter's size (shorter side resized, centre
 --split=all the first --num_images files of --images_dir. Methods, all from HOG (cell 8) of the grey
 (luma) image:
 
-- learned: the trained inverter (--inverter_dir, default `jaxinv.inverters.default_dir`);
+- learned: the trained inverter (--inverter_dir, default `jaxinv.inverters.trained_or_shipped_dir`: the
+  cache's, else the one shipped with jaxinv);
 - optimisation: `jaxinv.methods.inversion.invert_images(representations.get('hog'), grey,
   problem=shallow_problem(--C), stages=default_stages(--iterations, --refine_iterations))`,
   batches cached in DIR/cache (a rerun resumes);
@@ -38,7 +39,7 @@ from jaxinv.studies import inverter_comparison
 D = inverter_comparison.CompareConfig()
 FLAGS = flags.FLAGS
 flags.DEFINE_string("representation", D.representation, "the representation (optimisation and HOGgle exist for hog only)")
-flags.DEFINE_string("inverter_dir", None, "trained inverter (default: jaxinv.inverters.default_dir(representation, size))")
+flags.DEFINE_string("inverter_dir", None, "trained inverter (default: jaxinv.inverters.trained_or_shipped_dir(representation, size))")
 flags.DEFINE_integer("size", None, "image size (default: 64, or the inverter's when --inverter_dir is given)")
 cli.define_images_dir()
 cli.define_data_dir()

@@ -13,10 +13,11 @@ Modules: `architectures` (the paper's networks as layer tables, scaled by a rule
 """
 from jaxinv.inverters.architectures import FAMILIES, build, init_params, output_shapes, param_shapes
 from jaxinv.inverters.metrics import flat_baseline_errors, image_error, image_errors
-from jaxinv.inverters.model import Inverter, builtin_dir, builtin_names, default_dir, load, save
+from jaxinv.inverters.model import Inverter, builtin_dir, builtin_names, default_dir, load, save, trained_or_shipped_dir
 from jaxinv.inverters.run_config import TrainConfig
 from jaxinv.inverters.training import evaluate, train
 
 __all__ = ["FAMILIES", "Inverter", "TrainConfig", "build", "builtin_dir", "builtin_names", "default_dir", "evaluate",
            "flat_baseline_errors",
-           "image_error", "image_errors", "init_params", "load", "output_shapes", "param_shapes", "save", "train"]
+           "image_error", "image_errors", "init_params", "load", "output_shapes", "param_shapes", "save", "train",
+           "trained_or_shipped_dir"]

@@ -49,6 +49,17 @@ def builtin_names() -> list[str]:
         if assets.is_dir() else []
 
 
+def trained_or_shipped_dir(representation: str, image_size: int) -> str:
+    """The inverter to use by default: the cache's (`default_dir`, what train_inverter writes) if trained,
+    else the one shipped with jaxinv under the same name (e.g. "hog-64") if any, else the cache's folder
+    (whose absence `load` then names)."""
+    directory = default_dir(representation, image_size)
+    shipped = f"{representation.replace(':', '_')}-{int(image_size)}"
+    if not os.path.isdir(directory) and shipped in builtin_names():
+        return builtin_dir(shipped)
+    return directory
+
+
 def to_pixels(prediction):
     """Network output (x - 128) / 128 -> image in [0, 255] (not clipped)."""
     return PIXEL_MEAN + PIXEL_SCALE * prediction

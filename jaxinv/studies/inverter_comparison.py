@@ -39,7 +39,7 @@ ON_DEMAND_WINDOWS = 7200  # 16 windows of 5x5 cells in each of the 450 training 
 @dataclasses.dataclass(frozen=True)
 class CompareConfig:
     representation: str = "hog"
-    inverter_dir: str | None = None  # default: jaxinv.inverters.default_dir(representation, size)
+    inverter_dir: str | None = None  # default: jaxinv.inverters.trained_or_shipped_dir(representation, size)
     size: int | None = None  # default: DEFAULT_SIZE, or the inverter's
     images_dir: str | None = None
     split: str = "test"  # test: the last 50 sorted files (held out); all: every file
@@ -115,19 +115,10 @@ def load_hoggle_dictionary(path: str | None, size: int = DEFAULT_SIZE, images_di
     return hoggle.PairedDictionary.load(path)
 
 
-def default_inverter_dir(representation: str, size: int) -> str:
-    """The cache's inverter (`jaxinv.inverters.default_dir`, what train_inverter writes) if trained, else the
-    one shipped with jaxinv ("hog-64") if any, else the cache's folder (whose absence `load` then names)."""
-    directory = inverter_model.default_dir(representation, size)
-    shipped = f"{representation.replace(':', '_')}-{size}"
-    if not os.path.isdir(directory) and shipped in inverter_model.builtin_names():
-        return inverter_model.builtin_dir(shipped)
-    return directory
-
-
 def load_inverter(config: CompareConfig) -> tuple[inverter_model.Inverter, str]:
     """The inverter and its folder, checked against config.representation and config.size."""
-    directory = config.inverter_dir or default_inverter_dir(config.representation, config.size or DEFAULT_SIZE)
+    directory = config.inverter_dir or inverter_model.trained_or_shipped_dir(config.representation,
+                                                                              config.size or DEFAULT_SIZE)
     inverter = inverter_model.load(directory)
     if inverter.representation != config.representation:
         raise ValueError(f"{directory} inverts {inverter.representation!r}, not {config.representation!r}")
@@ -245,10 +236,11 @@ def write_outputs(comparison: Comparison, output_dir: str, figure_images: int = 
 
 def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolution.png") -> tuple[str, str]:
     """Error against resolution from several `compare` outputs (DIR/results.json, any representations and
-    sizes): a markdown table (one row per method and representation, one column per size: mean grey error
-    +- 95% CI) and a plot (one line per method, the paper's 256x256 values as stars), written to
+    sizes): a markdown table (one row per method and representation, then the baselines that use no feature;
+    one column per size: mean grey error +- 95% CI) and a plot (one line per method, dashed for the
+    baselines, the paper's 256x256 values as stars), written to
     OUTPUT_DIR/resolution.md and OUTPUT_DIR/<plot_name>; returns (table, plot path)."""
-    lines = {}  # (method label) -> {size: entry}
+    lines, baselines = {}, {}  # (method label) -> {size: entry}
     for directory in result_dirs:
         results = outputs.read_json(os.path.join(directory, "results.json"))
         rep, size = results["representation"], int(results["size"])
@@ -263,6 +255,10 @@ def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolutio
                 detail = f"width {meta.get('width')}, {meta.get('selected_step', meta.get('steps'))} steps"
             lines.setdefault(label, {})[size] = dict(entry, num_images=results["num_images"], detail=detail,
                                                      paper=paper_value(method, rep))
+        for name, entry in (results.get("baselines") or {}).items():  # the same at a size for every representation
+            baselines.setdefault(f"baseline: {name}", {})[size] = dict(entry, num_images=results["num_images"],
+                                                                      detail="no feature", paper=None)
+    lines.update(baselines)
     sizes = sorted({size for by_size in lines.values() for size in by_size})
     header = "| method | " + " | ".join(f"{s}x{s}" for s in sizes) + " | paper (256x256) |"
     rows = [header, "|" + " --- |" * (len(sizes) + 2)]
@@ -281,7 +277,7 @@ def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolutio
         xs = sorted(by_size)
         colour = f"C{k}"
         ax.errorbar(xs, [by_size[x]["image_error"] for x in xs], yerr=[by_size[x]["ci95"] for x in xs],
-                    marker="o", capsize=3, color=colour, label=label)
+                    marker="o", capsize=3, color=colour, label=label, ls="--" if label in baselines else "-")
         paper = next((e["paper"] for e in by_size.values() if e["paper"] is not None), None)
         if paper is not None:
             ax.plot([256], [paper], marker="*", markersize=12, color=colour, ls="none")
