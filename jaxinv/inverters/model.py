@@ -43,7 +43,7 @@ def builtin_dir(name: str) -> str:
 
 
 def builtin_names() -> list[str]:
-    """The inverters shipped inside the package, e.g. ["hog-64"]."""
+    """The inverters shipped inside the package, e.g. ["hog-256", "hog-64"]."""
     assets = resources.files("jaxinv.inverters") / "assets"
     return sorted(entry.name for entry in assets.iterdir() if (entry / METADATA_FILE).is_file()) \
         if assets.is_dir() else []

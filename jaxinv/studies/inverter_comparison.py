@@ -288,7 +288,7 @@ def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolutio
     ax.set_xlabel("image size (pixels)")
     ax.set_ylabel("image error (grey, mean +- 95% CI)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: lines span the whole plot
     os.makedirs(output_dir, exist_ok=True)
 
     def write_table(tmp):
