@@ -161,6 +161,14 @@ def test_conv2d_takes_winograd_for_large_stride_one_3x3_layers(shape, kernel, st
     assert ("conv_general_dilated" not in str(jaxpr)) == winograd
 
 
+def test_conv2d_leaves_winograd_to_cpu(monkeypatch):
+    """Measured on CPU only: on other backends the vendor's convolution keeps the layer."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    jaxpr = jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, 1, (1, 1, 1, 1)))(
+        jax.ShapeDtypeStruct((1, 28, 28, 256), jnp.float32), jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32))
+    assert "conv_general_dilated" in str(jaxpr)
+
+
 def test_lrn_matches_direct_formula():
     x = np.random.default_rng(0).normal(size=(2, 3, 3, 7)).astype(np.float32) * 30
     y = layers.lrn(jnp.asarray(x), size=5, alpha=1e-4, beta=0.75, k=1.0)

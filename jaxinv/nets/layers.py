@@ -51,10 +51,11 @@ def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
       step of a 4x4x256 -> 2x2x512 conv 5/2 at batch 64: 4.7 s native, 0.15 s im2col; of the
       2x2x512 -> 4x4x256 up-convolution: 12 s against 0.25 s), while it is faster on larger maps
       (cifar-ref's training step, all maps >= 7x7: 0.95 s XLA against 1.2 s im2col per batch of 128).
-    - Stride-1 3x3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output channels and
-      WINOGRAD_MIN_TILES 2x2 output tiles in the batch run as Winograd F(2x2, 3x3) (`winograd_conv3x3`):
+    - On CPU, stride-1 3x3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output channels
+      and WINOGRAD_MIN_TILES 2x2 output tiles in the batch run as Winograd F(2x2, 3x3) (`winograd_conv3x3`):
       2.25x fewer multiplications, which pays once the 16 matmuls outweigh the tile transforms
-      (`python -m benchmarks.winograd` per VGG-16 layer geometry; docs/performance.md).
+      (`python -m benchmarks.winograd` per VGG-16 layer geometry; docs/performance.md). Not on GPU or
+      TPU, where it was not measured and the vendors' convolutions choose their own algorithms.
     - The rest run as XLA's convolution (`_conv_xla`).
     """
     n, h, wd, cin = x.shape
@@ -63,7 +64,7 @@ def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
     if ho * wo > IM2COL_MAX_PIXELS:
         tiles = n * ((ho + 1) // 2) * ((wo + 1) // 2)
         if ((kh, kw, stride) == (3, 3, 1) and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
-                and tiles >= WINOGRAD_MIN_TILES):
+                and tiles >= WINOGRAD_MIN_TILES and jax.default_backend() == "cpu"):
             return winograd_conv3x3(x, w, tuple(pad))
         return _conv_xla(x, w, stride, tuple(pad))
     x = jnp.pad(x, ((0, 0), (pad[0], pad[1]), (pad[2], pad[3]), (0, 0)))
