@@ -30,10 +30,16 @@ PIXEL_MEAN = PIXEL_SCALE = 128.0
 BATCH = 64
 
 
+def inverter_name(representation: str, image_size: int) -> str:
+    """The name of an inverter, as a folder of the cache and of the shipped assets: <representation, ':' and
+    '/' as '_'>-<size>, e.g. "hog-64", "cifar-ref_pool2-32"."""
+    return f"{representation.replace(':', '_').replace('/', '_')}-{int(image_size)}"
+
+
 def default_dir(representation: str, image_size: int, finetuned: bool = False) -> str:
     """Where train_inverter writes (and compare_inverters looks for) an inverter by default:
-    <cache root>/inverters/<representation, ':' as '_'>-<size>[-finetuned] (`jaxinv.io.cache.cache_root`)."""
-    name = f"{representation.replace(':', '_').replace('/', '_')}-{int(image_size)}"
+    <cache root>/inverters/<inverter_name>[-finetuned] (`jaxinv.io.cache.cache_root`)."""
+    name = inverter_name(representation, image_size)
     return os.path.join(cache.cache_root(), "inverters", name + ("-finetuned" if finetuned else ""))
 
 
@@ -53,8 +59,7 @@ def trained_or_shipped_dir(representation: str, image_size: int) -> str:
     """The inverter to use by default: the cache's (`default_dir`, what train_inverter writes) if trained,
     else the one shipped with jaxinv under the same name (e.g. "hog-64") if any, else the cache's folder
     (whose absence `load` then names)."""
-    directory = default_dir(representation, image_size)
-    shipped = f"{representation.replace(':', '_')}-{int(image_size)}"
+    directory, shipped = default_dir(representation, image_size), inverter_name(representation, image_size)
     if not os.path.isdir(directory) and shipped in builtin_names():
         return builtin_dir(shipped)
     return directory

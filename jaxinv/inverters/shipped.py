@@ -41,9 +41,9 @@ def check_errors(inverter: model.Inverter, images_dir: str | None = None) -> dic
 
 def ship(source_dir: str, name: str | None = None, images_dir: str | None = None) -> str:
     """Copies the trained inverter in `source_dir` into the package as NAME (default
-    "<representation>-<size>"), recording its check errors; returns the shipped folder."""
+    `model.inverter_name`, e.g. "hog-64"), recording its check errors; returns the shipped folder."""
     inverter = model.load(source_dir)
-    name = name or f"{inverter.representation.replace(':', '_')}-{inverter.image_size}"
+    name = name or model.inverter_name(inverter.representation, inverter.image_size)
     inverter.metadata = dict(inverter.metadata, shipped_name=name, **{CHECK_FIELD: check_errors(inverter, images_dir)})
     inverter.metadata.pop("fingerprints", None)  # recomputed by save
     return model.save(model.builtin_dir(name), inverter)
