@@ -319,6 +319,30 @@ def test_multiscale_crops(tmp_path):
     assert training.data._stored_photo(str(tmp_path / "wide.png"), 16).size == (192, 64)
 
 
+def test_cifar10_images_mixed_into_imagenet_batches(imagenet_folder):
+    from PIL import Image
+
+    from jaxinv.nets import cifar10
+
+    cifar = cifar10.load()["train_images"]
+    resized = np.stack([np.asarray(Image.fromarray(c).resize((16, 16), Image.BICUBIC), np.float32) for c in cifar])
+    plain = training.data.ImageSource("imagenet", 16, max_train_images=2)
+    mixed = training.data.ImageSource("imagenet", 16, max_train_images=2, cifar10_fraction=0.4)
+    for seed in range(3):
+        batch = mixed.sample(np.random.default_rng(seed), 5)  # round(0.4 * 5) = 2 CIFAR-10 images first
+        distance = lambda image: min(np.abs(resized - image).max(axis=(1, 2, 3)).min(),
+                                     np.abs(resized - image[:, ::-1]).max(axis=(1, 2, 3)).min())
+        assert batch.shape == (5, 16, 16, 3) and [distance(x) == 0 for x in batch] == [True, True, False, False, False]
+    # No mixing draws nothing extra: the batches of a fraction 0 are those of the plain source.
+    unmixed = training.data.ImageSource("imagenet", 16, max_train_images=2, cifar10_fraction=0.0)
+    np.testing.assert_array_equal(unmixed.sample(np.random.default_rng(0), 4), plain.sample(np.random.default_rng(0), 4))
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="cifar10_fraction must be in"):
+            inverters.TrainConfig(cifar10_fraction=bad, **TINY)
+    with pytest.raises(ValueError, match="mixes CIFAR-10 into ImageNet training batches"):
+        inverters.TrainConfig("cifar-ref:pool2", 32, cifar10_fraction=0.5)
+
+
 def test_a_folder_being_trained_is_refused_to_a_second_run(tmp_path):
     config = inverters.TrainConfig(steps=2, **TINY)
     with paths.lock_folder(str(tmp_path)):
@@ -407,4 +431,20 @@ def test_host_features_train_from_a_cached_pool(tmp_path, monkeypatch):
     resumed = inverters.train(config, str(tmp_path / "parts"), **quiet)
     whole = inverters.train(config, str(tmp_path / "whole"), **quiet)
     for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_host_features_without_a_pool_are_computed_for_every_step(tmp_path, monkeypatch):
+    # pool_size=0: a host representation's features are computed from each step's fresh crops (on the
+    # prefetch thread), so training matches, bitwise, the same representation computed inside the step.
+    config = inverters.TrainConfig(steps=4, **TINY)
+    quiet = dict(log=lambda s: None, eval_images=0)
+    in_step = inverters.train(config, str(tmp_path / "in_step"), **quiet)
+    hog = inverter_features.representation("hog")
+    host = dataclasses.replace(hog, apply=lambda _, x: np.asarray(hog.apply(None, x)), traceable=False)
+    monkeypatch.setattr(training.features, "representation", lambda name, size: host)
+    on_host = inverters.train(config, str(tmp_path / "host"), **quiet)
+    assert not (tmp_path / "host" / training.POOL_FILE).exists()
+    for a, b in zip(jax.tree_util.tree_leaves(in_step.params), jax.tree_util.tree_leaves(on_host.params)):
         np.testing.assert_array_equal(a, b)

@@ -4,10 +4,11 @@
     jaxinv-train-inverter --representation=cifar-ref:pool2
     jaxinv-train-inverter --representation=cifar-ref:fc8 --finetune_encoder
 
-Unset --size/--width/--steps/--pool_size take `jaxinv.inverters.run_config.default_settings` (reduced
-sizes on CPU, larger ones on an accelerator). Data (`jaxinv.inverters.data`): random multiscale crops of
-400 ImageNet samples (the last 50 sorted files are the test split, 50 others the validation split that
-selects the saved step), or CIFAR-10 for cifar-ref layers. Writes the inverter
+Unset --size/--width/--steps/--pool_size/--cifar10_fraction take `jaxinv.inverters.run_config.default_settings`
+(reduced sizes on CPU, larger ones on an accelerator). Data (`jaxinv.inverters.data`): random multiscale crops
+of 400 ImageNet samples (the last 50 sorted files are the test split, 50 others the validation split that
+selects the saved step), with --cifar10_fraction of each batch from CIFAR-10's training images, or CIFAR-10
+alone for cifar-ref layers. Writes the inverter
 to --output_dir (default ~/.cache/jaxinv/inverters/<representation>-<size>[-finetuned], see
 `jaxinv.inverters.default_dir`): metadata.json (configuration, held-out image error, training time)
 and params/; validation.json and validation.png (validation error against steps) at every validation;
@@ -47,6 +48,8 @@ flags.DEFINE_integer("max_train_images", None, "use only N evenly spaced trainin
 flags.DEFINE_enum("crops", "multiscale", ["multiscale", "thumbnail"], "ImageNet training crops: random scale, "
                   "position and flip of the full photos, or windows of 72/64-reduced thumbnails (jaxinv.inverters.data)")
 flags.DEFINE_float("min_crop_scale", 0.5, "multiscale crops: the smallest crop side, as a fraction of the shorter side")
+flags.DEFINE_float("cifar10_fraction", None, "share of each ImageNet training batch drawn from CIFAR-10's 50,000 "
+                   "training images, resized (default: run_config.default_settings; 0 for none)")
 flags.DEFINE_integer("validation_images", None, "training images held out for model selection (default: 50 "
                      "ImageNet / 500 CIFAR-10; 0: none, the last step is kept)")
 flags.DEFINE_integer("validate_every", 100, "steps between validations (each also checkpoints)")
@@ -61,7 +64,8 @@ flags.adopt_module_key_flags(cli)  # the shared flags show in --help
 def main(argv):
     del argv
     settings = run_config.default_settings(FLAGS.representation)
-    for flag, key in (("size", "image_size"), ("width", "width"), ("steps", "steps"), ("pool_size", "pool_size")):
+    for flag, key in (("size", "image_size"), ("width", "width"), ("steps", "steps"), ("pool_size", "pool_size"),
+                      ("cifar10_fraction", "cifar10_fraction")):
         if getattr(FLAGS, flag) is not None:
             settings[key] = getattr(FLAGS, flag)
     config = inverters.TrainConfig(representation=FLAGS.representation, batch_size=FLAGS.batch_size,

@@ -14,6 +14,10 @@
     crops span the test images' scale and zoom in up to 2x: crops do not run out.
   - "thumbnail": the photos resized so that their shorter side is round(CONTEXT * size) (72 for 64),
     random size x size windows of them (nearly the whole image, with some translation).
+  With `cifar10_fraction` f > 0, round(f * N) images of each batch of N are instead CIFAR-10 training
+  images (all 50,000, none held out: the validation and test photos stay ImageNet's) resized (bicubic) to
+  size x size and flipped with probability 1/2: more distinct images than the 400 photos (at 64 px, half
+  of each batch from CIFAR-10 lowered the HOG inverter's held-out error from 0.445 to 0.419).
 - "cifar10": the CIFAR-10 training images (32x32), flipped with probability 1/2; `validation_images`
   (default 500) evenly spaced training images are the validation split; the test split is the
   CIFAR-10 test set (evenly spaced subsets when fewer images are asked for, as the files are sorted by
@@ -102,17 +106,20 @@ class ImageSource:
 
     def __init__(self, dataset: str, size: int, *, images_dir: str | None = None, data_dir: str | None = None,
                  max_train_images: int | None = None, crops: str = "multiscale",
-                 min_crop_scale: float = DEFAULT_MIN_CROP_SCALE, validation_images: int | None = None):
+                 min_crop_scale: float = DEFAULT_MIN_CROP_SCALE, validation_images: int | None = None,
+                 cifar10_fraction: float = 0.0):
         """`images_dir`: the ImageNet samples folder; `data_dir`: the data folder holding cifar10/ (defaults:
         `jaxinv.io.images.data_root` and its imagenet_samples/); `max_train_images`: evenly spaced subset of
         the training split; `crops`, `min_crop_scale`: the ImageNet training crops (module docstring);
-        `validation_images`: the size of the validation split (None: DEFAULT_VALIDATION_IMAGES)."""
+        `validation_images`: the size of the validation split (None: DEFAULT_VALIDATION_IMAGES);
+        `cifar10_fraction`: the share of each ImageNet training batch drawn from CIFAR-10 (module docstring)."""
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
         if crops not in CROPS:
             raise ValueError(f"unknown crops {crops!r}; valid: {', '.join(CROPS)}")
         if not 0 < min_crop_scale <= 1:
             raise ValueError(f"min_crop_scale must be in (0, 1]; got {min_crop_scale}")
+        check_cifar10_fraction(cifar10_fraction, dataset)
         self.dataset, self.size, self.images_dir = dataset, int(size), images_dir
         self.crops, self.min_crop_scale = crops, float(min_crop_scale)
         num_validation = DEFAULT_VALIDATION_IMAGES[dataset] if validation_images is None else int(validation_images)
@@ -137,13 +144,34 @@ class ImageSource:
             else:
                 context = round(CONTEXT * self.size)
                 self._train = [image_io.load_image(train_paths[i], size=context).astype(np.uint8) for i in keep]
+        self.cifar10_fraction = float(cifar10_fraction)
+        if self.cifar10_fraction > 0:
+            from jaxinv.nets import cifar10
+
+            self._extra = cifar10.load(data_dir)["train_images"]
 
     @property
     def num_train(self) -> int:
         return len(self._train)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n random training crops (N, size, size, 3), each flipped left-right with probability 1/2."""
+        """n random training crops (N, size, size, 3), each flipped left-right with probability 1/2; the first
+        round(cifar10_fraction * n) are CIFAR-10 images."""
+        extra = int(round(self.cifar10_fraction * n))
+        if extra:
+            return np.concatenate([self._cifar10_images(rng, extra), self._crops(rng, n - extra)])
+        return self._crops(rng, n)
+
+    def _cifar10_images(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n random CIFAR-10 training images resized (bicubic) to size x size, each flipped with probability 1/2."""
+        out = np.empty((n, self.size, self.size, 3), np.float32)
+        for k, (i, flip) in enumerate(zip(rng.integers(0, len(self._extra), n), rng.random(n) < 0.5)):
+            image = np.asarray(Image.fromarray(self._extra[i]).resize((self.size, self.size), Image.BICUBIC), np.float32)
+            out[k] = image[:, ::-1] if flip else image
+        return out
+
+    def _crops(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n random crops of the training split, each flipped left-right with probability 1/2."""
         which = rng.integers(0, self.num_train, n)
         out = np.empty((n, self.size, self.size, 3), np.float32)
         if self.dataset == "imagenet" and self.crops == "multiscale":
@@ -176,6 +204,15 @@ class ImageSource:
         paths = self._test_paths[:num_images] if num_images else self._test_paths
         return (np.stack([image_io.load_image(p, size=self.size) for p in paths]),
                 [p.rsplit("/", 1)[-1] for p in paths])
+
+
+def check_cifar10_fraction(fraction: float, dataset: str) -> None:
+    """Raises ValueError unless `fraction` is in [0, 1), and 0 for the CIFAR-10 dataset itself."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"cifar10_fraction must be in [0, 1) (the share of each batch from CIFAR-10); got {fraction}")
+    if fraction and dataset != "imagenet":
+        raise ValueError(f"cifar10_fraction mixes CIFAR-10 into ImageNet training batches; dataset {dataset!r} "
+                         f"takes 0")
 
 
 def default_dataset(representation: str) -> str:

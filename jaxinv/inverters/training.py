@@ -16,9 +16,11 @@ the steps in OUTPUT_DIR/validation.png at every validation.
 Features: differentiable ones (HOG, CNN layers) are computed inside the jitted training step from
 each fresh batch of crops (HOG of 64 crops of 64x64 costs ~0.15 s against ~0.8-1.8 s for the
 step of the default HOG inverter, so precomputing would save at most ~15%, at the price of fewer
-distinct crops). Host features (LBP, SIFT through numpy/VLFeat) can use a fixed pool
-(`pool_size`) of random crops whose features are computed once, cached in OUTPUT_DIR/pool.npz and
-sampled without flips (a flip changes the features); the pool is not regenerated.
+distinct crops). Host features (LBP, SIFT through numpy/VLFeat) are computed from each step's fresh
+crops on the prefetch thread, while the previous step runs (`pool_size` 0; LBP of 64 crops of 128 px
+takes 0.22 s against a 0.64 s step), or come from a fixed pool (`pool_size`) of random crops whose
+features are computed once, cached in OUTPUT_DIR/pool.npz and sampled without flips (a flip changes the
+features); the pool is not regenerated.
 
 Runs are resumable: an orbax checkpoint of {params, opt_state, step, rng, feature_scale, seconds,
 best_params, best_error, best_step, loss_sum, loss_count} is written every `checkpoint_every` steps and
@@ -216,7 +218,8 @@ def _train_locked(config: TrainConfig, output_dir: str, feature, *, images_dir, 
     processes.agree(lambda: _check_config(output_dir, config))
     source = data.ImageSource(config.dataset_name, config.image_size, images_dir=images_dir, data_dir=data_dir,
                               max_train_images=config.max_train_images, crops=config.crops,
-                              min_crop_scale=config.min_crop_scale, validation_images=config.validation_images)
+                              min_crop_scale=config.min_crop_scale, validation_images=config.validation_images,
+                              cifar10_fraction=config.cifar10_fraction)
     run, state = _start(config, output_dir, feature, source, log)
     trained = _loop(config, output_dir, feature, source, run, state, checkpoint_every, log_every, stop_after, log)
     if trained is None:
