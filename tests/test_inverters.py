@@ -434,6 +434,20 @@ def test_host_features_train_from_a_cached_pool(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_pool_too_large_for_memory_is_refused_before_any_feature_is_computed():
+    sift256 = inverters.TrainConfig("sift", 256, pool_size=6400)
+    with pytest.raises(ValueError, match=r"a pool of 6400 crops of 'sift' at 256 px needs 14\.2 GiB .* set pool_size 0 "
+                                         r"\(features of fresh crops every step\) or at most 5423"):
+        training.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30)
+    training.check_pool_fits(dataclasses.replace(sift256, pool_size=5423), (64, 64, 133), 24 * 2**30)
+    # Every default pool fits a machine of 64 GiB (the accelerator defaults at 256 px included).
+    for table in (inverters.run_config.CPU_DEFAULTS, inverters.run_config.ACCELERATOR_DEFAULTS):
+        for name in ("lbp", "sift"):
+            config = inverters.TrainConfig(name, **table[name])
+            shape = inverter_features.feature_shape(inverter_features.representation(name), config.image_size)
+            training.check_pool_fits(config, shape, 64 * 2**30)
+
+
 @pytest.mark.slow
 def test_host_features_without_a_pool_are_computed_for_every_step(tmp_path, monkeypatch):
     # pool_size=0: a host representation's features are computed from each step's fresh crops (on the
