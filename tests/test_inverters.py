@@ -434,12 +434,22 @@ def test_host_features_train_from_a_cached_pool(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_pool_too_large_for_memory_is_refused_before_any_feature_is_computed():
+def test_a_pool_too_large_for_memory_is_refused_before_crops_are_computed(tmp_path, monkeypatch):
     sift256 = inverters.TrainConfig("sift", 256, pool_size=6400)
     with pytest.raises(ValueError, match=r"a pool of 6400 crops of 'sift' at 256 px needs 14\.2 GiB .* set pool_size 0 "
                                          r"\(features of fresh crops every step\) or at most 5423"):
         training.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30)
     training.check_pool_fits(dataclasses.replace(sift256, pool_size=5423), (64, 64, 133), 24 * 2**30)
+    # train() refuses it before any training crop's features are computed (the feature scale's calibration).
+    hog = inverter_features.representation("hog")
+    calls = []
+    host = dataclasses.replace(hog, apply=lambda _, x: calls.append(1) or np.asarray(hog.apply(None, x)), traceable=False)
+    monkeypatch.setattr(training.features, "representation", lambda name, size: host)
+    monkeypatch.setattr(training, "physical_memory_bytes", lambda: 2**16)
+    with pytest.raises(ValueError, match="a pool of 100 crops of 'hog' at 16 px needs"):
+        inverters.train(inverters.TrainConfig(steps=2, pool_size=100, **TINY), str(tmp_path), log=lambda s: None)
+    assert calls == [1] and not (tmp_path / training.CHECKPOINTS_DIR).exists()  # [1]: the decoder's shape probe
+    monkeypatch.undo()
     # Every default pool fits a machine of 64 GiB (the accelerator defaults at 256 px included).
     for table in (inverters.run_config.CPU_DEFAULTS, inverters.run_config.ACCELERATOR_DEFAULTS):
         for name in ("lbp", "sift"):

@@ -154,9 +154,9 @@ def physical_memory_bytes() -> int:
 
 
 def check_pool_fits(config: TrainConfig, feature_shape: tuple, memory_bytes: int) -> None:
-    """Raises ValueError, before any feature is computed, when the pool (uint8 crops and float32 features, held
-    in memory and written to pool.npz) would take more than half of `memory_bytes`: SIFT's dense 133-channel
-    grid at 256 px is 2.2 MB per crop, so a pool of 6400 would be 14 GB."""
+    """Raises ValueError when the pool (uint8 crops and float32 features, held in memory and written to pool.npz)
+    would take more than half of `memory_bytes`; `_start` calls it before any training crop's features are
+    computed. SIFT's dense 133-channel grid at 256 px is 2.2 MB per crop: a pool of 6400 would be 14 GB."""
     per_crop = config.image_size ** 2 * 3 + 4 * int(np.prod(feature_shape))
     needed = config.pool_size * per_crop
     if needed > memory_bytes // 2:
@@ -166,7 +166,7 @@ def check_pool_fits(config: TrainConfig, feature_shape: tuple, memory_bytes: int
                          f"step) or at most {memory_bytes // 2 // per_crop}")
 
 
-def _pool(config: TrainConfig, feature, feature_shape: tuple, source, output_dir: str, log) -> dict | None:
+def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> dict | None:
     """The fixed pool of crops and features (cached in OUTPUT_DIR/pool.npz), or None."""
     if config.pool_size == 0:
         return None
@@ -174,7 +174,6 @@ def _pool(config: TrainConfig, feature, feature_shape: tuple, source, output_dir
     if os.path.isfile(path):
         with np.load(path) as cached:
             return {"images": cached["images"], "features": cached["features"]}
-    check_pool_fits(config, feature_shape, physical_memory_bytes())
     start = time.perf_counter()
     crops = source.sample(np.random.default_rng([config.seed, 11]), config.pool_size)
     phi = np.concatenate([features.compute(feature, crops[i:i + 64]) for i in range(0, len(crops), 64)])
@@ -270,6 +269,8 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
     """The decoder, a fresh state (feature scale calibrated) or the latest checkpoint's, the pool and the step."""
     init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
     table, family, feature_shape, decoder_params = new_decoder(feature, config.image_size, config.width, init_key)
+    if not feature.traceable and config.pool_size:  # before the calibration computes the crops' features
+        check_pool_fits(config, feature_shape, physical_memory_bytes())
     # Fresh and restored arrays alike uncommitted: otherwise the step would compile a second time.
     encoder = checkpoints.uncommitted(feature.params)
     trainable = {"decoder": decoder_params}
@@ -299,8 +300,8 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
         encoder = parallel.replicate(encoder)
     pool = None
     if not feature.traceable:  # process 0 makes (or reads) the pool file, then the others read it
-        pool = processes.agree(lambda: _pool(config, feature, feature_shape, source, output_dir, log))
-        pool = pool if processes.primary else _pool(config, feature, feature_shape, source, output_dir, log)
+        pool = processes.agree(lambda: _pool(config, feature, source, output_dir, log))
+        pool = pool if processes.primary else _pool(config, feature, source, output_dir, log)
     validation = Validation(config, feature, source, family, feature_shape, compute=processes.primary)
     log(f"{config.representation} inverter ({family} family, features {feature_shape}, "
         f"{architectures.num_params(state['params']['decoder']):,} decoder parameters) on {source.dataset} "
