@@ -1,6 +1,7 @@
 """Wall-clock timing of warm (already compiled) calls, and of the pre-image engine's step: shared by the benchmarks."""
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 
@@ -11,6 +12,30 @@ from jaxinv import nets, representations
 from jaxinv.engine import compilation, preimage
 from jaxinv.io import images
 from jaxinv.methods import inversion
+
+
+CPU_KERNELS = {"library": compilation.CPU_OPTIONS, "xla": None,
+               "eigen": {"xla_cpu_experimental_ynn_fusion_type": ""}}
+"""Kernel choices the benchmarks time on CPU: the library's default (`compilation.CPU_OPTIONS`: Eigen
+convolutions, YNNPACK matmuls and reductions), XLA's default (YNNPACK for all three), and Eigen for all."""
+
+
+@contextlib.contextmanager
+def cpu_kernels(name: str):
+    """The engine's steps compiled with the CPU_KERNELS choice `name`; compiled steps are dropped on entry and
+    exit."""
+    if name not in CPU_KERNELS:
+        raise ValueError(f"unknown CPU kernels {name!r}; valid: {', '.join(CPU_KERNELS)}")
+    saved = compilation.cpu_options
+    compilation.cpu_options = CPU_KERNELS[name]
+    preimage._compiled_steps.cache_clear()
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        compilation.cpu_options = saved
+        preimage._compiled_steps.cache_clear()
+        jax.clear_caches()
 
 
 def median_seconds(fn, *args, repeats: int = 20, warmup: int = 2) -> float:

@@ -1,5 +1,6 @@
 """Weights are arguments of the compiled step: a second set of weights reuses every compiled program."""
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -43,3 +44,42 @@ def test_a_second_network_of_one_architecture_compiles_nothing():
     expected = nets.apply(other.table, random_weights, other.preprocess(image[None]), upto="conv3")["conv3"][0]
     np.testing.assert_allclose(second.target_codes[0], expected, rtol=1e-4, atol=1e-4)
     assert not np.allclose(first.target_codes, second.target_codes)
+
+
+def _engine_step_text(representation, problem, target, size):
+    eta0 = preimage.default_eta0(problem, (size, size))
+    init, step, _ = preimage._compiled_steps(representation, problem, eta0, (size, size), False, None)
+    x = jax.numpy.zeros((2, size, size, 3), jax.numpy.float32)
+    carry = (x, init(x), jax.random.split(jax.random.key(0), 2))
+    return step.lower(carry, 1, target, preimage.place_weights(representation.params)).compile().as_text()
+
+
+def test_engine_steps_compile_convolutions_without_ynnpack_on_cpu(monkeypatch):
+    """On CPU the engine's steps leave convolutions to Eigen and matmuls to YNNPACK (faster for them here:
+    docs/performance.md), unless switched off or the user's XLA_FLAGS choose the fusions themselves; other
+    programs keep XLA's default, YNNPACK convolutions included."""
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert compilation.compiler_options() == compilation.CPU_OPTIONS
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    assert compilation.compiler_options() is None
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setattr(compilation, "cpu_options", None)
+    assert compilation.compiler_options() is None
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(compilation, "cpu_options", compilation.CPU_OPTIONS)
+    assert compilation.compiler_options() is None
+    monkeypatch.undo()
+
+    model = nets.load("cifar-ref")
+    representation = taps.representation(model, "conv3")
+    problem = layer_rules.inversion_problem(model, "conv3")
+    target = preimage.make_target(representation, problem, images.load_sample_image(size=32))
+    fused = {}
+    for options_on in (True, False):
+        monkeypatch.setattr(compilation, "cpu_options", compilation.CPU_OPTIONS if options_on else None)
+        preimage._compiled_steps.cache_clear()
+        text = _engine_step_text(representation, problem, target, 32)
+        fused[options_on] = set(re.findall(r'op_name="[^"]*/(\w+)"[^\n]*__ynn_fusion', text))
+    preimage._compiled_steps.cache_clear()
+    assert "conv_general_dilated" in fused[False] and "dot_general" in fused[False]
+    assert "conv_general_dilated" not in fused[True] and "dot_general" in fused[True]

@@ -1,5 +1,6 @@
-"""Compiling once: counting XLA compilations (tests and benchmarks check that compiled steps are reused), and
-the persistent compilation cache that lets a second run of a binary skip compiling what the first compiled."""
+"""Compiling: the XLA options jaxinv's own steps compile with (`jit`), counting XLA compilations (tests and
+benchmarks check that compiled steps are reused), and the persistent compilation cache that lets a second run
+of a binary skip compiling what the first compiled."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,34 @@ import os
 import jax
 
 from jaxinv.io import cache
+
+CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+"""XLA CPU's default hands convolutions, matmuls and reductions to YNNPACK. For jaxinv's float32 steps on this
+project's CPU, convolutions ran faster through Eigen (XLA's other kernels) and matmuls faster through
+YNNPACK (caffe-ref's fully connected layers at 8 restarts), so the steps keep YNNPACK for matmuls and
+reductions only (docs/performance.md, "XLA CPU kernels"). The options are set per program, not
+process-wide with XLA_FLAGS, because float64 programs (the conversion checks) ran 2.5x slower with Eigen
+convolutions."""
+
+cpu_options: dict | None = CPU_OPTIONS
+"""What `jit` compiles with on CPU (benchmarks set other options, or None for XLA's default, to time them)."""
+
+
+def compiler_options() -> dict | None:
+    """The options `jit` passes to XLA: `cpu_options` (CPU_OPTIONS unless a benchmark set others) on the CPU
+    backend, unless the user's XLA_FLAGS name one of them themselves (their choice wins); None elsewhere."""
+    if cpu_options is None or jax.default_backend() != "cpu":
+        return None
+    if any(name in os.environ.get("XLA_FLAGS", "") for name in cpu_options):
+        return None
+    return dict(cpu_options)
+
+
+def jit(fun, **kwargs):
+    """`jax.jit` with `compiler_options()`: how jaxinv compiles its float32 steps (pre-image solvers, inverter
+    training). The options are read when the function is wrapped."""
+    return jax.jit(fun, compiler_options=compiler_options(), **kwargs)
+
 
 PERSISTENT_MIN_COMPILE_SECONDS = 0.5
 """Programs that took less to compile are not written to the persistent cache (reading one costs ~10 ms)."""

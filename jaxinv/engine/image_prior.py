@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxinv.engine import compilation
 from jaxinv.engine import parameterisation as parameterisations
 from jaxinv.engine import preimage
 from jaxinv.engine import solver as solvers
@@ -143,7 +144,8 @@ def compiled_steps(representation: Representation, problem, prior: Prior, eta0: 
     def render(weights, P):
         return jax.vmap(lambda p: prior.parameterisation.apply(weights["image"], p, shape))(P)
 
-    return inner.init, jax.jit(step, donate_argnums=0), jax.jit(scan, donate_argnums=0), jax.jit(render)
+    return (inner.init, compilation.jit(step, donate_argnums=0), compilation.jit(scan, donate_argnums=0),
+            compilation.jit(render))
 
 
 def initial_parameters(prior: Prior, weights, key, x_init, shape, bound: float):

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxinv.engine import parameterisation
+from jaxinv.engine import compilation, parameterisation
 from jaxinv.engine import solver as solvers
 from jaxinv.objectives import losses, regularisers
 from jaxinv.objectives.losses import Target
@@ -217,7 +217,7 @@ def _compiled_steps(representation: Representation, problem: Problem, eta0: floa
     def scan(carry, shifts, target, params):
         return jax.lax.scan(lambda c, shift: step(c, shift, target, params), carry, shifts)
 
-    return tx.init, jax.jit(step, donate_argnums=0), jax.jit(scan, donate_argnums=0)
+    return tx.init, compilation.jit(step, donate_argnums=0), compilation.jit(scan, donate_argnums=0)
 
 
 def solve(representation: Representation, problem: Problem, target: Target, *, image_shape: Sequence[int],

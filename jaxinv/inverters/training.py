@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxinv.engine import compilation
 from jaxinv.io import checkpoints, distributed, outputs
 from jaxinv.io import progress as bars
 from jaxinv.inverters import architectures, data
@@ -108,9 +109,9 @@ def make_train_step(table, feature, finetune_encoder: bool = False, mesh=None):
         return optax.apply_updates(trainable, updates), opt_state, loss
 
     if mesh is None:
-        return jax.jit(step)
+        return compilation.jit(step)
     from jax.sharding import NamedSharding, PartitionSpec
-    return jax.jit(step, out_shardings=NamedSharding(mesh, PartitionSpec()))
+    return compilation.jit(step, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
 
 _STEPS: dict = {}
