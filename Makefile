@@ -28,8 +28,9 @@ test-slow: $(VENV)/.installed vlfeat
 benchmark: $(VENV)/.installed vlfeat
 	$(PY) -m benchmarks.features
 	$(PY) -m benchmarks.engine
-	$(PY) -m benchmarks.nets --convolutions=auto,direct
+	$(PY) -m benchmarks.nets --convolutions=auto,direct --cpu_kernels=library,xla
 	$(PY) -m benchmarks.winograd
+	$(PY) -m benchmarks.strided
 	$(PY) -m benchmarks.compile_reuse
 	$(PY) -m benchmarks.startup
 

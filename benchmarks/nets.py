@@ -1,7 +1,7 @@
 """Per-iteration time of the pre-image engine's own step on deep networks, next to PyTorch eager.
 
     python -m benchmarks.nets [--cases=caffe-ref:pool5,...] [--batches=1,8] [--loops=python,scan] [--iterations=5]
-                              [--convolutions=auto,direct]
+                              [--convolutions=auto,direct] [--cpu_kernels=library,xla]
 
 The JAX side is the engine's compiled step itself (`jaxinv.engine.preimage.solve`, no jitter): value_and_grad
 of IJCV Eq. 1 with the normalised L2 loss at the layer (Eq. 2) plus the regularisers R_alpha and R_TV,
@@ -13,7 +13,12 @@ PyTorch. Weights are random; both frameworks use the same ones (torchvision ResN
 random state_dict through `jaxinv.conversion`, its batch norms folded in JAX and kept in PyTorch).
 
 With --convolutions=auto,direct every JAX row is timed twice: with `jaxinv.nets.layers.conv2d`'s rule
-(Winograd F(2x2, 3x3) for large stride-1 3x3 layers) and with XLA's direct convolution only.
+(Winograd F(2x2, 3x3) for large stride-1 3x3 layers, space-to-depth for strided input layers) and with XLA's
+direct convolution only.
+
+With --cpu_kernels=library,xla every JAX row is also timed with XLA CPU's default kernels (YNNPACK convolutions)
+instead of those the library's steps compile with on CPU (`jaxinv.engine.compilation.CPU_OPTIONS`: Eigen
+convolutions, YNNPACK matmuls and reductions).
 
 Printed per case, batch, loop and convolution choice: ms per iteration, ms per restart, the JAX/PyTorch ratio of the two
 (the speed issue's target: <= 0.8), the per-restart time at this batch over that at batch 1 (target
@@ -38,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import engine_run, median_seconds, random_model, step_costs
+from benchmarks.timing import CPU_KERNELS, cpu_kernels, engine_run, median_seconds, random_model, step_costs
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.io import images
@@ -50,8 +55,11 @@ flags.DEFINE_list("cases", ["caffe-ref:pool5", "caffe-ref:fc8", "vgg-vd-16:conv5
 flags.DEFINE_list("batches", ["1", "8"], "restarts per step")
 flags.DEFINE_list("loops", ["python", "scan"], "the engine's loops to time")
 flags.DEFINE_integer("iterations", 5, "timed steps per configuration")
-flags.DEFINE_list("convolutions", ["auto"], "convolution choices to time: auto (`layers.conv2d`'s rule, Winograd for "
-                  "stride-1 3x3 layers of >= 256 channels), direct (never Winograd)")
+flags.DEFINE_list("convolutions", ["auto"], "convolution choices to time: auto (`layers.conv2d`'s rule: Winograd for "
+                  "stride-1 3x3 layers of >= 256 channels, space-to-depth for strided input layers), direct (XLA's "
+                  "convolution only)")
+flags.DEFINE_list("cpu_kernels", ["library"], "on CPU, the kernels to time: library (`compilation.CPU_OPTIONS`, the "
+                  "library's default), xla (XLA's default), eigen (Eigen for convolutions and matmuls)")
 FLAGS = flags.FLAGS
 
 ETA0, RHO, BOUND_PLUS = 1e3, 0.9, 160.0  # the values do not change the timing
@@ -178,16 +186,18 @@ CONVOLUTIONS = ("auto", "direct")
 
 @contextlib.contextmanager
 def convolution_choice(name: str):
-    """`layers.conv2d` with its own rule ("auto"), or never Winograd ("direct"); compiled programs are
-    dropped on entry and exit, as the rule is read when a program is traced."""
-    saved = L.WINOGRAD_MIN_CHANNELS
+    """`layers.conv2d` with its own rule ("auto"), or never Winograd or space-to-depth ("direct"); compiled
+    programs are dropped on entry and exit, as the rule is read when a program is traced."""
+    saved = L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS
     if name == "direct":
-        L.WINOGRAD_MIN_CHANNELS = float("inf")
+        L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS = float("inf"), 0
+    preimage._compiled_steps.cache_clear()
     jax.clear_caches()
     try:
         yield
     finally:
-        L.WINOGRAD_MIN_CHANNELS = saved
+        L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS = saved
+        preimage._compiled_steps.cache_clear()
         jax.clear_caches()
 
 
@@ -200,6 +210,9 @@ def main(argv):
     if set(FLAGS.convolutions) - set(CONVOLUTIONS):
         raise app.UsageError(f"unknown --convolutions {sorted(set(FLAGS.convolutions) - set(CONVOLUTIONS))}; "
                              f"valid: {', '.join(CONVOLUTIONS)}")
+    if set(FLAGS.cpu_kernels) - set(CPU_KERNELS):
+        raise app.UsageError(f"unknown --cpu_kernels {sorted(set(FLAGS.cpu_kernels) - set(CPU_KERNELS))}; "
+                             f"valid: {', '.join(CPU_KERNELS)}")
     torch.set_flush_denormal(True)
     batches = [int(b) for b in FLAGS.batches]
     rates = matmul_rates()
@@ -210,7 +223,7 @@ def main(argv):
     print(f"The engine's step (value_and_grad of Eq. 1 + Algorithm 1) vs PyTorch eager (loss + update); "
           f"{FLAGS.iterations} steps; jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
-    print(f"{'case':<18} {'batch':>5} {'loop':>13} {'jax ms':>8} {'torch ms':>9} {'ms/restart':>10} {'jax/torch':>9} "
+    print(f"{'case':<18} {'batch':>5} {'loop':>20} {'jax ms':>8} {'torch ms':>9} {'ms/restart':>10} {'jax/torch':>9} "
           f"{'vs batch 1':>10} {'compile s':>9} {'temp MiB':>8} {'GFLOP':>6} {'jax GF/s':>8} {'torch GF/s':>10}")
     for name in FLAGS.cases:
         case = CASES[name]()
@@ -227,15 +240,17 @@ def main(argv):
             torch_seconds = median_seconds(torch_step(case.torch_net, code, x0), repeats=FLAGS.iterations)
             with convolution_choice("direct"):  # FLOPs of the direct convolutions in every row, as PyTorch's
                 temp, flops = step_costs(representation, problem, target, size, batch)
-            for loop, convolutions in ((lp, cv) for lp in FLAGS.loops for cv in FLAGS.convolutions):
-                with convolution_choice(convolutions):
+            for loop, convolutions, kernels in ((lp, cv, k) for lp in FLAGS.loops for cv in FLAGS.convolutions
+                                                for k in FLAGS.cpu_kernels):
+                with convolution_choice(convolutions), cpu_kernels(kernels):
                     seconds, compile_seconds = engine_run(representation, problem, target, size, batch, loop,
                                                           FLAGS.iterations)
-                single.setdefault((loop, convolutions), seconds if batch == 1 else None)
-                base = single[(loop, convolutions)]
+                single.setdefault((loop, convolutions, kernels), seconds if batch == 1 else None)
+                base = single[(loop, convolutions, kernels)]
                 versus = "" if base is None else f"{seconds / batch / base:10.2f}"
-                label = loop if FLAGS.convolutions == ["auto"] else f"{loop}/{convolutions}"
-                print(f"{name:<18} {batch:>5} {label:>13} {1e3 * seconds:8.1f} {1e3 * torch_seconds:9.1f} "
+                label = "/".join([loop] + ([convolutions] if FLAGS.convolutions != ["auto"] else [])
+                                 + ([kernels] if FLAGS.cpu_kernels != ["library"] else []))
+                print(f"{name:<18} {batch:>5} {label:>20} {1e3 * seconds:8.1f} {1e3 * torch_seconds:9.1f} "
                       f"{1e3 * seconds / batch:10.1f} {seconds / torch_seconds:9.2f} {versus:>10} "
                       f"{compile_seconds:9.1f} {temp / 2 ** 20:8.0f} {flops / 1e9:6.1f} {flops / seconds / 1e9:8.0f} "
                       f"{flops / torch_seconds / 1e9:10.0f}", flush=True)

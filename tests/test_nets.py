@@ -108,21 +108,38 @@ def test_im2col_convolution_matches_xla(monkeypatch):
     (20, 5, 2, (2, 1, 0, 3)),    # asymmetric padding
     (9, 3, 2, (1, 1, 1, 1)),
 ])
-def test_convolution_backward_matches_autodiff(size, kernel, stride, pad):
+@pytest.mark.parametrize("convolution", ["xla", "space_to_depth", "conv2d"])
+def test_convolution_backward_matches_autodiff(size, kernel, stride, pad, convolution):
     """The hand-written backward of the XLA convolution (its input gradient a transposed convolution with a
-    materialised kernel) gives lax's own input and weight gradients."""
+    materialised kernel), and the space-to-depth rewrite of strided convolutions built on it, give lax's own
+    outputs and input and weight gradients; so does `conv2d`, whichever of them its rule picks."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(2, size, size + 1, 3)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 5)), jnp.float32)
     reference = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), ((pad[0], pad[1]), (pad[2], pad[3])),
                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
     y, reference_vjp = jax.vjp(reference, x, w)
-    ours, vjp = jax.vjp(lambda x, w: layers.conv2d(x, w, stride, pad), x, w)
-    assert y.shape[1] * y.shape[2] > layers.IM2COL_MAX_PIXELS  # the XLA path
+    function = {"xla": layers._conv_xla, "space_to_depth": layers.space_to_depth_conv, "conv2d": layers.conv2d}
+    ours, vjp = jax.vjp(lambda x, w: function[convolution](x, w, stride, pad), x, w)
+    assert y.shape[1] * y.shape[2] > layers.IM2COL_MAX_PIXELS  # not the im2col path
     np.testing.assert_allclose(ours, y, rtol=1e-5, atol=1e-4)
     g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
     for found, expected in zip(vjp(g), reference_vjp(g)):
         np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-3 * float(jnp.max(jnp.abs(expected))))
+
+
+@pytest.mark.parametrize("shape, kernel, stride, space_to_depth", [
+    ((1, 227, 227, 3), (11, 11, 3, 96), 4, True),     # caffe-ref conv1
+    ((1, 224, 224, 3), (7, 7, 3, 64), 2, True),       # ResNet conv1
+    ((1, 224, 224, 1), (7, 7, 1, 64), 2, True),       # a grey input layer
+    ((1, 55, 55, 96), (5, 5, 96, 256), 2, False),     # VGG-M conv2: too many channels
+    ((1, 56, 56, 3), (1, 1, 3, 64), 2, False),        # kernel not larger than the stride
+])
+def test_conv2d_folds_strided_input_layers_to_stride_one(shape, kernel, stride, space_to_depth):
+    jaxpr = str(jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, stride, (1, 1, 1, 1)))(
+        jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(kernel, jnp.float32)))
+    assert (f"window_strides=({stride}, {stride})" not in jaxpr) == space_to_depth
+    assert ("window_strides=(1, 1)" in jaxpr) == space_to_depth
 
 
 @pytest.mark.parametrize("height, width, pad", [
@@ -167,6 +184,9 @@ def test_conv2d_leaves_winograd_to_cpu(monkeypatch):
     jaxpr = jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, 1, (1, 1, 1, 1)))(
         jax.ShapeDtypeStruct((1, 28, 28, 256), jnp.float32), jax.ShapeDtypeStruct((3, 3, 256, 256), jnp.float32))
     assert "conv_general_dilated" in str(jaxpr)
+    strided = jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, 4, (0, 0, 0, 0)))(
+        jax.ShapeDtypeStruct((1, 227, 227, 3), jnp.float32), jax.ShapeDtypeStruct((11, 11, 3, 96), jnp.float32))
+    assert "window_strides=(4, 4)" in str(strided)
 
 
 def test_lrn_matches_direct_formula():

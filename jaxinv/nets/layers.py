@@ -38,6 +38,7 @@ def conv(x, params, *, out_channels, kernel, stride=1, pad=(0, 0, 0, 0), groups=
 
 
 IM2COL_MAX_PIXELS = 16
+SPACE_TO_DEPTH_MAX_CHANNELS = 4
 WINOGRAD_MIN_CHANNELS = 256
 WINOGRAD_MIN_TILES = 128
 
@@ -56,12 +57,21 @@ def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
       2.25x fewer multiplications, which pays once the 16 matmuls outweigh the tile transforms
       (`python -m benchmarks.winograd` per VGG-16 layer geometry; docs/performance.md). Not on GPU or
       TPU, where it was not measured and the vendors' convolutions choose their own algorithms.
+    - On CPU, strided convolutions of at most SPACE_TO_DEPTH_MAX_CHANNELS input channels (the networks'
+      first layers, on RGB or grey images) whose kernel is larger than the stride run at stride 1 on
+      space-to-depth folded input (`space_to_depth_conv`): value and input gradient of caffe-ref's conv1
+      (11x11/4), VGG-M's and ResNet's (7x7/2) for 8 images took 0.38-0.65x the time of XLA's strided
+      convolution, while layers with 96 or more input channels ran up to 2.4x slower that way
+      (`python -m benchmarks.strided`; docs/performance.md).
     - The rest run as XLA's convolution (`_conv_xla`).
     """
     n, h, wd, cin = x.shape
     kh, kw, _, cout = w.shape
     ho, wo = (h + pad[0] + pad[1] - kh) // stride + 1, (wd + pad[2] + pad[3] - kw) // stride + 1
     if ho * wo > IM2COL_MAX_PIXELS:
+        if (stride > 1 and max(kh, kw) > stride and cin <= SPACE_TO_DEPTH_MAX_CHANNELS
+                and jax.default_backend() == "cpu"):
+            return space_to_depth_conv(x, w, stride, tuple(pad))
         tiles = n * ((ho + 1) // 2) * ((wo + 1) // 2)
         if ((kh, kw, stride) == (3, 3, 1) and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
                 and tiles >= WINOGRAD_MIN_TILES and jax.default_backend() == "cpu"):
@@ -140,6 +150,26 @@ def winograd_conv3x3(x, w, pad=(1, 1, 1, 1)):
     y = [[r[0] + r[1] + r[2], r[1] - r[2] - r[3]] for r in rows]  # ... then M A: y[row][column]
     y = jnp.stack([jnp.stack(y[0], -2), jnp.stack(y[1], -2)], 2)  # (n, th, 2, tw, 2, cout)
     return y.reshape(n, 2 * th, 2 * tw, cout)[:, :ho, :wo]
+
+
+def space_to_depth_conv(x, w, stride: int, pad=(0, 0, 0, 0)):
+    """Strided convolution (as `conv2d`) rewritten as a stride-1 one: with k = q s + r, output o sums
+    x[(o + q) s + r] w[q s + r], so folding each s x s block of pixels into channels (N, H/s, W/s, s s Cin)
+    and the kernel, zero-padded to a multiple of s, into (ceil(kh/s), ceil(kw/s), s s Cin, Cout) gives the
+    same sums as a stride-1 convolution. Its input gradient is then a stride-1 convolution too, where the
+    strided one's is a convolution of a zero-dilated gradient map (s^2 times the work on zeros)."""
+    n, h, wd, cin = x.shape
+    kh, kw, _, cout = w.shape
+    s = stride
+    ho, wo = (h + pad[0] + pad[1] - kh) // s + 1, (wd + pad[2] + pad[3] - kw) // s + 1
+    qh, qw = -(-kh // s), -(-kw // s)
+    rows, cols = (ho + qh - 1) * s, (wo + qw - 1) * s  # the padded input rows and columns the windows read
+    x = jnp.pad(x, ((0, 0), (pad[0], max(0, rows - h - pad[0])), (pad[2], max(0, cols - wd - pad[2])), (0, 0)))
+    x = x[:, :rows, :cols].reshape(n, rows // s, s, cols // s, s, cin).transpose(0, 1, 3, 2, 4, 5)
+    w = jnp.pad(w, ((0, qh * s - kh), (0, qw * s - kw), (0, 0), (0, 0)))
+    w = w.reshape(qh, s, qw, s, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+    return _conv_xla(x.reshape(n, rows // s, cols // s, s * s * cin), w.reshape(qh, qw, s * s * cin, cout), 1,
+                     (0, 0, 0, 0))
 
 
 def _conv_im2col(x, w, stride, ho, wo):
