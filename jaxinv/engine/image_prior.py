@@ -179,6 +179,7 @@ def solve(representation: Representation, problem, target, prior: Prior, *, heig
             target = preimage._shard_restarts(target, restarts)
     run = functools.partial(step if loop == "python" else scan, target=target, params=params, weights=weights)
     names = term_names(prior)
+    carry = jax.block_until_ready(carry)  # as preimage.solve: the clock times the iterations, not the start
     start = preimage.time.perf_counter()
     carry, history = preimage._run_stages(run, carry, stages, problem.jitter, loop, progress, progress_every, start,
                                           off_shift=0, names=names)
