@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 from absl import app, flags
 
-from benchmarks.timing import CPU_KERNELS, cpu_kernels, inversion_seconds
+from benchmarks.timing import CPU_KERNELS, CPU_KERNELS_HELP, check_choices, cpu_kernels, inversion_seconds
 from jaxinv.engine import preimage
 
 FLAGS = flags.FLAGS
@@ -20,17 +20,13 @@ flags.DEFINE_integer("size", 256, "square grey image size")
 flags.DEFINE_list("restarts", ["1", "8"], "restart counts to time")
 flags.DEFINE_list("loops", ["python", "scan"], "iteration loops to time")
 flags.DEFINE_integer("iterations", 300, "first-stage iterations (plus 50 refinement)")
-
-flags.DEFINE_list("cpu_kernels", ["library"], "on CPU, the kernels to time: library (the library's default), xla "
-                  "(XLA's default), eigen (Eigen for convolutions and matmuls)")
+flags.DEFINE_list("cpu_kernels", ["library"], CPU_KERNELS_HELP)
 PAPER_SECONDS = 60.0
 
 
 def main(argv):
     del argv
-    if set(FLAGS.cpu_kernels) - set(CPU_KERNELS):
-        raise app.UsageError(f"unknown --cpu_kernels {sorted(set(FLAGS.cpu_kernels) - set(CPU_KERNELS))}; "
-                             f"valid: {', '.join(CPU_KERNELS)}")
+    check_choices("cpu_kernels", FLAGS.cpu_kernels, CPU_KERNELS)
     stages = preimage.default_stages(FLAGS.iterations, 50)
     iterations = sum(s.iterations for s in stages)
     print(f"{FLAGS.representation} inversion, {FLAGS.size}x{FLAGS.size} grey, {iterations} iterations, "

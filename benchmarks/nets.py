@@ -43,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import CPU_KERNELS, cpu_kernels, engine_run, median_seconds, random_model, step_costs
+from benchmarks.timing import (CPU_KERNELS, CPU_KERNELS_HELP, check_choices, cpu_kernels, drop_compiled_steps,
+                               engine_run, median_seconds, random_model, step_costs)
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.io import images
@@ -58,8 +59,7 @@ flags.DEFINE_integer("iterations", 5, "timed steps per configuration")
 flags.DEFINE_list("convolutions", ["auto"], "convolution choices to time: auto (`layers.conv2d`'s rule: Winograd for "
                   "stride-1 3x3 layers of >= 256 channels, space-to-depth for strided input layers), direct (XLA's "
                   "convolution only)")
-flags.DEFINE_list("cpu_kernels", ["library"], "on CPU, the kernels to time: library (`compilation.CPU_OPTIONS`, the "
-                  "library's default), xla (XLA's default), eigen (Eigen for convolutions and matmuls)")
+flags.DEFINE_list("cpu_kernels", ["library"], CPU_KERNELS_HELP)
 FLAGS = flags.FLAGS
 
 ETA0, RHO, BOUND_PLUS = 1e3, 0.9, 160.0  # the values do not change the timing
@@ -191,28 +191,20 @@ def convolution_choice(name: str):
     saved = L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS
     if name == "direct":
         L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS = float("inf"), 0
-    preimage._compiled_steps.cache_clear()
-    jax.clear_caches()
+    drop_compiled_steps()
     try:
         yield
     finally:
         L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS = saved
-        preimage._compiled_steps.cache_clear()
-        jax.clear_caches()
+        drop_compiled_steps()
 
 
 def main(argv):
     del argv
     import torch
-    unknown = sorted(set(FLAGS.cases) - set(CASES))
-    if unknown:
-        raise app.UsageError(f"unknown --cases {unknown}; valid: {sorted(CASES)}")
-    if set(FLAGS.convolutions) - set(CONVOLUTIONS):
-        raise app.UsageError(f"unknown --convolutions {sorted(set(FLAGS.convolutions) - set(CONVOLUTIONS))}; "
-                             f"valid: {', '.join(CONVOLUTIONS)}")
-    if set(FLAGS.cpu_kernels) - set(CPU_KERNELS):
-        raise app.UsageError(f"unknown --cpu_kernels {sorted(set(FLAGS.cpu_kernels) - set(CPU_KERNELS))}; "
-                             f"valid: {', '.join(CPU_KERNELS)}")
+    check_choices("cases", FLAGS.cases, sorted(CASES))
+    check_choices("convolutions", FLAGS.convolutions, CONVOLUTIONS)
+    check_choices("cpu_kernels", FLAGS.cpu_kernels, CPU_KERNELS)
     torch.set_flush_denormal(True)
     batches = [int(b) for b in FLAGS.batches]
     rates = matmul_rates()

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import median_seconds
+from benchmarks.timing import check_choices, median_seconds
 from jaxinv.engine import compilation
 from jaxinv.nets import layers
 
@@ -46,9 +46,7 @@ def parse(spec: str):
 
 def main(argv):
     del argv
-    unknown = sorted(set(FLAGS.layers) - set(LAYERS))
-    if unknown:
-        raise app.UsageError(f"unknown --layers {unknown}; valid: {sorted(LAYERS)}")
+    check_choices("layers", FLAGS.layers, sorted(LAYERS))
     rng = np.random.default_rng(0)
     print(f"jax {jax.__version__} on {jax.default_backend()}; ms (median of {FLAGS.repeats}); 'x' grads: value + "
           f"input gradient, 'x,w': value + input and kernel gradients")

@@ -6,7 +6,7 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
+from absl import app
 
 from jaxinv import nets, representations
 from jaxinv.engine import compilation, preimage
@@ -20,6 +20,25 @@ CPU_KERNELS = {"library": compilation.CPU_OPTIONS, "xla": None,
 convolutions, YNNPACK matmuls and reductions), XLA's default (YNNPACK for all three), and Eigen for all."""
 
 
+def drop_compiled_steps() -> None:
+    """Forgets the engine's compiled steps (jit's caches and `preimage`'s), so that the next run traces and
+    compiles them again under changed settings (convolution rules and XLA options are read then)."""
+    preimage._compiled_steps.cache_clear()
+    jax.clear_caches()
+
+
+def check_choices(flag: str, values, valid) -> None:
+    """Refuses (absl UsageError) values of the list flag `--flag` that are not among `valid`, naming them."""
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise app.UsageError(f"unknown --{flag} {unknown}; valid: {', '.join(valid)}")
+
+
+CPU_KERNELS_HELP = ("on CPU, the kernels to time: library (`compilation.CPU_OPTIONS`, the library's default), xla "
+                    "(XLA's default), eigen (Eigen for convolutions and matmuls)")
+"""Help of the --cpu_kernels flag that the benchmarks timing the engine's steps declare."""
+
+
 @contextlib.contextmanager
 def cpu_kernels(name: str):
     """The engine's steps compiled with the CPU_KERNELS choice `name`; compiled steps are dropped on entry and
@@ -28,14 +47,12 @@ def cpu_kernels(name: str):
         raise ValueError(f"unknown CPU kernels {name!r}; valid: {', '.join(CPU_KERNELS)}")
     saved = compilation.cpu_options
     compilation.cpu_options = CPU_KERNELS[name]
-    preimage._compiled_steps.cache_clear()
-    jax.clear_caches()
+    drop_compiled_steps()
     try:
         yield
     finally:
         compilation.cpu_options = saved
-        preimage._compiled_steps.cache_clear()
-        jax.clear_caches()
+        drop_compiled_steps()
 
 
 def median_seconds(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
@@ -65,11 +82,7 @@ def engine_run(representation, problem, target, size: int, batch: int, loop: str
 def step_costs(representation, problem, target, size: int, batch: int) -> tuple[int, float]:
     """(temporary buffer bytes XLA assigns to one compiled step of `batch` restarts, i.e. its working set above
     arguments and outputs; the step's floating-point operations by XLA's cost analysis)."""
-    eta0 = preimage.default_eta0(problem, (size, size))
-    init, step, _ = preimage._compiled_steps(representation, problem, eta0, (size, size), False, None)
-    x = jnp.zeros((batch, size, size, 3), jnp.float32)
-    carry = (x, init(x), jax.random.split(jax.random.key(0), batch))
-    compiled = step.lower(carry, 1, target, preimage.place_weights(representation.params)).compile()
+    compiled = preimage.compile_step(representation, problem, target, (size, size), batch)
     costs = compiled.cost_analysis()
     costs = costs[0] if isinstance(costs, (list, tuple)) else costs
     return compiled.memory_analysis().temp_size_in_bytes, float(costs.get("flops", float("nan")))

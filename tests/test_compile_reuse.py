@@ -46,14 +46,6 @@ def test_a_second_network_of_one_architecture_compiles_nothing():
     assert not np.allclose(first.target_codes, second.target_codes)
 
 
-def _engine_step_text(representation, problem, target, size):
-    eta0 = preimage.default_eta0(problem, (size, size))
-    init, step, _ = preimage._compiled_steps(representation, problem, eta0, (size, size), False, None)
-    x = jax.numpy.zeros((2, size, size, 3), jax.numpy.float32)
-    carry = (x, init(x), jax.random.split(jax.random.key(0), 2))
-    return step.lower(carry, 1, target, preimage.place_weights(representation.params)).compile().as_text()
-
-
 def test_engine_steps_compile_convolutions_without_ynnpack_on_cpu(monkeypatch):
     """On CPU the engine's steps leave convolutions to Eigen and matmuls to YNNPACK (faster for them here:
     docs/performance.md), unless switched off or the user's XLA_FLAGS choose the fusions themselves; other
@@ -78,7 +70,7 @@ def test_engine_steps_compile_convolutions_without_ynnpack_on_cpu(monkeypatch):
     for options_on in (True, False):
         monkeypatch.setattr(compilation, "cpu_options", compilation.CPU_OPTIONS if options_on else None)
         preimage._compiled_steps.cache_clear()
-        text = _engine_step_text(representation, problem, target, 32)
+        text = preimage.compile_step(representation, problem, target, (32, 32), restarts=2).as_text()
         fused[options_on] = set(re.findall(r'op_name="[^"]*/(\w+)"[^\n]*__ynn_fusion', text))
     preimage._compiled_steps.cache_clear()
     assert "conv_general_dilated" in fused[False] and "dot_general" in fused[False]

@@ -220,6 +220,17 @@ def _compiled_steps(representation: Representation, problem: Problem, eta0: floa
     return tx.init, compilation.jit(step, donate_argnums=0), compilation.jit(scan, donate_argnums=0)
 
 
+def compile_step(representation: Representation, problem: Problem, target: Target, image_shape: Sequence[int],
+                 restarts: int = 1):
+    """The compiled single step `solve` runs for `restarts` restarts of image_shape (H, W), as a
+    `jax.stages.Compiled` (for its HLO text, memory and cost analyses); cached like `solve`'s."""
+    shape = tuple(image_shape)
+    init, step, _ = _compiled_steps(representation, problem, default_eta0(problem, shape), shape, False, None)
+    x = jnp.zeros((restarts, *shape, representation.channels), jnp.float32)
+    carry = (x, init(x), jax.random.split(jax.random.key(0), restarts))
+    return step.lower(carry, 1, target, place_weights(representation.params)).compile()
+
+
 def solve(representation: Representation, problem: Problem, target: Target, *, image_shape: Sequence[int],
           key, restarts: int = 1, stages: Sequence[Stage] = default_stages(), x_init=None,
           eta0: float | None = None, loop: Literal["python", "scan"] = "scan", shard: bool = True,
