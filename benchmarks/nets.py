@@ -1,7 +1,7 @@
 """Per-iteration time of the pre-image engine's own step on deep networks, next to PyTorch eager.
 
     python -m benchmarks.nets [--cases=caffe-ref:pool5,...] [--batches=1,8] [--loops=python,scan] [--iterations=5]
-                              [--convolutions=auto,direct] [--cpu_kernels=library,xla]
+                              [--rounds=3] [--convolutions=auto,direct] [--cpu_kernels=library,xla]
 
 The JAX side is the engine's compiled step itself (`jaxinv.engine.preimage.solve`, no jitter): value_and_grad
 of IJCV Eq. 1 with the normalised L2 loss at the layer (Eq. 2) plus the regularisers R_alpha and R_TV,
@@ -20,13 +20,16 @@ With --cpu_kernels=library,xla every JAX row is also timed with XLA CPU's defaul
 instead of those the library's steps compile with on CPU (`jaxinv.engine.compilation.CPU_OPTIONS`: Eigen
 convolutions, YNNPACK matmuls and reductions).
 
-Printed per case, batch, loop and convolution choice: ms per iteration, ms per restart, the JAX/PyTorch ratio of the two
-(the speed issue's target: <= 0.8), the per-restart time at this batch over that at batch 1 (target
+Each JAX row is timed in --rounds runs of --iterations steps, alternating with runs of as many PyTorch steps
+(`timing.interleaved`), so both frameworks see the same state of a machine whose speed drifts between minutes.
+Printed per case, batch, loop and convolution choice: the median ms per iteration of each framework, JAX's ms per
+restart, the median over rounds of the JAX/PyTorch ratio (the speed issue's target: <= 0.8) with its range
+over rounds, the per-restart time at this batch over that at batch 1 (target
 <= 1.1), the seconds the first call spent compiling, and the XLA buffer assignment's temporary memory
 of the compiled step (the peak working set above arguments and outputs), and the step's floating-point
 operations (XLA's cost analysis, direct convolution) with the rate each framework reaches on that count;
 the dense-matmul rate printed first is the machine's practical peak, so a PyTorch rate above it means
-PyTorch does fewer operations (oneDNN's Winograd convolutions), not that XLA's are slow. A PyTorch reference slower
+PyTorch does fewer operations (oneDNN's Winograd convolutions), not that XLA's are slow. A PyTorch reference
 whose threads or matmul rate look wrong on this machine is flagged (`torch_plausible`) rather than trusted.
 """
 from __future__ import annotations
@@ -35,7 +38,9 @@ import contextlib
 import dataclasses
 import os
 import resource
+import statistics
 import tempfile
+import time
 from typing import Callable
 
 import jax
@@ -44,7 +49,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.timing import (CPU_KERNELS, CPU_KERNELS_HELP, check_choices, cpu_kernels, drop_compiled_steps,
-                               engine_run, median_seconds, random_model, step_costs)
+                               engine_timer, interleaved, median_seconds, random_model, step_costs)
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.io import images
@@ -55,7 +60,8 @@ flags.DEFINE_list("cases", ["caffe-ref:pool5", "caffe-ref:fc8", "vgg-vd-16:conv5
                   "NETWORK:LAYER cases to time (of those listed in CASES)")
 flags.DEFINE_list("batches", ["1", "8"], "restarts per step")
 flags.DEFINE_list("loops", ["python", "scan"], "the engine's loops to time")
-flags.DEFINE_integer("iterations", 5, "timed steps per configuration")
+flags.DEFINE_integer("iterations", 5, "steps per timed run")
+flags.DEFINE_integer("rounds", 3, "timed runs per configuration, JAX and PyTorch alternating")
 flags.DEFINE_list("convolutions", ["auto"], "convolution choices to time: auto (`layers.conv2d`'s rule: Winograd for "
                   "stride-1 3x3 layers of >= 256 channels, space-to-depth for strided input layers), direct (XLA's "
                   "convolution only)")
@@ -157,6 +163,21 @@ def torch_step(network, target, x0):
     return step
 
 
+def torch_timer(network, target, x0, iterations: int):
+    """A timer (as `timing.interleaved` takes) of `torch_step`: after two warm-up steps, each call runs
+    `iterations` steps and returns the seconds per step."""
+    step = torch_step(network, target, x0)
+    step(), step()
+
+    def timer():
+        start = time.perf_counter()
+        for _ in range(iterations):
+            step()
+        return (time.perf_counter() - start) / iterations
+
+    return timer
+
+
 def matmul_rates(n: int = 2048) -> dict:
     """GFLOP/s of a dense float32 n x n matmul in numpy, jax and torch: the machine's practical peak."""
     import torch
@@ -213,10 +234,11 @@ def main(argv):
     if problem_with_torch:
         print(f"PyTorch reference implausible ({problem_with_torch}): its times and the ratios are not meaningful")
     print(f"The engine's step (value_and_grad of Eq. 1 + Algorithm 1) vs PyTorch eager (loss + update); "
-          f"{FLAGS.iterations} steps; jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads)")
+          f"{FLAGS.rounds} alternating runs of {FLAGS.iterations} steps each (medians); jax {jax.__version__} on "
+          f"{jax.devices()[0].platform}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
     print(f"{'case':<18} {'batch':>5} {'loop':>20} {'jax ms':>8} {'torch ms':>9} {'ms/restart':>10} {'jax/torch':>9} "
-          f"{'vs batch 1':>10} {'compile s':>9} {'temp MiB':>8} {'GFLOP':>6} {'jax GF/s':>8} {'torch GF/s':>10}")
+          f"{'range':>9} {'vs batch 1':>10} {'compile s':>9} {'temp MiB':>8} {'GFLOP':>6} {'jax GF/s':>8} "
+          f"{'torch GF/s':>10}")
     for name in FLAGS.cases:
         case = CASES[name]()
         model, size = case.model, case.model.input_size
@@ -229,22 +251,26 @@ def main(argv):
         single = {}
         for batch in batches:
             x0 = np.random.default_rng(0).normal(0, 10, (batch, size, size, 3)).astype(np.float32)
-            torch_seconds = median_seconds(torch_step(case.torch_net, code, x0), repeats=FLAGS.iterations)
+            torch_run = torch_timer(case.torch_net, code, x0, FLAGS.iterations)
             with convolution_choice("direct"):  # FLOPs of the direct convolutions in every row, as PyTorch's
                 temp, flops = step_costs(representation, problem, target, size, batch)
             for loop, convolutions, kernels in ((lp, cv, k) for lp in FLAGS.loops for cv in FLAGS.convolutions
                                                 for k in FLAGS.cpu_kernels):
                 with convolution_choice(convolutions), cpu_kernels(kernels):
-                    seconds, compile_seconds = engine_run(representation, problem, target, size, batch, loop,
-                                                          FLAGS.iterations)
+                    jax_run, compile_seconds = engine_timer(representation, problem, target, size, batch, loop,
+                                                            FLAGS.iterations)
+                    times = interleaved({"jax": jax_run, "torch": torch_run}, FLAGS.rounds)
+                seconds, torch_seconds = statistics.median(times["jax"]), statistics.median(times["torch"])
+                ratios = [j / t for j, t in zip(times["jax"], times["torch"])]
                 single.setdefault((loop, convolutions, kernels), seconds if batch == 1 else None)
                 base = single[(loop, convolutions, kernels)]
                 versus = "" if base is None else f"{seconds / batch / base:10.2f}"
                 label = "/".join([loop] + ([convolutions] if FLAGS.convolutions != ["auto"] else [])
                                  + ([kernels] if FLAGS.cpu_kernels != ["library"] else []))
                 print(f"{name:<18} {batch:>5} {label:>20} {1e3 * seconds:8.1f} {1e3 * torch_seconds:9.1f} "
-                      f"{1e3 * seconds / batch:10.1f} {seconds / torch_seconds:9.2f} {versus:>10} "
-                      f"{compile_seconds:9.1f} {temp / 2 ** 20:8.0f} {flops / 1e9:6.1f} {flops / seconds / 1e9:8.0f} "
+                      f"{1e3 * seconds / batch:10.1f} {statistics.median(ratios):9.2f} "
+                      f"{f'{min(ratios):.2f}-{max(ratios):.2f}':>9} {versus:>10} {compile_seconds:9.1f} "
+                      f"{temp / 2 ** 20:8.0f} {flops / 1e9:6.1f} {flops / seconds / 1e9:8.0f} "
                       f"{flops / torch_seconds / 1e9:10.0f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10
     print(f"peak resident memory of this process: {peak:.0f} MiB")

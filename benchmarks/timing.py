@@ -67,16 +67,33 @@ def median_seconds(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def engine_run(representation, problem, target, size: int, batch: int, loop: str, iterations: int):
-    """(seconds per iteration, seconds spent compiling on the first call) of the engine's step."""
-    def run(n):
+def engine_timer(representation, problem, target, size: int, batch: int, loop: str, iterations: int):
+    """(timer, seconds spent compiling): the engine's step of `batch` restarts, compiled by a first run of
+    `iterations` steps; each timer() call runs `iterations` more and returns the seconds per iteration."""
+    def run():
         return preimage.solve(representation, problem, target, image_shape=(size, size), key=jax.random.key(0),
-                              restarts=batch, stages=(preimage.Stage(n, 1.0, False),), loop=loop,
+                              restarts=batch, stages=(preimage.Stage(iterations, 1.0, False),), loop=loop,
                               progress_every=iterations)
     with compilation.counting() as compiled:
-        run(iterations)
-    times = [run(iterations).seconds / iterations for _ in range(2)]
-    return min(times), compiled.seconds
+        run()
+    return (lambda: run().seconds / iterations), compiled.seconds
+
+
+def engine_run(representation, problem, target, size: int, batch: int, loop: str, iterations: int):
+    """(seconds per iteration, the best of two warm runs; seconds spent compiling) of the engine's step."""
+    timer, compile_seconds = engine_timer(representation, problem, target, size, batch, loop, iterations)
+    return min(timer() for _ in range(2)), compile_seconds
+
+
+def interleaved(timers: dict, rounds: int) -> dict:
+    """{name: [seconds of each round]}: the timers (callables returning seconds) called in turn, `rounds` times.
+    Alternating them gives every timer the same machine: on this CPU the same step drifts by up to 35% between
+    minutes, so timers run one after the other compare the minutes as much as the code."""
+    seconds = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            seconds[name].append(timer())
+    return seconds
 
 
 def step_costs(representation, problem, target, size: int, batch: int) -> tuple[int, float]:
