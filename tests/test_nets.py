@@ -107,6 +107,7 @@ def test_im2col_convolution_matches_xla(monkeypatch):
     (13, 3, 1, (1, 1, 1, 1)),
     (20, 5, 2, (2, 1, 0, 3)),    # asymmetric padding
     (9, 3, 2, (1, 1, 1, 1)),
+    (11, 1, 2, (0, 0, 0, 0)),    # a strided 1x1 shortcut (ResNet), odd sizes
 ])
 @pytest.mark.parametrize("convolution", ["xla", "space_to_depth", "conv2d"])
 def test_convolution_backward_matches_autodiff(size, kernel, stride, pad, convolution):
@@ -176,6 +177,16 @@ def test_conv2d_takes_winograd_for_large_stride_one_3x3_layers(shape, kernel, st
     jaxpr = jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, stride, (1, 1, 1, 1)))(
         jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(kernel, jnp.float32))
     assert ("conv_general_dilated" not in str(jaxpr)) == winograd
+
+
+def test_conv2d_slices_before_strided_one_by_one_convolutions():
+    """ResNet's downsampling shortcut (1x1, stride 2) runs as a stride-1 convolution of every second pixel;
+    with padding, a 1x1 kernel also reads the zeros, so that case keeps the strided convolution."""
+    shapes = jax.ShapeDtypeStruct((1, 56, 56, 256), jnp.float32), jax.ShapeDtypeStruct((1, 1, 256, 512), jnp.float32)
+    sliced = str(jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, 2))(*shapes))
+    assert "window_strides=(1, 1)" in sliced and "window_strides=(2, 2)" not in sliced
+    padded = str(jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, 2, (1, 1, 1, 1)))(*shapes))
+    assert "window_strides=(2, 2)" in padded
 
 
 def test_conv2d_leaves_winograd_to_cpu(monkeypatch):

@@ -63,10 +63,15 @@ def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
       (11x11/4), VGG-M's and ResNet's (7x7/2) for 8 images took 0.38-0.65x the time of XLA's strided
       convolution, while layers with 96 or more input channels ran up to 2.4x slower that way
       (`python -m benchmarks.strided`; docs/performance.md).
+    - Strided 1x1 convolutions without padding (ResNet's downsampling shortcuts) read every stride-th pixel, and
+      do so explicitly: their input gradient is then a stride-1 convolution scattered into the input, where
+      XLA's is a convolution of a zero-dilated gradient map (stride^2 the work).
     - The rest run as XLA's convolution (`_conv_xla`).
     """
     n, h, wd, cin = x.shape
     kh, kw, _, cout = w.shape
+    if (kh, kw) == (1, 1) and stride > 1 and not any(pad):
+        return conv2d(x[:, ::stride, ::stride], w, 1)
     ho, wo = (h + pad[0] + pad[1] - kh) // stride + 1, (wd + pad[2] + pad[3] - kw) // stride + 1
     if ho * wo > IM2COL_MAX_PIXELS:
         if (stride > 1 and max(kh, kw) > stride and cin <= SPACE_TO_DEPTH_MAX_CHANNELS
