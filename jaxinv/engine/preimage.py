@@ -223,7 +223,8 @@ def _compiled_steps(representation: Representation, problem: Problem, eta0: floa
 def compile_step(representation: Representation, problem: Problem, target: Target, image_shape: Sequence[int],
                  restarts: int = 1):
     """The compiled single step `solve` runs for `restarts` restarts of image_shape (H, W), as a
-    `jax.stages.Compiled` (for its HLO text, memory and cost analyses); cached like `solve`'s."""
+    `jax.stages.Compiled` (for its HLO text, memory and cost analyses). The traced step is `solve`'s own
+    (`_compiled_steps`); each call compiles it ahead of time again, so callers keep the result."""
     shape = tuple(image_shape)
     init, step, _ = _compiled_steps(representation, problem, default_eta0(problem, shape), shape, False, None)
     x = jnp.zeros((restarts, *shape, representation.channels), jnp.float32)
