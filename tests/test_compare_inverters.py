@@ -125,3 +125,23 @@ def test_resolution_summary(tmp_path):
                        "| 0.630 +- 0.010 (20 images; no feature) |  |")
     assert len(rows) == 7
     assert os.path.isfile(plot) and open(tmp_path / "out" / "resolution.md").read() == table
+    # A later run adds a size and replaces one entry; the earlier summary's other entries stay, without their folders.
+    for d in dirs:
+        os.remove(os.path.join(d, "results.json"))
+    newer = {"representation": "lbp", "size": 128, "num_images": 50, "learned": {"image_error": 0.45, "ci95": 0.02},
+             "inverter_metadata": {"width": 0.25, "selected_step": 1500},
+             "baselines": {"own mean level": {"image_error": 0.63, "ci95": 0.01}}}
+    os.makedirs(tmp_path / "lbp128b")
+    json.dump(dict(newer, size=256), open(tmp_path / "lbp128b" / "results.json", "w"))
+    table2, _ = inverter_comparison.resolution_summary([str(tmp_path / "lbp128b")], str(tmp_path / "out2"),
+                                                       previous=str(tmp_path / "out" / "resolution.json"))
+    rows2 = table2.splitlines()
+    assert rows2[0] == "| method | 64x64 | 128x128 | 256x256 | paper (256x256) |"
+    assert rows2[2] == rows[2].replace(" | 0.24 |", " | not run | 0.24 |")
+    assert rows2[5] == ("| learned LBP | not run | 0.500 +- 0.010 (20 images; width 0.5, 900 steps) "
+                        "| 0.450 +- 0.020 (50 images; width 0.25, 1500 steps) | 0.38 |")
+    assert rows2[6].endswith("| 0.630 +- 0.010 (50 images; no feature) |  |")
+    json.dump(dict(newer), open(tmp_path / "lbp128b" / "results.json", "w"))  # the same size: replaced
+    table3, _ = inverter_comparison.resolution_summary([str(tmp_path / "lbp128b")], str(tmp_path / "out3"),
+                                                       previous=str(tmp_path / "out" / "resolution.json"))
+    assert table3.splitlines()[5] == "| learned LBP | not run | 0.450 +- 0.020 (50 images; width 0.25, 1500 steps) | 0.38 |"

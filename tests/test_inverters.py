@@ -16,7 +16,7 @@ from jaxinv.engine import graph
 from jaxinv.io import paths
 from jaxinv.io.outputs import OutputBusyError
 from jaxinv.inverters import features as inverter_features
-from jaxinv.inverters import layers, training
+from jaxinv.inverters import feature_pool, layers, training
 from jaxinv.nets import layers as net_layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -424,14 +424,39 @@ def test_host_features_train_from_a_cached_pool(tmp_path, monkeypatch):
     config = inverters.TrainConfig(steps=4, pool_size=12, **TINY)
     quiet = dict(log=lambda s: None, checkpoint_every=2, eval_images=2)
     assert inverters.train(config, str(tmp_path / "parts"), stop_after=2, **quiet) is None
-    with np.load(tmp_path / "parts" / "pool.npz") as pool:
-        assert pool["images"].shape == (12, 16, 16, 3) and pool["features"].shape == (12, 2, 2, 31)
-        np.testing.assert_allclose(pool["features"], inverter_features.compute(hog, pool["images"].astype(np.float32)),
-                                   rtol=1e-6)
+    pool = feature_pool.load(str(tmp_path / "parts" / "pool.npz"))
+    images, phi = pool.batch(np.arange(len(pool)))
+    assert images.shape == (12, 16, 16, 3) and phi.shape == (12, 2, 2, 31)
+    np.testing.assert_allclose(phi, inverter_features.compute(hog, images), rtol=1e-6)
     resumed = inverters.train(config, str(tmp_path / "parts"), **quiet)
     whole = inverters.train(config, str(tmp_path / "whole"), **quiet)
     for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_feature_pool_keeps_the_occupied_cells_and_gives_back_the_dense_features(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 8, 8, 3)).astype(np.float32)
+    sparse = rng.normal(size=(5, 4, 3, 6)).astype(np.float32) * (rng.random((5, 4, 3, 1)) < 0.25)
+    sparse[2] = 0  # a crop without keypoints
+    sparse[3, 1, 2, 4] = 0  # a cell with one zero channel is still occupied
+    for phi in (sparse, rng.normal(size=(5, 4, 3, 6)).astype(np.float32)):
+        pool = feature_pool.from_features(images, phi)
+        assert pool.images.dtype == np.uint8
+        assert len(pool.cells) == np.any(phi != 0, axis=-1).sum() and pool.cell_fraction == len(pool.cells) / 60
+        which = np.array([3, 0, 2, 3, 4])
+        got_images, got_phi = pool.batch(which)
+        np.testing.assert_array_equal(got_images, images[which])
+        np.testing.assert_array_equal(got_phi, phi[which])
+        halves = feature_pool.concatenate([feature_pool.from_features(images[:2], phi[:2]),
+                                           feature_pool.from_features(images[2:], phi[2:])])
+        np.testing.assert_array_equal(halves.batch(which)[1], phi[which])
+        feature_pool.save(str(tmp_path / "pool.npz"), pool)
+        np.testing.assert_array_equal(feature_pool.load(str(tmp_path / "pool.npz")).batch(which)[1], phi[which])
+    assert feature_pool.from_features(images, sparse).nbytes < feature_pool.from_features(images, phi).nbytes
+    # The dense pool.npz of earlier versions still loads (a run started before resumes with its pool).
+    np.savez(tmp_path / "old.npz", images=images.astype(np.uint8), features=sparse)
+    np.testing.assert_array_equal(feature_pool.load(str(tmp_path / "old.npz")).batch(np.arange(5))[1], sparse)
 
 
 def test_a_pool_too_large_for_memory_is_refused_before_crops_are_computed(tmp_path, monkeypatch):
@@ -440,6 +465,10 @@ def test_a_pool_too_large_for_memory_is_refused_before_crops_are_computed(tmp_pa
                                          r"\(features of fresh crops every step\) or at most 5423"):
         training.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30)
     training.check_pool_fits(dataclasses.replace(sift256, pool_size=5423), (64, 64, 133), 24 * 2**30)
+    # Stored by occupied cell (`feature_pool`), SIFT's pool at 256 px fits: about 6% of its 64x64 cells hold a keypoint.
+    training.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30, cell_fraction=0.06)
+    with pytest.raises(ValueError, match=r"features in 90\.0% of the cells"):
+        training.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30, cell_fraction=0.9)
     # train() refuses it before any training crop's features are computed (the feature scale's calibration).
     hog = inverter_features.representation("hog")
     calls = []
@@ -449,6 +478,12 @@ def test_a_pool_too_large_for_memory_is_refused_before_crops_are_computed(tmp_pa
     with pytest.raises(ValueError, match="a pool of 100 crops of 'hog' at 16 px needs"):
         inverters.train(inverters.TrainConfig(steps=2, pool_size=100, **TINY), str(tmp_path), log=lambda s: None)
     assert calls == [1] and not (tmp_path / training.CHECKPOINTS_DIR).exists()  # [1]: the decoder's shape probe
+    # Crops that fit with features that do not: refused while the pool is built, after its first chunk.
+    monkeypatch.setattr(training, "physical_memory_bytes", lambda: 2 * (100 * 16 * 16 * 3 + 20000))
+    calls.clear()
+    with pytest.raises(ValueError, match=r"a pool of 100 crops of 'hog' at 16 px needs .* or at most 76"):
+        inverters.train(inverters.TrainConfig(steps=2, pool_size=100, **TINY), str(tmp_path / "b"), log=lambda s: None)
+    assert not (tmp_path / "b" / training.POOL_FILE).exists()
     monkeypatch.undo()
     # Every default pool fits a machine of 64 GiB (the accelerator defaults at 256 px included).
     for table in (inverters.run_config.CPU_DEFAULTS, inverters.run_config.ACCELERATOR_DEFAULTS):

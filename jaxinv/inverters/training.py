@@ -19,8 +19,9 @@ step of the default HOG inverter, so precomputing would save at most ~15%, at th
 distinct crops). Host features (LBP, SIFT through numpy/VLFeat) are computed from each step's fresh
 crops on the prefetch thread, while the previous step runs (`pool_size` 0; LBP of 64 crops of 128 px
 takes 0.22 s against a 0.64 s step), or come from a fixed pool (`pool_size`) of random crops whose
-features are computed once, cached in OUTPUT_DIR/pool.npz and sampled without flips (a flip changes the
-features); the pool is not regenerated.
+features are computed once, cached in OUTPUT_DIR/pool.npz (`feature_pool`: only the occupied cells, so sparse
+SIFT takes 6% of its dense size) and sampled without flips (a flip changes the features); the pool is not
+regenerated.
 
 Runs are resumable: an orbax checkpoint of {params, opt_state, step, rng, feature_scale, seconds,
 best_params, best_error, best_step, loss_sum, loss_count} is written every `checkpoint_every` steps and
@@ -56,7 +57,7 @@ import optax
 from jaxinv.engine import compilation
 from jaxinv.io import checkpoints, distributed, outputs
 from jaxinv.io import progress as bars
-from jaxinv.inverters import architectures, data
+from jaxinv.inverters import architectures, data, feature_pool
 from jaxinv.inverters.run_config import TrainConfig
 from jaxinv.inverters.validation import VALIDATION_FILE, VALIDATION_PLOT, Validation, plot_validation, read_history
 from jaxinv.inverters import features
@@ -154,33 +155,45 @@ def physical_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_pool_fits(config: TrainConfig, feature_shape: tuple, memory_bytes: int) -> None:
+def check_pool_fits(config: TrainConfig, feature_shape: tuple, memory_bytes: int, cell_fraction: float = 1.0) -> None:
     """Raises ValueError when the pool (uint8 crops and float32 features, held in memory and written to pool.npz)
-    would take more than half of `memory_bytes`; `_start` calls it before any training crop's features are
-    computed. SIFT's dense 133-channel grid at 256 px is 2.2 MB per crop: a pool of 6400 would be 14 GB."""
-    per_crop = config.image_size ** 2 * 3 + 4 * int(np.prod(feature_shape))
+    would take more than half of `memory_bytes`, with features in `cell_fraction` of their spatial cells
+    (`feature_pool`; 1.0: dense, the bound; 0.0: the crops alone). `_start` checks the crops alone before any
+    training crop's features are computed; `_pool` checks the measured fraction after every chunk it computes.
+    SIFT's 133-channel grid at 256 px is 2.2 MB per crop dense (a pool of 6400: 14 GB) and about 6% occupied."""
+    per_crop = config.image_size ** 2 * 3 + cell_fraction * 4 * int(np.prod(feature_shape))
     needed = config.pool_size * per_crop
     if needed > memory_bytes // 2:
+        occupied = "" if cell_fraction == 1 else f", features in {cell_fraction:.1%} of the cells"
         raise ValueError(f"a pool of {config.pool_size} crops of {config.representation!r} at {config.image_size} px "
-                         f"needs {needed / 2**30:.1f} GiB ({per_crop / 2**20:.2f} MiB per crop), more than half of this "
-                         f"machine's {memory_bytes / 2**30:.0f} GiB: set pool_size 0 (features of fresh crops every "
-                         f"step) or at most {memory_bytes // 2 // per_crop}")
+                         f"needs {needed / 2**30:.1f} GiB ({per_crop / 2**20:.2f} MiB per crop{occupied}), more than "
+                         f"half of this machine's {memory_bytes / 2**30:.0f} GiB: set pool_size 0 (features of fresh "
+                         f"crops every step) or at most {int(memory_bytes // 2 // per_crop)}")
 
 
-def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> dict | None:
-    """The fixed pool of crops and features (cached in OUTPUT_DIR/pool.npz), or None."""
+POOL_CHUNK = 64
+
+
+def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> feature_pool.FeaturePool | None:
+    """The fixed pool of crops and features (cached in OUTPUT_DIR/pool.npz), or None. Built POOL_CHUNK crops at a
+    time; refused (`check_pool_fits`) as soon as the occupied cells so far project past half the memory."""
     if config.pool_size == 0:
         return None
     path = os.path.join(output_dir, POOL_FILE)
     if os.path.isfile(path):
-        with np.load(path) as cached:
-            return {"images": cached["images"], "features": cached["features"]}
+        return feature_pool.load(path)
     start = time.perf_counter()
-    crops = source.sample(np.random.default_rng([config.seed, 11]), config.pool_size)
-    phi = np.concatenate([features.compute(feature, crops[i:i + 64]) for i in range(0, len(crops), 64)])
-    pool = {"images": crops.astype(np.uint8), "features": phi.astype(np.float32)}
-    outputs.atomic_write(path, lambda tmp: np.savez(tmp, **pool), ".npz")
-    log(f"pool of {config.pool_size} crops and their features: {time.perf_counter() - start:.1f} s -> {path}")
+    rng = np.random.default_rng([config.seed, 11])
+    parts = []
+    for begin in range(0, config.pool_size, POOL_CHUNK):
+        crops = source.sample(rng, min(POOL_CHUNK, config.pool_size - begin))
+        parts.append(feature_pool.from_features(crops, features.compute(feature, crops)))
+        check_pool_fits(config, parts[0].feature_shape, physical_memory_bytes(),
+                        sum(len(part.cells) for part in parts) / sum(part.num_cells for part in parts))
+    pool = feature_pool.concatenate(parts)
+    outputs.atomic_write(path, lambda tmp: feature_pool.save(tmp, pool), ".npz")
+    log(f"pool of {config.pool_size} crops and their features ({pool.nbytes / 2**30:.2f} GiB, features in "
+        f"{pool.cell_fraction:.1%} of the cells): {time.perf_counter() - start:.1f} s -> {path}")
     return pool
 
 
@@ -223,7 +236,7 @@ class _Run(NamedTuple):
     feature_shape: tuple
     encoder: Any
     manager: checkpoints.RunCheckpoints
-    pool: dict | None
+    pool: feature_pool.FeaturePool | None
     step_fn: Callable
     validation: "Validation | None"
     processes: distributed.Processes = distributed.Processes()
@@ -271,7 +284,7 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
     init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
     table, family, feature_shape, decoder_params = new_decoder(feature, config.image_size, config.width, init_key)
     if not feature.traceable and config.pool_size:  # before the calibration computes the crops' features
-        check_pool_fits(config, feature_shape, physical_memory_bytes())
+        check_pool_fits(config, feature_shape, physical_memory_bytes(), cell_fraction=0.0)
     # Fresh and restored arrays alike uncommitted: otherwise the step would compile a second time.
     encoder = checkpoints.uncommitted(feature.params)
     trainable = {"decoder": decoder_params}
@@ -317,8 +330,7 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
 def _batch(run: _Run, feature, source, rng: np.random.Generator, batch_size: int):
     """Training images and their features (None: computed inside the step) for one step."""
     if run.pool is not None:
-        which = rng.integers(0, len(run.pool["images"]), batch_size)
-        return run.pool["images"][which].astype(np.float32), run.pool["features"][which]
+        return run.pool.batch(rng.integers(0, len(run.pool), batch_size))
     images = source.sample(rng, batch_size)
     return images, None if feature.traceable else features.compute(feature, images)
 

@@ -234,13 +234,23 @@ def write_outputs(comparison: Comparison, output_dir: str, figure_images: int = 
             images.save_image(os.path.join(output_dir, "figure.png"), grid)]
 
 
-def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolution.png") -> tuple[str, str]:
+RESOLUTION_DATA = "resolution.json"
+
+
+def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolution.png",
+                       previous: str | None = None) -> tuple[str, str]:
     """Error against resolution from several `compare` outputs (DIR/results.json, any representations and
     sizes): a markdown table (one row per method and representation, then the baselines that use no feature;
     one column per size: mean grey error +- 95% CI) and a plot (one line per method, dashed for the
-    baselines, the paper's 256x256 values as stars), written to
-    OUTPUT_DIR/resolution.md and OUTPUT_DIR/<plot_name>; returns (table, plot path)."""
+    baselines, the paper's 256x256 values as stars), written to OUTPUT_DIR/resolution.md and
+    OUTPUT_DIR/<plot_name>, with the entries behind them in OUTPUT_DIR/resolution.json; returns (table, plot
+    path). `previous`: an earlier summary's resolution.json whose entries are kept where `result_dirs` give no
+    (method, size) of their own, so a table grows run by run without keeping every comparison folder."""
     lines, baselines = {}, {}  # (method label) -> {size: entry}
+    if previous is not None:
+        for kind, table in outputs.read_json(previous).items():
+            for label, by_size in table.items():
+                (lines if kind == "methods" else baselines)[label] = {int(s): e for s, e in by_size.items()}
     for directory in result_dirs:
         results = outputs.read_json(os.path.join(directory, "results.json"))
         rep, size = results["representation"], int(results["size"])
@@ -253,12 +263,15 @@ def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolutio
             if method == "learned":
                 meta = results.get("inverter_metadata", {})
                 detail = f"width {meta.get('width')}, {meta.get('selected_step', meta.get('steps'))} steps"
-            lines.setdefault(label, {})[size] = dict(entry, num_images=results["num_images"], detail=detail,
-                                                     paper=paper_value(method, rep))
+            lines.setdefault(label, {})[size] = dict(image_error=entry["image_error"], ci95=entry["ci95"],
+                                                     num_images=results["num_images"], detail=detail,
+                                                     paper=paper_value(method, rep), source=directory)
         for name, entry in (results.get("baselines") or {}).items():  # the same at a size for every representation
-            baselines.setdefault(f"baseline: {name}", {})[size] = dict(entry, num_images=results["num_images"],
-                                                                      detail="no feature", paper=None)
-    lines.update(baselines)
+            baselines.setdefault(f"baseline: {name}", {})[size] = dict(
+                image_error=entry["image_error"], ci95=entry["ci95"], num_images=results["num_images"],
+                detail="no feature", paper=None, source=directory)
+    data = {"methods": lines, "baselines": baselines}
+    lines = {**lines, **baselines}
     sizes = sorted({size for by_size in lines.values() for size in by_size})
     header = "| method | " + " | ".join(f"{s}x{s}" for s in sizes) + " | paper (256x256) |"
     rows = [header, "|" + " --- |" * (len(sizes) + 2)]
@@ -295,4 +308,5 @@ def resolution_summary(result_dirs, output_dir: str, plot_name: str = "resolutio
         with open(tmp, "w") as handle:
             handle.write(table)
     outputs.atomic_write(os.path.join(output_dir, "resolution.md"), write_table, ".md")
+    outputs.write_json(os.path.join(output_dir, RESOLUTION_DATA), data)
     return table, outputs.save_figure(os.path.join(output_dir, plot_name), fig)
