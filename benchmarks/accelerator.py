@@ -12,9 +12,11 @@ Three tables:
    the compile seconds and the step's temporary memory (XLA buffer assignment).
 2. HOG inversion of the built-in sample at 256x256 grey, 300 + 50 iterations, 1 and 8 restarts (the
    paper's CPU figure is about 60 s per inversion).
-3. Training throughput of the learned HOG inverter at `run_config.ACCELERATOR_DEFAULTS` (256 px, full width,
-   batch 64): images per second of the compiled train step on random batches (data loading excluded),
-   and the expected time of the default 20,000 steps from it.
+3. Training throughput of the learned HOG, LBP and SIFT inverters (`--training`) at
+   `run_config.ACCELERATOR_DEFAULTS` (256 px, full width, batch 64): the step's GFLOP (XLA's cost analysis),
+   images per second of the compiled train step on random batches, and what bounds the default 20,000 steps:
+   the steps themselves, the host's fresh crops (`ImageSource.sample`, one thread per CPU) and, for LBP and
+   SIFT, the features of their pool (one thread).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import engine_run, inversion_seconds, random_model, step_costs
+from benchmarks.timing import check_choices, crop_rates, engine_run, inversion_seconds, random_model, step_costs
 from jaxinv.engine import preimage
 from jaxinv.inverters import features, run_config, training
 from jaxinv.io import images
@@ -35,6 +37,7 @@ flags.DEFINE_boolean("quick", False, "tiny sizes and few iterations: checks the 
 flags.DEFINE_boolean("cpu_training", False, "time the inverter's training step at the CPU defaults (64 px, width 0.5) "
                      "instead of ACCELERATOR_DEFAULTS")
 flags.DEFINE_list("tables", ["networks", "hog", "training"], "which tables to print")
+flags.DEFINE_list("training", ["hog", "lbp", "sift"], "representations whose inverter training step to time")
 flags.DEFINE_integer("iterations", 10, "timed engine steps per deep-network configuration")
 FLAGS = flags.FLAGS
 
@@ -73,7 +76,9 @@ def hog_rows(size: int, iterations: int, restarts_list) -> list[dict]:
 
 
 def training_throughput(representation: str, settings: dict, batch_size: int, steps: int) -> dict:
-    """Images per second of the inverter's compiled train step on random batches (no data loading)."""
+    """Images per second of the inverter's compiled train step on random batches (no data loading), its FLOPs
+    (XLA's cost analysis), and the host's side: multiscale crops per second (`timing.crop_rates`, the crops of
+    fresh batches) and, for host features (LBP, SIFT), seconds per crop of their features (the pool's cost)."""
     size, width = settings["image_size"], settings["width"]
     feature = features.representation(representation, size)
     table, _, _, params = training.new_decoder(feature, size, width, jax.random.PRNGKey(0))
@@ -82,20 +87,46 @@ def training_throughput(representation: str, settings: dict, batch_size: int, st
     step = training.make_train_step(table, feature)
     rng = np.random.default_rng(0)
     batch = rng.uniform(0, 255, (batch_size, size, size, 3)).astype(np.float32)
+    start = time.perf_counter()
     phi = None if feature.traceable else features.compute(feature, batch)
+    feature_s = None if feature.traceable else (time.perf_counter() - start) / batch_size
     lr, scale = jnp.float32(1e-4), jnp.float32(1.0)
     start = time.perf_counter()
-    trainable, opt_state, loss = step(trainable, opt_state, lr, feature.params, scale, batch, phi)
+    compiled = step.lower(trainable, opt_state, lr, feature.params, scale, batch, phi).compile()
+    cost = compiled.cost_analysis()
+    flops = (cost[0] if isinstance(cost, list) else cost).get("flops", float("nan"))
+    trainable, opt_state, loss = compiled(trainable, opt_state, lr, feature.params, scale, batch, phi)
     jax.block_until_ready(loss)
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
-        trainable, opt_state, loss = step(trainable, opt_state, lr, feature.params, scale, batch, phi)
+        trainable, opt_state, loss = compiled(trainable, opt_state, lr, feature.params, scale, batch, phi)
     jax.block_until_ready(loss)
     seconds = (time.perf_counter() - start) / steps
-    return dict(image_size=size, width=width, batch=batch_size, first_step_s=compile_seconds,
-                step_ms=1e3 * seconds, images_per_s=batch_size / seconds,
-                default_run_hours=settings["steps"] * seconds / 3600)
+    crops = crop_rates(size, batch_size, repeats=3 if steps <= 2 else 10) or {}
+    return dict(representation=representation, image_size=size, width=width, batch=batch_size,
+                gflop_per_step=flops / 1e9, first_step_s=compile_seconds, step_ms=1e3 * seconds,
+                images_per_s=batch_size / seconds, default_run_hours=settings["steps"] * seconds / 3600,
+                crops_per_s=crops.get("threads"), feature_ms_per_crop=None if feature_s is None else 1e3 * feature_s,
+                pool_size=settings.get("pool_size", 0), steps=settings["steps"])
+
+
+def training_line(row: dict) -> str:
+    """The printed summary of a `training_throughput` row: the step, then what bounds a default run's time."""
+    line = (f"{row['representation'].upper()} inverter training step ({row['image_size']} px, width {row['width']}, "
+            f"batch {row['batch']}): {row['gflop_per_step']:.0f} GFLOP, {row['step_ms']:.1f} ms, "
+            f"{row['images_per_s']:.0f} images/s (first step {row['first_step_s']:.1f} s); {row['steps']} steps: "
+            f"{row['default_run_hours']:.2f} h of steps")
+    if row["pool_size"]:
+        line += (f"; pool of {row['pool_size']} crops: {row['pool_size'] * row['feature_ms_per_crop'] / 6e4:.1f} min "
+                 f"of features ({row['feature_ms_per_crop']:.1f} ms per crop, one thread)")
+    elif row["feature_ms_per_crop"] is not None:
+        line += (f"; fresh features: {row['steps'] * row['batch'] * row['feature_ms_per_crop'] / 3.6e6:.2f} h "
+                 f"({row['feature_ms_per_crop']:.1f} ms per crop, one thread)")
+    if row["crops_per_s"] and not row["pool_size"]:
+        line += (f"; fresh crops: {row['steps'] * row['batch'] / row['crops_per_s'] / 3600:.2f} h "
+                 f"({row['crops_per_s']:.0f} crops/s)")
+    return line
 
 
 def main(argv):
@@ -105,9 +136,8 @@ def main(argv):
     quick = FLAGS.quick
     cases = QUICK_NETWORK_CASES if quick else NETWORK_CASES
     iterations = 2 if quick else FLAGS.iterations
-    unknown = sorted(set(FLAGS.tables) - {"networks", "hog", "training"})
-    if unknown:
-        raise app.UsageError(f"unknown --tables {unknown}; valid: networks, hog, training")
+    check_choices("tables", FLAGS.tables, ("networks", "hog", "training"))
+    check_choices("training", FLAGS.training, ("hog", "lbp", "sift"))
     if "networks" in FLAGS.tables:
         print("\nThe engine's step (scan loop), random weights")
         print(f"{'case':<18} {'batch':>5} {'ms/step':>9} {'ms/restart':>10} {'compile s':>9} {'temp MiB':>8}")
@@ -123,13 +153,13 @@ def main(argv):
                   f"{row['warm_s'] / row['restarts']:9.3f}", flush=True)
     if "training" not in FLAGS.tables:
         return
-    settings = dict(run_config.CPU_DEFAULTS["hog"] if FLAGS.cpu_training else run_config.ACCELERATOR_DEFAULTS["hog"])
-    if quick:
-        settings.update(image_size=64, width=0.25)
-    row = training_throughput("hog", settings, batch_size=8 if quick else 64, steps=2 if quick else 20)
-    print(f"\nHOG inverter training step ({row['image_size']} px, width {row['width']}, batch {row['batch']}): "
-          f"{row['step_ms']:.1f} ms, {row['images_per_s']:.0f} images/s (first step {row['first_step_s']:.1f} s); "
-          f"{settings['steps']} steps would take {row['default_run_hours']:.2f} h plus data loading")
+    for representation in FLAGS.training:
+        table = run_config.CPU_DEFAULTS if FLAGS.cpu_training else run_config.ACCELERATOR_DEFAULTS
+        settings = dict(table[representation])
+        if quick:
+            settings.update(image_size=64, width=0.25)
+        row = training_throughput(representation, settings, batch_size=8 if quick else 64, steps=2 if quick else 20)
+        print("\n" + training_line(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python -m benchmarks.inverters [--representation=hog] [--inverter_dir=DIR] [--repeats=10]
 
 Times the decoder alone (features -> images) and the whole `invert_images` (features of the
-images, then the decoder). Without an inverter in --inverter_dir (default
+images, then the decoder), then the host's side of training: a batch of multiscale training crops made by
+`ImageSource.sample` (resized in one thread per CPU) against the same crops one after another in one thread. Without an inverter in --inverter_dir (default
 `jaxinv.inverters.trained_or_shipped_dir(representation, size)`: the trained one, else the shipped
 one) it times a randomly initialised inverter of the default architecture
 (`run_config.default_settings`), and says so.
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import median_seconds
+from benchmarks.timing import crop_rates, median_seconds
 from jaxinv import inverters
 from jaxinv.io import images
 from jaxinv.inverters import features as inverter_features
@@ -59,6 +60,17 @@ def main(argv):
                           ("invert_images (Phi + decoder)", inverter.invert_images, batch)):
         seconds = median_seconds(fn, arg, repeats=FLAGS.repeats)
         print(f"{name:32s} {1e3 * seconds:9.1f} ms/batch {FLAGS.batch_size / seconds:9.1f} images/s")
+    print_crop_rates(s)
+
+
+def print_crop_rates(size: int) -> None:
+    """Training crops per second at `size`: `ImageSource.sample` against sequential `multiscale_crop` calls."""
+    rates = crop_rates(size, FLAGS.batch_size, FLAGS.repeats)
+    if rates is None:
+        print("training crops: skipped (no ImageNet samples; see jaxinv.io.images.data_root)")
+        return
+    print(f"training crops at {size}x{size}: {rates['one thread']:.0f} images/s (one thread), {rates['threads']:.0f} "
+          f"images/s ({os.cpu_count()} threads): {rates['threads'] / rates['one thread']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import statistics
 import time
 
 import jax
+import numpy as np
 from absl import app
 
 from jaxinv import nets, representations
@@ -126,3 +127,22 @@ def inversion_seconds(representation_name: str, size: int, stages, restarts: int
                                 loop=loop)
         timings.append(time.perf_counter() - start)
     return timings[0], timings[1]
+
+
+def crop_rates(size: int, batch: int, repeats: int) -> dict | None:
+    """Training crops per second at `size` (None without the ImageNet samples): {"one thread": rate of
+    sequential `multiscale_crop` calls, "threads": rate of `ImageSource.sample` (resizing in one thread per CPU)}."""
+    from jaxinv.inverters import data
+
+    try:
+        source = data.ImageSource("imagenet", size)
+    except FileNotFoundError:
+        return None
+
+    def one_by_one():
+        rng = np.random.default_rng(0)
+        which = rng.integers(0, source.num_train, batch)
+        return [data.multiscale_crop(source._train[i], size, rng, source.min_crop_scale) for i in which]
+    threaded = lambda: source.sample(np.random.default_rng(0), batch)
+    return {name: batch / median_seconds(make, repeats=repeats)
+            for name, make in (("one thread", one_by_one), ("threads", threaded))}

@@ -199,6 +199,18 @@ def test_training_steps_reduce_the_loss():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_a_diverging_run_is_reported_once(tmp_path):
+    lines = []
+    inverters.train(inverters.TrainConfig(steps=8, learning_rate=10.0, **TINY), str(tmp_path / "a"), log=lines.append,
+                    log_every=1, eval_images=0)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and "the run is diverging" in warnings[0] and "(10 now)" in warnings[0], lines
+    lines.clear()
+    inverters.train(inverters.TrainConfig(steps=8, **TINY), str(tmp_path / "b"), log=lines.append, log_every=1,
+                    eval_images=0)
+    assert not [line for line in lines if line.startswith("warning:")], lines
+
+
 def history_without_times(directory):
     return [{k: v for k, v in h.items() if k != "seconds"} for h in training.read_history(str(directory))]
 
@@ -317,6 +329,17 @@ def test_multiscale_crops(tmp_path):
     # Photos larger than STORE_FACTOR x size are kept reduced to that shorter side.
     Image.fromarray(np.zeros((100, 300, 3), np.uint8)).save(tmp_path / "wide.png")
     assert training.data._stored_photo(str(tmp_path / "wide.png"), 16).size == (192, 64)
+
+
+def test_batches_of_multiscale_crops_are_those_of_one_crop_after_another(imagenet_folder):
+    # The resizing runs in threads; the crops are exactly those of sequential multiscale_crop calls on one rng.
+    source = training.data.ImageSource("imagenet", 24, max_train_images=5)
+    batch = source.sample(np.random.default_rng(3), 9)
+    rng = np.random.default_rng(3)
+    which = rng.integers(0, source.num_train, 9)
+    one_by_one = [training.data.multiscale_crop(source._train[i], 24, rng, source.min_crop_scale) for i in which]
+    np.testing.assert_array_equal(batch, np.stack(one_by_one))
+    assert len({c.tobytes() for c in batch}) == 9
 
 
 def test_cifar10_images_mixed_into_imagenet_batches(imagenet_folder):

@@ -28,6 +28,9 @@ Images are float32 (N, size, size, 3) RGB in [0, 255].
 """
 from __future__ import annotations
 
+import concurrent.futures
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -93,13 +96,32 @@ def _stored_photo(path: str, size: int) -> Image.Image:
 def multiscale_crop(photo: Image.Image, size: int, rng: np.random.Generator, min_scale: float) -> np.ndarray:
     """One random square crop of `photo` (side s * shorter side, s ~ U[min_scale, 1], uniform
     position), resized (bicubic) to size x size and flipped left-right with probability 1/2: (size, size, 3)."""
-    w, h = photo.size
+    return _resized(photo, size, *_crop_box(photo.size, rng, min_scale))
+
+
+def _crop_box(photo_size: tuple[int, int], rng: np.random.Generator, min_scale: float) -> tuple[tuple, bool]:
+    """The random draws of `multiscale_crop`: ((left, top, right, bottom), flip)."""
+    w, h = photo_size
     side = rng.uniform(min_scale, 1.0) * min(w, h)
     left, top = rng.uniform(0.0, w - side), rng.uniform(0.0, h - side)
-    flip = rng.random() < 0.5
-    crop = np.asarray(photo.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side)),
-                      np.float32)
+    return (left, top, left + side, top + side), rng.random() < 0.5
+
+
+def _resized(photo: Image.Image, size: int, box: tuple, flip: bool) -> np.ndarray:
+    crop = np.asarray(photo.resize((size, size), Image.BICUBIC, box=box), np.float32)
     return crop[:, ::-1] if flip else crop
+
+
+_RESIZERS: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _resizers() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads for the crops' resizing (Pillow releases the GIL while it resamples), one per CPU: on an
+    accelerator's host the training crops of a step are made in parallel instead of on one core."""
+    global _RESIZERS
+    if _RESIZERS is None:
+        _RESIZERS = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="crops")
+    return _RESIZERS
 
 
 class ImageSource:
@@ -176,8 +198,12 @@ class ImageSource:
         which = rng.integers(0, self.num_train, n)
         out = np.empty((n, self.size, self.size, 3), np.float32)
         if self.dataset == "imagenet" and self.crops == "multiscale":
-            for k, i in enumerate(which):
-                out[k] = multiscale_crop(self._train[i], self.size, rng, self.min_crop_scale)
+            # The draws in the order of one crop after another (the crops of a seed do not depend on the threads).
+            boxes = [_crop_box(self._train[i].size, rng, self.min_crop_scale) for i in which]
+            jobs = [_resizers().submit(_resized, self._train[i], self.size, box, flip)
+                    for i, (box, flip) in zip(which, boxes)]
+            for k, job in enumerate(jobs):
+                out[k] = job.result()
             return out
         flips = rng.random(n) < 0.5
         for k, (i, flip) in enumerate(zip(which, flips)):
