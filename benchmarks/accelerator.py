@@ -25,8 +25,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from benchmarks import timing
 from benchmarks.timing import check_choices, crop_rates, engine_run, inversion_seconds, random_model, step_costs
 from jaxinv.engine import preimage
 from jaxinv.inverters import features, run_config, training
@@ -163,4 +164,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -13,8 +13,9 @@ import dataclasses
 import time
 
 import jax
-from absl import app, flags
+from absl import flags
 
+from benchmarks import timing
 from jaxinv import nets
 from jaxinv.engine import compilation, preimage
 from jaxinv.io import images
@@ -55,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -9,8 +9,9 @@ with XLA's default ones.
 from __future__ import annotations
 
 import jax
-from absl import app, flags
+from absl import flags
 
+from benchmarks import timing
 from benchmarks.timing import CPU_KERNELS, CPU_KERNELS_HELP, check_choices, cpu_kernels, inversion_seconds
 from jaxinv.engine import preimage
 
@@ -44,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

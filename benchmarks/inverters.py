@@ -15,8 +15,9 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from benchmarks import timing
 from benchmarks.timing import crop_rates, median_seconds
 from jaxinv import inverters
 from jaxinv.io import images
@@ -74,4 +75,4 @@ def print_crop_rates(size: int) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -46,8 +46,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from benchmarks import timing
 from benchmarks.timing import (CPU_KERNELS, CPU_KERNELS_HELP, check_choices, cpu_kernels, drop_compiled_steps,
                                engine_timer, interleaved, median_seconds, random_model, step_costs)
 from jaxinv import nets
@@ -278,4 +279,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

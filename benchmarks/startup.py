@@ -16,6 +16,8 @@ import time
 
 from absl import app, flags
 
+from benchmarks import timing
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = {
     "invert": ("HOG 256x256, 4 restarts", ["experiments.invert", "--iterations=1", "--refine_iterations=0"]),
@@ -59,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from benchmarks import timing
 from benchmarks.timing import check_choices, median_seconds
 from jaxinv.engine import compilation
 from jaxinv.nets import layers
@@ -75,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    timing.run(main)

@@ -11,7 +11,7 @@ from absl import app
 
 from jaxinv import nets, representations
 from jaxinv.engine import compilation, preimage
-from jaxinv.io import images
+from jaxinv.io import images, progress
 from jaxinv.methods import inversion
 
 
@@ -26,6 +26,15 @@ def drop_compiled_steps() -> None:
     compiles them again under changed settings (convolution rules and XLA options are read then)."""
     preimage._compiled_steps.cache_clear()
     jax.clear_caches()
+
+
+def run(main) -> None:
+    """`app.run(main)` for a benchmark, with the binaries' quiet logs (`progress.quiet_logs`: INFO lines only with
+    --verbosity=0). The compilation cache stays off: the benchmarks report compile seconds."""
+    def quietly(argv):
+        progress.quiet_logs()
+        return main(argv)
+    app.run(quietly)
 
 
 def check_choices(flag: str, values, valid) -> None:

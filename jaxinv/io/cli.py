@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from jaxinv.engine import preimage
 from jaxinv.io import arguments, distributed, images, paths, progress
@@ -44,8 +44,7 @@ def run(main) -> None:
     they (or their environment variables) ask for it: `jax.distributed` is initialised first, and every process
     waits for the others at the end."""
     def guarded(argv):
-        if not FLAGS["verbosity"].present:  # orbax logs every checkpoint and restore at INFO
-            logging.set_verbosity(logging.WARNING)
+        progress.quiet_logs()
         progress.show_by_default()  # every long run shows its bars (stderr)
         if "data_dir" in FLAGS:
             images.use_data_dir(FLAGS.data_dir)  # every default data path of the run, not only those passed on

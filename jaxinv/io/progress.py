@@ -27,6 +27,15 @@ def show_by_default(show: bool = True) -> None:
     _by_default = bool(show)
 
 
+def quiet_logs() -> None:
+    """absl's logging at WARNING unless the command line set --verbosity: INFO lines (orbax logs every checkpoint,
+    JAX each backend it could not start, "Unable to initialize backend 'tpu'") would bury the progress and results."""
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
 def wanted(progress) -> bool:
     """Whether a `progress` argument asks for bars: True, or None while the process's default is on (an engine
     callback asks for none: it reports the iterations itself)."""
