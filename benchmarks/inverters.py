@@ -1,6 +1,6 @@
 """Inference speed of a learned inverter: images per second at batch 64 (jit, warm, median).
 
-    python -m benchmarks.inverters [--representation=hog] [--inverter_dir=DIR] [--repeats=10]
+    python -m benchmarks.inverters [--representation=hog] [--inverter_dir=DIR] [--repeats=10] [--crop_sizes=64,256]
 
 Times the decoder alone (features -> images) and the whole `invert_images` (features of the
 images, then the decoder), then the host's side of training: a batch of multiscale training crops made by
@@ -29,6 +29,9 @@ flags.DEFINE_string("representation", "hog", "hog, lbp, sift or NET:LAYER")
 flags.DEFINE_string("inverter_dir", None, "trained inverter (default: the trained one in the cache, else the shipped one)")
 flags.DEFINE_integer("batch_size", 64, "images per call")
 flags.DEFINE_integer("repeats", 10, "timed calls (median reported)")
+flags.DEFINE_list("crop_sizes", None, "image sizes of the training-crop timing (default: the inverter's)")
+flags.register_validator("crop_sizes", lambda sizes: sizes is None or all(s.isdigit() and int(s) > 0 for s in sizes),
+                         "--crop_sizes must be positive integers")
 
 
 def random_inverter(representation: str) -> inverters.Inverter:
@@ -61,7 +64,8 @@ def main(argv):
                           ("invert_images (Phi + decoder)", inverter.invert_images, batch)):
         seconds = median_seconds(fn, arg, repeats=FLAGS.repeats)
         print(f"{name:32s} {1e3 * seconds:9.1f} ms/batch {FLAGS.batch_size / seconds:9.1f} images/s")
-    print_crop_rates(s)
+    for size in FLAGS.crop_sizes or [s]:
+        print_crop_rates(int(size))
 
 
 def print_crop_rates(size: int) -> None:

@@ -471,12 +471,14 @@ def test_feature_pool_keeps_the_occupied_cells_and_gives_back_the_dense_features
         got_images, got_phi = pool.batch(which)
         np.testing.assert_array_equal(got_images, images[which])
         np.testing.assert_array_equal(got_phi, phi[which])
-        halves = feature_pool.concatenate([feature_pool.from_features(images[:2], phi[:2]),
-                                           feature_pool.from_features(images[2:], phi[2:])])
+        halves = feature_pool.assemble(images.astype(np.uint8), [feature_pool.occupied_cells(phi[:2]),
+                                                                 feature_pool.occupied_cells(phi[2:])], phi.shape[1:])
         np.testing.assert_array_equal(halves.batch(which)[1], phi[which])
         feature_pool.save(str(tmp_path / "pool.npz"), pool)
         np.testing.assert_array_equal(feature_pool.load(str(tmp_path / "pool.npz")).batch(which)[1], phi[which])
     assert feature_pool.from_features(images, sparse).nbytes < feature_pool.from_features(images, phi).nbytes
+    with pytest.raises(ValueError, match="5 crops but features of 2"):
+        feature_pool.assemble(images.astype(np.uint8), [feature_pool.occupied_cells(phi[:2])], phi.shape[1:])
     # The dense pool.npz of earlier versions still loads (a run started before resumes with its pool).
     np.savez(tmp_path / "old.npz", images=images.astype(np.uint8), features=sparse)
     np.testing.assert_array_equal(feature_pool.load(str(tmp_path / "old.npz")).batch(np.arange(5))[1], sparse)

@@ -51,24 +51,29 @@ class FeaturePool(NamedTuple):
         return self.images[which].astype(np.float32), phi.reshape(len(which), height, width, channels)
 
 
-def from_features(images: np.ndarray, phi: np.ndarray) -> FeaturePool:
-    """The pool of `images` (N, S, S, 3) with their dense features `phi` (N, H, W, C)."""
+def occupied_cells(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cells per crop (N,), flat indices (M,) int32, values (M, C) float32) of the occupied cells of `phi`
+    (N, H, W, C)."""
     n, height, width, channels = phi.shape
     flat = np.asarray(phi, np.float32).reshape(n, height * width, channels)
     occupied = np.any(flat != 0, axis=-1)
-    starts = np.concatenate([[0], np.cumsum(occupied.sum(axis=1))]).astype(np.int64)
-    cells = np.nonzero(occupied)[1].astype(np.int32)
-    return FeaturePool(np.asarray(images).astype(np.uint8), starts, cells, flat[occupied], (height, width, channels))
+    return occupied.sum(axis=1), np.nonzero(occupied)[1].astype(np.int32), flat[occupied]
 
 
-def concatenate(parts: list[FeaturePool]) -> FeaturePool:
-    """One pool of the crops of `parts`, in order."""
-    starts = [parts[0].starts]
-    for part in parts[1:]:
-        starts.append(part.starts[1:] + starts[-1][-1])
-    return FeaturePool(np.concatenate([p.images for p in parts]), np.concatenate(starts),
-                       np.concatenate([p.cells for p in parts]), np.concatenate([p.values for p in parts]),
-                       parts[0].feature_shape)
+def assemble(images: np.ndarray, chunks: list[tuple], feature_shape: tuple) -> FeaturePool:
+    """The pool of `images` (uint8, kept as given: no copy) whose features are `chunks` of `occupied_cells`, in
+    order."""
+    counts = np.concatenate([chunk[0] for chunk in chunks])
+    if len(counts) != len(images):
+        raise ValueError(f"{len(images)} crops but features of {len(counts)}")
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return FeaturePool(images, starts, np.concatenate([chunk[1] for chunk in chunks]),
+                       np.concatenate([chunk[2] for chunk in chunks]), tuple(feature_shape))
+
+
+def from_features(images: np.ndarray, phi: np.ndarray) -> FeaturePool:
+    """The pool of `images` (N, S, S, 3) with their dense features `phi` (N, H, W, C)."""
+    return assemble(np.asarray(images).astype(np.uint8), [occupied_cells(phi)], phi.shape[1:])
 
 
 def save(path: str, pool: FeaturePool) -> None:

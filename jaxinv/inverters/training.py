@@ -187,13 +187,19 @@ def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> feature
         return feature_pool.load(path)
     start = time.perf_counter()
     rng = np.random.default_rng([config.seed, 11])
-    parts = []
+    size = config.image_size
+    images = np.empty((config.pool_size, size, size, 3), np.uint8)  # filled in place: the crops are most of it
+    chunks, occupied, feature_shape = [], 0, None
     for begin in range(0, config.pool_size, POOL_CHUNK):
         crops = source.sample(rng, min(POOL_CHUNK, config.pool_size - begin))
-        parts.append(feature_pool.from_features(crops, features.compute(feature, crops)))
-        check_pool_fits(config, parts[0].feature_shape, physical_memory_bytes(),
-                        sum(len(part.cells) for part in parts) / sum(part.num_cells for part in parts))
-    pool = feature_pool.concatenate(parts)
+        images[begin:begin + len(crops)] = crops.astype(np.uint8)
+        phi = features.compute(feature, crops)
+        feature_shape = phi.shape[1:]
+        chunks.append(feature_pool.occupied_cells(phi))
+        occupied += len(chunks[-1][1])
+        check_pool_fits(config, feature_shape, physical_memory_bytes(),
+                        occupied / ((begin + len(crops)) * feature_shape[0] * feature_shape[1]))
+    pool = feature_pool.assemble(images, chunks, feature_shape)
     outputs.atomic_write(path, lambda tmp: feature_pool.save(tmp, pool), ".npz")
     log(f"pool of {config.pool_size} crops and their features ({pool.nbytes / 2**30:.2f} GiB, features in "
         f"{pool.cell_fraction:.1%} of the cells): {time.perf_counter() - start:.1f} s -> {path}")
