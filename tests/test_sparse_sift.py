@@ -136,8 +136,12 @@ def test_frames_follow_vl_sifts_conventions_under_transposition(vl, natural_imag
     t_frames, t_descriptors = sift(np.ascontiguousarray(image.T), float_descriptors=True)
     flipped = t_descriptors.reshape(-1, 4, 4, 8)[:, ::-1][..., -np.arange(8) % 8].reshape(-1, 128)
     matched, agreeing = 0, 0
+    # Same place: within 1e-2 px. The transposed image takes other float32 roundings through VLFeat's separable
+    # smoothing and sub-pixel refinement: on an AMD EPYC (libvlfeat1 0.9.21, with or without its SIMD) 4 of 30
+    # keypoints land 1.5e-3 to 2.5e-3 px from their transposed twins, the rest within 5e-4. A convention error
+    # (x/y, a half-pixel origin, the scale) moves them by 0.5 px or more.
     for frame, descriptor in zip(frames, descriptors):
-        same_place = np.all(np.abs(t_frames[:, [1, 0, 2]] - frame[:3]) < 1e-3, axis=1)
+        same_place = np.all(np.abs(t_frames[:, [1, 0, 2]] - frame[:3]) < 1e-2, axis=1)
         turn = np.angle(np.exp(1j * (t_frames[:, 3] - (np.pi / 2 - frame[3]))))
         same = np.flatnonzero(same_place & (np.abs(turn) < 1e-3))
         if len(same):
