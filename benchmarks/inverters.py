@@ -69,7 +69,7 @@ def main(argv):
 
 
 def print_crop_rates(size: int) -> None:
-    """Training crops per second at `size`: `ImageSource.sample` against sequential `multiscale_crop` calls."""
+    """Training crops per second at `size`: `ImageSource.sample` against its one-thread path (`threads=False`)."""
     rates = crop_rates(size, FLAGS.batch_size, FLAGS.repeats)
     if rates is None:
         print("training crops: skipped (no ImageNet samples; see jaxinv.io.images.data_root)")

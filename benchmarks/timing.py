@@ -140,7 +140,8 @@ def inversion_seconds(representation_name: str, size: int, stages, restarts: int
 
 def crop_rates(size: int, batch: int, repeats: int) -> dict | None:
     """Training crops per second at `size` (None without the ImageNet samples): {"one thread": rate of
-    sequential `multiscale_crop` calls, "threads": rate of `ImageSource.sample` (resizing in one thread per CPU)}."""
+    `ImageSource.sample(threads=False)` (one crop after another in the calling thread), "threads": rate of
+    `ImageSource.sample` (resizing in one thread per CPU)}; both make the same crops."""
     from jaxinv.inverters import data
 
     try:
@@ -148,10 +149,7 @@ def crop_rates(size: int, batch: int, repeats: int) -> dict | None:
     except FileNotFoundError:
         return None
 
-    def one_by_one():
-        rng = np.random.default_rng(0)
-        which = rng.integers(0, source.num_train, batch)
-        return [data.multiscale_crop(source._train[i], size, rng, source.min_crop_scale) for i in which]
+    one_by_one = lambda: source.sample(np.random.default_rng(0), batch, threads=False)
     threaded = lambda: source.sample(np.random.default_rng(0), batch)
     return {name: batch / median_seconds(make, repeats=repeats)
             for name, make in (("one thread", one_by_one), ("threads", threaded))}

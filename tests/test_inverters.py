@@ -332,13 +332,12 @@ def test_multiscale_crops(tmp_path):
 
 
 def test_batches_of_multiscale_crops_are_those_of_one_crop_after_another(imagenet_folder):
-    # The resizing runs in threads; the crops are exactly those of sequential multiscale_crop calls on one rng.
+    # The resizing runs in threads; the crops are exactly those of sequential multiscale_crop calls on one rng
+    # (`threads=False`).
     source = training.data.ImageSource("imagenet", 24, max_train_images=5)
     batch = source.sample(np.random.default_rng(3), 9)
-    rng = np.random.default_rng(3)
-    which = rng.integers(0, source.num_train, 9)
-    one_by_one = [training.data.multiscale_crop(source._train[i], 24, rng, source.min_crop_scale) for i in which]
-    np.testing.assert_array_equal(batch, np.stack(one_by_one))
+    one_by_one = source.sample(np.random.default_rng(3), 9, threads=False)
+    np.testing.assert_array_equal(batch, one_by_one)
     assert len({c.tobytes() for c in batch}) == 9
 
 
@@ -488,34 +487,34 @@ def test_a_pool_too_large_for_memory_is_refused_before_crops_are_computed(tmp_pa
     sift256 = inverters.TrainConfig("sift", 256, pool_size=6400)
     with pytest.raises(ValueError, match=r"a pool of 6400 crops of 'sift' at 256 px needs 14\.2 GiB .* set pool_size 0 "
                                          r"\(features of fresh crops every step\) or at most 5423"):
-        training.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30)
-    training.check_pool_fits(dataclasses.replace(sift256, pool_size=5423), (64, 64, 133), 24 * 2**30)
+        feature_pool.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30)
+    feature_pool.check_pool_fits(dataclasses.replace(sift256, pool_size=5423), (64, 64, 133), 24 * 2**30)
     # Stored by occupied cell (`feature_pool`), SIFT's pool at 256 px fits: about 6% of its 64x64 cells hold a keypoint.
-    training.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30, cell_fraction=0.06)
+    feature_pool.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30, cell_fraction=0.06)
     with pytest.raises(ValueError, match=r"features in 90\.0% of the cells"):
-        training.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30, cell_fraction=0.9)
+        feature_pool.check_pool_fits(sift256, (64, 64, 133), 24 * 2**30, cell_fraction=0.9)
     # train() refuses it before any training crop's features are computed (the feature scale's calibration).
     hog = inverter_features.representation("hog")
     calls = []
     host = dataclasses.replace(hog, apply=lambda _, x: calls.append(1) or np.asarray(hog.apply(None, x)), traceable=False)
     monkeypatch.setattr(training.features, "representation", lambda name, size: host)
-    monkeypatch.setattr(training, "physical_memory_bytes", lambda: 2**16)
+    monkeypatch.setattr(feature_pool, "physical_memory_bytes", lambda: 2**16)
     with pytest.raises(ValueError, match="a pool of 100 crops of 'hog' at 16 px needs"):
         inverters.train(inverters.TrainConfig(steps=2, pool_size=100, **TINY), str(tmp_path), log=lambda s: None)
     assert calls == [1] and not (tmp_path / training.CHECKPOINTS_DIR).exists()  # [1]: the decoder's shape probe
     # Crops that fit with features that do not: refused while the pool is built, after its first chunk.
-    monkeypatch.setattr(training, "physical_memory_bytes", lambda: 2 * (100 * 16 * 16 * 3 + 20000))
+    monkeypatch.setattr(feature_pool, "physical_memory_bytes", lambda: 2 * (100 * 16 * 16 * 3 + 20000))
     calls.clear()
     with pytest.raises(ValueError, match=r"a pool of 100 crops of 'hog' at 16 px needs .* or at most 76"):
         inverters.train(inverters.TrainConfig(steps=2, pool_size=100, **TINY), str(tmp_path / "b"), log=lambda s: None)
-    assert not (tmp_path / "b" / training.POOL_FILE).exists()
+    assert not (tmp_path / "b" / feature_pool.POOL_FILE).exists()
     monkeypatch.undo()
     # Every default pool fits a machine of 64 GiB (the accelerator defaults at 256 px included).
     for table in (inverters.run_config.CPU_DEFAULTS, inverters.run_config.ACCELERATOR_DEFAULTS):
         for name in ("lbp", "sift"):
             config = inverters.TrainConfig(name, **table[name])
             shape = inverter_features.feature_shape(inverter_features.representation(name), config.image_size)
-            training.check_pool_fits(config, shape, 64 * 2**30)
+            feature_pool.check_pool_fits(config, shape, 64 * 2**30)
 
 
 @pytest.mark.slow
@@ -529,6 +528,6 @@ def test_host_features_without_a_pool_are_computed_for_every_step(tmp_path, monk
     host = dataclasses.replace(hog, apply=lambda _, x: np.asarray(hog.apply(None, x)), traceable=False)
     monkeypatch.setattr(training.features, "representation", lambda name, size: host)
     on_host = inverters.train(config, str(tmp_path / "host"), **quiet)
-    assert not (tmp_path / "host" / training.POOL_FILE).exists()
+    assert not (tmp_path / "host" / feature_pool.POOL_FILE).exists()
     for a, b in zip(jax.tree_util.tree_leaves(in_step.params), jax.tree_util.tree_leaves(on_host.params)):
         np.testing.assert_array_equal(a, b)

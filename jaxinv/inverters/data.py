@@ -177,13 +177,15 @@ class ImageSource:
     def num_train(self) -> int:
         return len(self._train)
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+    def sample(self, rng: np.random.Generator, n: int, *, threads: bool = True) -> np.ndarray:
         """n random training crops (N, size, size, 3), each flipped left-right with probability 1/2; the first
-        round(cifar10_fraction * n) are CIFAR-10 images."""
+        round(cifar10_fraction * n) are CIFAR-10 images. ImageNet's multiscale crops are resized in one thread
+        per CPU, or with `threads` False one after another in the calling thread (`multiscale_crop` calls on
+        `rng`): the same crops, bitwise, as the random draws come in the same order."""
         extra = int(round(self.cifar10_fraction * n))
         if extra:
-            return np.concatenate([self._cifar10_images(rng, extra), self._crops(rng, n - extra)])
-        return self._crops(rng, n)
+            return np.concatenate([self._cifar10_images(rng, extra), self._crops(rng, n - extra, threads)])
+        return self._crops(rng, n, threads)
 
     def _cifar10_images(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n random CIFAR-10 training images resized (bicubic) to size x size, each flipped with probability 1/2."""
@@ -193,11 +195,15 @@ class ImageSource:
             out[k] = image[:, ::-1] if flip else image
         return out
 
-    def _crops(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n random crops of the training split, each flipped left-right with probability 1/2."""
+    def _crops(self, rng: np.random.Generator, n: int, threads: bool = True) -> np.ndarray:
+        """n random crops of the training split, each flipped left-right with probability 1/2 (`sample`)."""
         which = rng.integers(0, self.num_train, n)
         out = np.empty((n, self.size, self.size, 3), np.float32)
         if self.dataset == "imagenet" and self.crops == "multiscale":
+            if not threads:
+                for k, i in enumerate(which):
+                    out[k] = multiscale_crop(self._train[i], self.size, rng, self.min_crop_scale)
+                return out
             # The draws in the order of one crop after another (the crops of a seed do not depend on the threads).
             boxes = [_crop_box(self._train[i].size, rng, self.min_crop_scale) for i in which]
             jobs = [_resizers().submit(_resized, self._train[i], self.size, box, flip)

@@ -19,7 +19,7 @@ step of the default HOG inverter, so precomputing would save at most ~15%, at th
 distinct crops). Host features (LBP, SIFT through numpy/VLFeat) are computed from each step's fresh
 crops on the prefetch thread, while the previous step runs (`pool_size` 0; LBP of 64 crops of 128 px
 takes 0.22 s against a 0.64 s step), or come from a fixed pool (`pool_size`) of random crops whose
-features are computed once, cached in OUTPUT_DIR/pool.npz (`feature_pool`: only the occupied cells, so sparse
+features are computed once, cached in OUTPUT_DIR/pool.npz (`feature_pool.build`: only the occupied cells, so sparse
 SIFT takes 5% of its dense size) and sampled without flips (a flip changes the features); the pool is not
 regenerated.
 
@@ -65,7 +65,6 @@ from jaxinv.inverters import metrics as inverter_metrics
 from jaxinv.inverters.model import Inverter, save, to_target
 
 CONFIG_FILE = "config.json"
-POOL_FILE = "pool.npz"
 CHECKPOINTS_DIR = "checkpoints"
 CALIBRATION_IMAGES = 256
 FINAL_RATE_FRACTION = 0.01
@@ -152,58 +151,6 @@ def calibrate_feature_scale(feature, source: data.ImageSource, seed: int, encode
     if not np.isfinite(rms) or rms <= 0:
         raise ValueError(f"features of {feature.name!r} on training crops are all zero or non-finite: cannot scale them")
     return 1.0 / rms
-
-
-def physical_memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def check_pool_fits(config: TrainConfig, feature_shape: tuple, memory_bytes: int, cell_fraction: float = 1.0) -> None:
-    """Raises ValueError when the pool (uint8 crops and float32 features, held in memory and written to pool.npz)
-    would take more than half of `memory_bytes`, with features in `cell_fraction` of their spatial cells
-    (`feature_pool`; 1.0: dense, the bound; 0.0: the crops alone). `_start` checks the crops alone before any
-    training crop's features are computed; `_pool` checks the measured fraction after every chunk it computes.
-    SIFT's 133-channel grid at 256 px is 2.2 MB per crop dense (a pool of 6400: 14 GB) and 4.9% occupied."""
-    per_crop = config.image_size ** 2 * 3 + cell_fraction * 4 * int(np.prod(feature_shape))
-    needed = config.pool_size * per_crop
-    if needed > memory_bytes // 2:
-        occupied = "" if cell_fraction == 1 else f", features in {cell_fraction:.1%} of the cells"
-        raise ValueError(f"a pool of {config.pool_size} crops of {config.representation!r} at {config.image_size} px "
-                         f"needs {needed / 2**30:.1f} GiB ({per_crop / 2**20:.2f} MiB per crop{occupied}), more than "
-                         f"half of this machine's {memory_bytes / 2**30:.0f} GiB: set pool_size 0 (features of fresh "
-                         f"crops every step) or at most {int(memory_bytes // 2 // per_crop)}")
-
-
-POOL_CHUNK = 64
-
-
-def _pool(config: TrainConfig, feature, source, output_dir: str, log) -> feature_pool.FeaturePool | None:
-    """The fixed pool of crops and features (cached in OUTPUT_DIR/pool.npz), or None. Built POOL_CHUNK crops at a
-    time; refused (`check_pool_fits`) as soon as the occupied cells so far project past half the memory."""
-    if config.pool_size == 0:
-        return None
-    path = os.path.join(output_dir, POOL_FILE)
-    if os.path.isfile(path):
-        return feature_pool.load(path)
-    start = time.perf_counter()
-    rng = np.random.default_rng([config.seed, 11])
-    size = config.image_size
-    images = np.empty((config.pool_size, size, size, 3), np.uint8)  # filled in place: the crops are most of it
-    chunks, occupied, feature_shape = [], 0, None
-    for begin in range(0, config.pool_size, POOL_CHUNK):
-        crops = source.sample(rng, min(POOL_CHUNK, config.pool_size - begin))
-        images[begin:begin + len(crops)] = crops.astype(np.uint8)
-        phi = features.compute(feature, crops)
-        feature_shape = phi.shape[1:]
-        chunks.append(feature_pool.occupied_cells(phi))
-        occupied += len(chunks[-1][1])
-        check_pool_fits(config, feature_shape, physical_memory_bytes(),
-                        occupied / ((begin + len(crops)) * feature_shape[0] * feature_shape[1]))
-    pool = feature_pool.assemble(images, chunks, feature_shape)
-    outputs.atomic_write(path, lambda tmp: feature_pool.save(tmp, pool), ".npz")
-    log(f"pool of {config.pool_size} crops and their features ({pool.nbytes / 2**30:.2f} GiB, features in "
-        f"{pool.cell_fraction:.1%} of the cells): {time.perf_counter() - start:.1f} s -> {path}")
-    return pool
 
 
 def _check_config(output_dir: str, config: TrainConfig) -> None:
@@ -293,7 +240,7 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
     init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
     table, family, feature_shape, decoder_params = new_decoder(feature, config.image_size, config.width, init_key)
     if not feature.traceable and config.pool_size:  # before the calibration computes the crops' features
-        check_pool_fits(config, feature_shape, physical_memory_bytes(), cell_fraction=0.0)
+        feature_pool.check_pool_fits(config, feature_shape, feature_pool.physical_memory_bytes(), cell_fraction=0.0)
     # Fresh and restored arrays alike uncommitted: otherwise the step would compile a second time.
     encoder = checkpoints.uncommitted(feature.params)
     trainable = {"decoder": decoder_params}
@@ -323,8 +270,8 @@ def _start(config: TrainConfig, output_dir: str, feature, source, log) -> tuple[
         encoder = parallel.replicate(encoder)
     pool = None
     if not feature.traceable:  # process 0 makes (or reads) the pool file, then the others read it
-        pool = processes.agree(lambda: _pool(config, feature, source, output_dir, log))
-        pool = pool if processes.primary else _pool(config, feature, source, output_dir, log)
+        pool = processes.agree(lambda: feature_pool.build(config, feature, source, output_dir, log))
+        pool = pool if processes.primary else feature_pool.build(config, feature, source, output_dir, log)
     validation = Validation(config, feature, source, family, feature_shape, compute=processes.primary)
     log(f"{config.representation} inverter ({family} family, features {feature_shape}, "
         f"{architectures.num_params(state['params']['decoder']):,} decoder parameters) on {source.dataset} "
