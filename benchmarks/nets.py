@@ -12,9 +12,10 @@ ratio slightly favours PyTorch. Batch 8 is 8 independent restarts: vmapped in JA
 PyTorch. Weights are random; both frameworks use the same ones (torchvision ResNet-50 converted from a
 random state_dict through `jaxinv.conversion`, its batch norms folded in JAX and kept in PyTorch).
 
-With --convolutions=auto,direct every JAX row is timed twice: with `jaxinv.nets.layers.conv2d`'s rule
-(Winograd F(2x2, 3x3) for large stride-1 3x3 layers, space-to-depth for strided input layers) and with XLA's
-direct convolution only.
+With --convolutions=auto,xla,direct every JAX row is timed three times: with `jaxinv.nets.layers.conv2d`'s rule
+(Winograd F(2x2, 3x3) for stride-1 3x3 layers through the custom call `jaxinv.nets.winograd_kernel` where it
+builds, space-to-depth for strided input layers), with that rule's XLA-only fallback (Winograd written as XLA
+operations for layers of 256 channels or more), and with XLA's direct convolution only.
 
 With --cpu_kernels=library,xla every JAX row is also timed with XLA CPU's default kernels (YNNPACK convolutions)
 instead of those the library's steps compile with on CPU (`jaxinv.engine.compilation.CPU_OPTIONS`: Eigen
@@ -54,7 +55,7 @@ from benchmarks.timing import (CPU_KERNELS, CPU_KERNELS_HELP, check_choices, cpu
 from jaxinv import nets
 from jaxinv.engine import preimage
 from jaxinv.io import images
-from jaxinv.nets import taps
+from jaxinv.nets import taps, winograd_kernel
 from jaxinv.nets import layers as L
 
 flags.DEFINE_list("cases", ["caffe-ref:pool5", "caffe-ref:fc8", "vgg-vd-16:conv5_3", "resnet-50:layer4"],
@@ -63,9 +64,9 @@ flags.DEFINE_list("batches", ["1", "8"], "restarts per step")
 flags.DEFINE_list("loops", ["python", "scan"], "the engine's loops to time")
 flags.DEFINE_integer("iterations", 5, "steps per timed run")
 flags.DEFINE_integer("rounds", 3, "timed runs per configuration, JAX and PyTorch alternating")
-flags.DEFINE_list("convolutions", ["auto"], "convolution choices to time: auto (`layers.conv2d`'s rule: Winograd for "
-                  "stride-1 3x3 layers of >= 256 channels, space-to-depth for strided input layers), direct (XLA's "
-                  "convolution only)")
+flags.DEFINE_list("convolutions", ["auto"], "convolution choices to time: auto (`layers.conv2d`'s rule: the Winograd "
+                  "custom call for stride-1 3x3 layers, space-to-depth for strided input layers), xla (the rule "
+                  "without the custom call), direct (XLA's convolution only)")
 flags.DEFINE_list("cpu_kernels", ["library"], CPU_KERNELS_HELP)
 FLAGS = flags.FLAGS
 
@@ -204,21 +205,24 @@ def torch_plausible(rates: dict) -> str | None:
     return None
 
 
-CONVOLUTIONS = ("auto", "direct")
+CONVOLUTIONS = ("auto", "xla", "direct")
 
 
 @contextlib.contextmanager
 def convolution_choice(name: str):
-    """`layers.conv2d` with its own rule ("auto"), or never Winograd or space-to-depth ("direct"); compiled
-    programs are dropped on entry and exit, as the rule is read when a program is traced."""
-    saved = L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS
+    """`layers.conv2d` with its own rule ("auto"), without the Winograd custom call (`winograd_kernel`; "xla": XLA
+    operations only), or never Winograd or space-to-depth ("direct"); compiled programs are dropped on entry and
+    exit, as the rule is read when a program is traced."""
+    saved = L.FUSED_WINOGRAD_MIN_CHANNELS, L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS
+    if name in ("xla", "direct"):
+        L.FUSED_WINOGRAD_MIN_CHANNELS = float("inf")
     if name == "direct":
         L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS = float("inf"), 0
     drop_compiled_steps()
     try:
         yield
     finally:
-        L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS = saved
+        L.FUSED_WINOGRAD_MIN_CHANNELS, L.WINOGRAD_MIN_CHANNELS, L.SPACE_TO_DEPTH_MAX_CHANNELS = saved
         drop_compiled_steps()
 
 
@@ -232,6 +236,8 @@ def main(argv):
     batches = [int(b) for b in FLAGS.batches]
     rates = matmul_rates()
     print("dense 2048x2048 float32 matmul, GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
+    print("Winograd custom call (jaxinv.nets.winograd_kernel): "
+          + ("in use" if winograd_kernel.available() else f"not available, {winograd_kernel.unavailable_reason()}"))
     problem_with_torch = torch_plausible(rates)
     if problem_with_torch:
         print(f"PyTorch reference implausible ({problem_with_torch}): its times and the ratios are not meaningful")

@@ -173,7 +173,9 @@ def test_winograd_convolution_matches_lax(height, width, pad):
     ((1, 28, 28, 256), (3, 3, 256, 256), 2, False),    # strided
     ((1, 28, 28, 256), (5, 5, 256, 256), 1, False),    # not 3x3
 ])
-def test_conv2d_takes_winograd_for_large_stride_one_3x3_layers(shape, kernel, stride, winograd):
+def test_conv2d_takes_winograd_for_large_stride_one_3x3_layers(shape, kernel, stride, winograd, monkeypatch):
+    """The rule without the custom call (tests/test_winograd_kernel.py tests the rule with it)."""
+    monkeypatch.setattr(layers.winograd_kernel, "available", lambda: False)
     jaxpr = jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, stride, (1, 1, 1, 1)))(
         jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(kernel, jnp.float32))
     assert ("conv_general_dilated" not in str(jaxpr)) == winograd

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxinv.engine.layer_shapes import POINTWISE, Rule, register
+from jaxinv.nets import winograd_kernel
 
 
 def conv(x, params, *, out_channels, kernel, stride=1, pad=(0, 0, 0, 0), groups=1):
@@ -41,6 +42,7 @@ IM2COL_MAX_PIXELS = 16
 SPACE_TO_DEPTH_MAX_CHANNELS = 4
 WINOGRAD_MIN_CHANNELS = 256
 WINOGRAD_MIN_TILES = 128
+FUSED_WINOGRAD_MIN_CHANNELS = 64
 
 
 def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
@@ -52,11 +54,17 @@ def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
       step of a 4x4x256 -> 2x2x512 conv 5/2 at batch 64: 4.7 s native, 0.15 s im2col; of the
       2x2x512 -> 4x4x256 up-convolution: 12 s against 0.25 s), while it is faster on larger maps
       (cifar-ref's training step, all maps >= 7x7: 0.95 s XLA against 1.2 s im2col per batch of 128).
-    - On CPU, stride-1 3x3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output channels
-      and WINOGRAD_MIN_TILES 2x2 output tiles in the batch run as Winograd F(2x2, 3x3) (`winograd_conv3x3`):
-      2.25x fewer multiplications, which pays once the 16 matmuls outweigh the tile transforms
-      (`python -m benchmarks.winograd` per VGG-16 layer geometry; docs/performance.md). Not on GPU or
-      TPU, where it was not measured and the vendors' convolutions choose their own algorithms.
+    - On CPU, float32 stride-1 3x3 convolutions with at least FUSED_WINOGRAD_MIN_CHANNELS input and output
+      channels and WINOGRAD_MIN_TILES 2x2 output tiles in the batch run as Winograd F(2x2, 3x3) through the
+      custom call `winograd_kernel.conv3x3`, where it could be built: 2.25x fewer multiplications, with the
+      tile transforms inside the matmuls' cache blocks. VGG-16's step to conv5_3 took 0.69x the time of the
+      rule below (docs/performance.md); on 13x13 maps (caffe-ref conv3-conv5, 49 tiles) it was slower than
+      XLA's direct convolution.
+    - Without the custom call, stride-1 3x3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output
+      channels and WINOGRAD_MIN_TILES tiles run as Winograd F(2x2, 3x3) in XLA operations (`winograd_conv3x3`),
+      which pays once the 16 matmuls outweigh the tile transforms XLA keeps in memory (`python -m
+      benchmarks.winograd` per VGG-16 layer geometry). Neither on GPU or TPU, where they were not measured and
+      the vendors' convolutions choose their own algorithms.
     - On CPU, strided convolutions of at most SPACE_TO_DEPTH_MAX_CHANNELS input channels (the networks'
       first layers, on RGB or grey images) whose kernel is larger than the stride run at stride 1 on
       space-to-depth folded input (`space_to_depth_conv`): value and input gradient of caffe-ref's conv1
@@ -78,9 +86,12 @@ def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
                 and jax.default_backend() == "cpu"):
             return space_to_depth_conv(x, w, stride, tuple(pad))
         tiles = n * ((ho + 1) // 2) * ((wo + 1) // 2)
-        if ((kh, kw, stride) == (3, 3, 1) and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
-                and tiles >= WINOGRAD_MIN_TILES and jax.default_backend() == "cpu"):
-            return winograd_conv3x3(x, w, tuple(pad))
+        if ((kh, kw, stride) == (3, 3, 1) and tiles >= WINOGRAD_MIN_TILES and jax.default_backend() == "cpu"):
+            if (min(cin, cout) >= FUSED_WINOGRAD_MIN_CHANNELS and x.dtype == w.dtype == jnp.float32
+                    and winograd_kernel.available()):
+                return winograd_kernel.conv3x3(x, w, tuple(pad))
+            if min(cin, cout) >= WINOGRAD_MIN_CHANNELS:
+                return winograd_conv3x3(x, w, tuple(pad))
         return _conv_xla(x, w, stride, tuple(pad))
     x = jnp.pad(x, ((0, 0), (pad[0], pad[1]), (pad[2], pad[3]), (0, 0)))
     return _conv_im2col(x, w, stride, ho, wo)
