@@ -1,6 +1,8 @@
 """The Winograd F(2x2, 3x3) custom call (`jaxinv.nets.winograd_kernel`): lax's convolution and gradients to float32
 rounding, under vmap and jit, built once into the cache, and left out (with the reason) where it cannot run."""
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -88,8 +90,12 @@ def test_reasons_for_leaving_the_custom_call_out(monkeypatch, tmp_path):
     monkeypatch.setattr(winograd_kernel.platform, "machine", lambda: "aarch64")
     assert "x86-64" in winograd_kernel._load.__wrapped__()
     monkeypatch.undo()
-    if winograd_kernel._cpu_problem():
+    if winograd_kernel._cpu_problem(avx2_allowed=True):
         return
+    flags = winograd_kernel._cpu_description()
+    monkeypatch.setattr(winograd_kernel, "_cpu_description", lambda: flags.replace(" avx512f", " "))
+    assert "lacks AVX-512" in winograd_kernel._load.__wrapped__()
+    monkeypatch.undo()
     broken = tmp_path / "broken.cc"
     broken.write_text("this is not C++\n")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -112,3 +118,30 @@ def test_the_library_is_built_once_into_the_cache_with_the_umask(monkeypatch, tm
     assert os.stat(path).st_mode & 0o777 == 0o750  # the compiler's executable mode, less the umask
     built = os.stat(path).st_mtime_ns
     assert winograd_kernel.build(compiler) == path and os.stat(path).st_mtime_ns == built
+
+
+@pytest.mark.skipif(winograd_kernel._cpu_problem(avx2_allowed=True) is not None, reason="needs x86-64 with AVX2")
+def test_the_avx2_build_matches_lax(monkeypatch, tmp_path):
+    """The 6x16 AVX2 register block (what CPUs without AVX-512 build, with JAXINV_FUSED_WINOGRAD=1), checked here by
+    building it without -march=native; a subprocess, as a process registers one library per custom call name."""
+    script = (
+        "import jax, jax.numpy as jnp, numpy as np\n"
+        "from jax import lax\n"
+        "from jaxinv.nets import winograd_kernel as K\n"
+        "K.COMPILE_FLAGS = ('-O3', '-std=c++17', '-mavx2', '-mfma', '-fPIC', '-shared')\n"
+        "assert K.available(), K.unavailable_reason()\n"
+        "assert K._panel == 16, K._panel\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = jnp.asarray(rng.normal(size=(2, 13, 10, 70)), jnp.float32)\n"
+        "w = jnp.asarray(rng.normal(size=(3, 3, 70, 37)), jnp.float32)\n"
+        "ref = lambda x: lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))\n"
+        "y = ref(x)\n"
+        "np.testing.assert_allclose(jax.jit(lambda x: K.conv3x3(x, w))(x), y, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(y))))\n"
+        "g = jax.grad(lambda x: jnp.sum(jnp.sin(K.conv3x3(x, w))))(x)\n"
+        "e = jax.grad(lambda x: jnp.sum(jnp.sin(ref(x))))(x)\n"
+        "np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(e))))\n"
+        "print('avx2 ok')\n")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), JAXINV_FUSED_WINOGRAD="1",
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "avx2 ok" in result.stdout, result.stderr[-3000:]

@@ -56,7 +56,7 @@ def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
       (cifar-ref's training step, all maps >= 7x7: 0.95 s XLA against 1.2 s im2col per batch of 128).
     - On CPU, float32 stride-1 3x3 convolutions with at least FUSED_WINOGRAD_MIN_CHANNELS input and output
       channels and WINOGRAD_MIN_TILES 2x2 output tiles in the batch run as Winograd F(2x2, 3x3) through the
-      custom call `winograd_kernel.conv3x3`, where it could be built: 2.25x fewer multiplications, with the
+      custom call `winograd_kernel.conv3x3`, where it could be built (AVX-512 CPUs by default): 2.25x fewer multiplications, with the
       tile transforms inside the matmuls' cache blocks. VGG-16's step to conv5_3 took 0.69x the time of the
       rule below (docs/performance.md); on 13x13 maps (caffe-ref conv3-conv5, 49 tiles) it was slower than
       XLA's direct convolution.

@@ -6,10 +6,14 @@ larger, or with fewer than 256 channels, that traffic costs more than the 2.25x 
 custom call transforms a block of tiles into a buffer that stays in cache while its 16 matmuls run (register-
 blocked AVX-512 or AVX2 kernels) and turns the products into output pixels right after (docs/performance.md).
 
-It needs Linux on x86-64 with AVX2 and FMA, and a C++17 compiler ($CXX, else c++): the library is compiled once
-per source, compiler and jaxlib into <cache root>/kernels and loaded from there afterwards. Where any of that is
-missing, `available()` is False, `unavailable_reason()` says why, and `layers.conv2d` uses XLA's convolutions.
-JAXINV_FUSED_WINOGRAD=0 turns it off.
+It needs Linux on x86-64 with AVX-512 (AVX2 and FMA with JAXINV_FUSED_WINOGRAD=1) and a C++17 compiler ($CXX,
+else c++): the library is compiled once per source, compiler, jaxlib and CPU into <cache root>/kernels and
+loaded from there afterwards. Where any of that is missing, `available()` is False, `unavailable_reason()` says
+why, and `layers.conv2d` uses XLA's convolutions. JAXINV_FUSED_WINOGRAD=0 turns it off.
+
+Why AVX-512 by default: on the AVX-512 CPU it was measured on, VGG-16's step to conv5_3 took 0.71x PyTorch's
+time with the AVX-512 build and 0.90x with the AVX2 build, no better than XLA's own convolutions (0.91x); on a
+CPU with AVX2 only it was not measured (docs/performance.md).
 
 Units: float32 NHWC input, HWIO kernel, as `layers.conv2d`; results agree with XLA's direct convolution to
 float32 rounding (~1e-6 relative).
@@ -51,13 +55,17 @@ def _cpu_description() -> str:
     return "".join(sorted(set(lines)))
 
 
-def _cpu_problem() -> str | None:
+def _cpu_problem(avx2_allowed: bool) -> str | None:
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return f"needs Linux on x86-64 (this is {platform.system()} on {platform.machine()})"
     flags = next((line.split(":", 1)[1].split() for line in _cpu_description().splitlines()
                   if line.startswith("flags")), [])
     missing = [flag for flag in ("avx2", "fma") if flag not in flags]
-    return f"the CPU lacks {', '.join(missing)}" if missing else None
+    if missing:
+        return f"the CPU lacks {', '.join(missing)}"
+    if "avx512f" not in flags and not avx2_allowed:
+        return "the CPU lacks AVX-512, where it was not measured to win (JAXINV_FUSED_WINOGRAD=1 uses AVX2)"
+    return None
 
 
 def library_path(compiler: str) -> str:
@@ -87,9 +95,10 @@ def build(compiler: str) -> str:
 @functools.cache
 def _load() -> str | None:
     """Builds, loads and registers the custom calls once per process; None when done, else why not."""
-    if os.environ.get("JAXINV_FUSED_WINOGRAD", "1") == "0":
+    choice = os.environ.get("JAXINV_FUSED_WINOGRAD", "")
+    if choice == "0":
         return "turned off by JAXINV_FUSED_WINOGRAD=0"
-    problem = _cpu_problem()
+    problem = _cpu_problem(avx2_allowed=choice == "1")
     if problem:
         return problem
     compiler = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
