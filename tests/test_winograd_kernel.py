@@ -28,6 +28,7 @@ def _lax(x, w, pad):
     (3, 8, 11, 16, 33, (0, 0, 0, 0)),     # no padding
     (1, 10, 6, 64, 64, (2, 0, 1, 3)),     # asymmetric padding
     (1, 3, 3, 1, 1, (1, 1, 1, 1)),        # one channel, one tile row
+    (1, 4, 6, 1100, 20, (1, 1, 1, 1)),    # more input channels than one pass over the accumulators (kDepth)
 ])
 def test_custom_call_matches_lax(n, height, width, cin, cout, pad):
     """Value, input gradient (the custom call on the padded gradient with the rotated kernel) and kernel gradient."""
