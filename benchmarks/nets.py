@@ -27,7 +27,8 @@ Printed per case, batch, loop and convolution choice: the median ms per iteratio
 restart, the median over rounds of the JAX/PyTorch ratio (the speed issue's target: <= 0.8) with its range
 over rounds, the per-restart time at this batch over that at batch 1 (target
 <= 1.1), the seconds the first call spent compiling, and the XLA buffer assignment's temporary memory
-of the compiled step (the peak working set above arguments and outputs), and the step's floating-point
+of the compiled step as configured in that row (the peak working set above arguments and outputs; the
+Winograd custom call's scratch, kept per thread between calls, is not in it), and the step's floating-point
 operations (XLA's cost analysis, direct convolution) with the rate each framework reaches on that count;
 the dense-matmul rate printed first is the machine's practical peak, so a PyTorch rate above it means
 PyTorch does fewer operations (oneDNN's Winograd convolutions), not that XLA's are slow. A PyTorch reference
@@ -261,12 +262,13 @@ def main(argv):
             x0 = np.random.default_rng(0).normal(0, 10, (batch, size, size, 3)).astype(np.float32)
             torch_run = torch_timer(case.torch_net, code, x0, FLAGS.iterations)
             with convolution_choice("direct"):  # FLOPs of the direct convolutions in every row, as PyTorch's
-                temp, flops = step_costs(representation, problem, target, size, batch)
+                _, flops = step_costs(representation, problem, target, size, batch)
             for loop, convolutions, kernels in ((lp, cv, k) for lp in FLAGS.loops for cv in FLAGS.convolutions
                                                 for k in FLAGS.cpu_kernels):
                 with convolution_choice(convolutions), cpu_kernels(kernels):
                     jax_run, compile_seconds = engine_timer(representation, problem, target, size, batch, loop,
                                                             FLAGS.iterations)
+                    temp, _ = step_costs(representation, problem, target, size, batch)
                     times = interleaved({"jax": jax_run, "torch": torch_run}, FLAGS.rounds)
                 seconds, torch_seconds = statistics.median(times["jax"]), statistics.median(times["torch"])
                 ratios = [j / t for j, t in zip(times["jax"], times["torch"])]
