@@ -37,7 +37,7 @@ from jaxinv.io import cache, outputs
 
 SOURCE = os.path.join(os.path.dirname(__file__), "kernels", "winograd.cc")
 COMPILE_FLAGS = ("-O3", "-std=c++17", "-march=native", "-fPIC", "-shared")
-"""-march=native: AVX-512 where the CPU has it (a 12x16 register block instead of AVX2's 6x16), so the library is
+"""-march=native: AVX-512 where the CPU has it (an 8x32 register block instead of AVX2's 6x16), so the library is
 keyed by the CPU too."""
 _TARGET, _KERNEL_TARGET = "jaxinv_winograd", "jaxinv_winograd_kernel"
 _panel = 0
