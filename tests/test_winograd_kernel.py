@@ -77,6 +77,13 @@ def test_conv2d_takes_the_custom_call_for_float32_stride_one_3x3_layers():
         assert not uses_kernel((1, 28, 28, 64), (3, 3, 64, 64), dtype=jnp.float64)  # float32 only
 
 
+def test_the_custom_call_without_its_library_says_why(monkeypatch):
+    monkeypatch.setattr(winograd_kernel, "_load", lambda: "no C++ compiler found ($CXX, c++ or g++)")
+    x, w = jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
+    with pytest.raises(RuntimeError, match="cannot run here: no C.. compiler found"):
+        winograd_kernel.conv3x3(x, w)
+
+
 def test_conv2d_without_the_custom_call_uses_xla(monkeypatch):
     monkeypatch.setattr(winograd_kernel, "available", lambda: False)
     jaxpr = str(jax.make_jaxpr(lambda x, w: layers.conv2d(x, w, 1, (1, 1, 1, 1)))(
@@ -109,7 +116,7 @@ def test_reasons_for_leaving_the_custom_call_out(monkeypatch, tmp_path):
 @needs_kernel
 def test_the_library_is_built_once_into_the_cache_with_the_umask(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    compiler = winograd_kernel.shutil.which(os.environ.get("CXX", "c++")) or winograd_kernel.shutil.which("g++")
+    compiler = winograd_kernel.find_compiler()
     old_umask = os.umask(0o027)
     try:
         path = winograd_kernel.build(compiler)

@@ -56,10 +56,10 @@ def conv2d(x, w, stride: int, pad=(0, 0, 0, 0)):
       (cifar-ref's training step, all maps >= 7x7: 0.95 s XLA against 1.2 s im2col per batch of 128).
     - On CPU, float32 stride-1 3x3 convolutions with at least FUSED_WINOGRAD_MIN_CHANNELS input and output
       channels and WINOGRAD_MIN_TILES 2x2 output tiles in the batch run as Winograd F(2x2, 3x3) through the
-      custom call `winograd_kernel.conv3x3`, where it could be built (AVX-512 CPUs by default): 2.25x fewer multiplications, with the
-      tile transforms inside the matmuls' cache blocks. VGG-16's step to conv5_3 took 0.69x the time of the
-      rule below (docs/performance.md); on 13x13 maps (caffe-ref conv3-conv5, 49 tiles) it was slower than
-      XLA's direct convolution.
+      custom call `winograd_kernel.conv3x3`, where it could be built (AVX-512 CPUs by default): 2.25x fewer
+      multiplications, with the tile transforms inside the matmuls' cache blocks. VGG-16's step to conv5_3
+      took 0.71x PyTorch's time at 1 restart, against 0.91x with the rule below (docs/performance.md); on
+      13x13 maps (caffe-ref conv3-conv5, 49 tiles) it was slower than XLA's direct convolution.
     - Without the custom call, stride-1 3x3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output
       channels and WINOGRAD_MIN_TILES tiles run as Winograd F(2x2, 3x3) in XLA operations (`winograd_conv3x3`),
       which pays once the 16 matmuls outweigh the tile transforms XLA keeps in memory (`python -m

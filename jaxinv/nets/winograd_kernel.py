@@ -68,6 +68,11 @@ def _cpu_problem(avx2_allowed: bool) -> str | None:
     return None
 
 
+def find_compiler() -> str | None:
+    """The C++ compiler to build with: $CXX, else c++, else g++ (a path, or None when there is none)."""
+    return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+
+
 def library_path(compiler: str) -> str:
     """<cache root>/kernels/winograd-<hash>.so, the hash over the source, the flags, the compiler's version,
     jaxlib's (whose FFI headers it is compiled against) and the CPU's model and flags (-march=native)."""
@@ -101,7 +106,7 @@ def _load() -> str | None:
     problem = _cpu_problem(avx2_allowed=choice == "1")
     if problem:
         return problem
-    compiler = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+    compiler = find_compiler()
     if compiler is None:
         return "no C++ compiler found ($CXX, c++ or g++)"
     try:
@@ -128,6 +133,8 @@ def unavailable_reason() -> str | None:
 def transformed_kernel(w, flip: bool = False):
     """(16, ceil(K/P), C, P): G g G^T of the 3x3 kernel w (3, 3, C, K), packed in panels of P output channels
     (`_panel`). flip: that of the input gradient's kernel, w rotated by 180 degrees with C and K swapped."""
+    if not available():
+        raise RuntimeError(f"the Winograd custom call cannot run here: {unavailable_reason()}")
     c, k = (w.shape[3], w.shape[2]) if flip else (w.shape[2], w.shape[3])
     shape = (*w.shape[:-4], 16, -(-k // _panel), c, _panel)
     return jax.ffi.ffi_call(_KERNEL_TARGET, jax.ShapeDtypeStruct(shape, jnp.float32),

@@ -31,59 +31,46 @@ namespace ffi = xla::ffi;
 
 namespace {
 
+// One register block, two instruction sets: Vec is a vector of kLanes floats.
 #ifdef __AVX512F__
-constexpr int64_t kRows = 8, kCols = 32;  // the register block: 8 tiles x 32 output channels (16 accumulators)
+using Vec = __m512;
+constexpr int64_t kLanes = 16, kRows = 8;  // the register block: 8 tiles x 32 output channels (16 accumulators)
+inline Vec Load(const float* p) { return _mm512_loadu_ps(p); }
+inline void Store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec Zero() { return _mm512_setzero_ps(); }
+inline Vec Broadcast(float x) { return _mm512_set1_ps(x); }
+inline Vec MultiplyAdd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 #else
-constexpr int64_t kRows = 6, kCols = 16;  // the register block: 6 tiles x 16 output channels (12 accumulators)
+using Vec = __m256;
+constexpr int64_t kLanes = 8, kRows = 6;  // the register block: 6 tiles x 16 output channels (12 accumulators)
+inline Vec Load(const float* p) { return _mm256_loadu_ps(p); }
+inline void Store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec Zero() { return _mm256_setzero_ps(); }
+inline Vec Broadcast(float x) { return _mm256_set1_ps(x); }
+inline Vec MultiplyAdd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 #endif
+constexpr int64_t kVectors = 2, kCols = kVectors * kLanes;  // output channels per panel
 constexpr int64_t kDepth = 1024;  // input channels per pass over the accumulators
 constexpr int64_t kBlockBytes = 512 << 10;  // of one component's packed tiles: kept in L2 across output panels
 
 // acc (kRows x kCols, row stride ldc) (+)= a (depth x kRows, packed) @ b (depth x kCols, packed)
 inline void MicroKernel(int64_t depth, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
-#ifdef __AVX512F__
-  __m512 acc[kRows][2];
-  for (int r = 0; r < kRows; ++r) {
-    acc[r][0] = accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
-    acc[r][1] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
-  }
+  Vec acc[kRows][kVectors];
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kVectors; ++v) acc[r][v] = accumulate ? Load(c + r * ldc + v * kLanes) : Zero();
   for (int64_t k = 0; k < depth; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    Vec columns[kVectors];
+    for (int v = 0; v < kVectors; ++v) columns[v] = Load(b + v * kLanes);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-      const __m512 x = _mm512_set1_ps(a[r]);
-      acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+      const Vec x = Broadcast(a[r]);
+      for (int v = 0; v < kVectors; ++v) acc[r][v] = MultiplyAdd(x, columns[v], acc[r][v]);
     }
     a += kRows;
     b += kCols;
   }
-  for (int r = 0; r < kRows; ++r) {
-    _mm512_storeu_ps(c + r * ldc, acc[r][0]);
-    _mm512_storeu_ps(c + r * ldc + 16, acc[r][1]);
-  }
-#else
-  __m256 acc[kRows][2];
-  for (int r = 0; r < kRows; ++r) {
-    acc[r][0] = accumulate ? _mm256_loadu_ps(c + r * ldc) : _mm256_setzero_ps();
-    acc[r][1] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8) : _mm256_setzero_ps();
-  }
-  for (int64_t k = 0; k < depth; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-#pragma GCC unroll 6
-    for (int r = 0; r < kRows; ++r) {
-      const __m256 x = _mm256_broadcast_ss(a + r);
-      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
-    }
-    a += kRows;
-    b += kCols;
-  }
-  for (int r = 0; r < kRows; ++r) {
-    _mm256_storeu_ps(c + r * ldc, acc[r][0]);
-    _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
-  }
-#endif
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kVectors; ++v) Store(c + r * ldc + v * kLanes, acc[r][v]);
 }
 
 struct Geometry {
